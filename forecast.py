@@ -1,0 +1,189 @@
+"""Forecast with a trained run: one-step (batch) and many-step (regressive) predictions.
+
+    python forecast.py runs/lstm_y_w_ts112_lr0.0005/2025-01-06-12-00-00
+    python forecast.py RUN_DIR --dataset 4single      # the log's cross-dataset test
+    python forecast.py RUN_DIR --predict_rate 0.2     # predict only the last 20% of windows
+
+The model is rebuilt from the run directory alone. With n = predict_rate x (number of windows):
+- batch: each of the last n values is predicted from the true window before it;
+- regressive: from the true window before those n values, each prediction is fed back as
+  input (the window slides by one) for n steps. With predict_rate 1 generation starts from
+  the first window and produces the whole rest of the series, as in the log.
+Each series is normalised with its own mean and std (as in the log); metrics and plots are in
+the series' original units. Writes predict_batch_{dataset}.png, predict_regressive_{dataset}.png
+and metrics_{dataset}.json into the run directory.
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+import numpy as np
+import torch
+
+import models
+from data import DataError, check_time_steps, load_series, make_windows, normalise
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line and exit status 2."""
+
+    def error(self, message):
+        fail(self.prog, message)
+
+
+def fail(prog, message):
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def pick_device(name):
+    if name not in DEVICES:
+        raise DataError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
+    if name == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        return "mps" if torch.backends.mps.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DataError("device 'cuda' is not available here; choose auto or cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise DataError("device 'mps' is not available here; choose auto or cpu")
+    return name
+
+
+def write_atomic(path, write):
+    """Call write(tmp_path), then move the result to path: a file is whole or absent."""
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.splitext(path)[1])
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path, obj):
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, default=str)
+            f.write("\n")
+    write_atomic(path, write)
+
+
+def load_run(run_dir, device="cpu"):
+    """(model, config) rebuilt from RUN_DIR/config.json and RUN_DIR/model.pt."""
+    config_path, weights_path = os.path.join(run_dir, "config.json"), os.path.join(run_dir, "model.pt")
+    for path in (config_path, weights_path):
+        if not os.path.isfile(path):
+            raise DataError(f"{run_dir!r} is not a run directory: {os.path.basename(path)} is missing")
+    with open(config_path) as f:
+        config = json.load(f)
+    checkpoint = torch.load(weights_path, map_location=device, weights_only=True)
+    model = models.build(checkpoint["model"], **checkpoint["model_args"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.to(device).eval(), config
+
+
+def next_value(model, x, start_pos=0):
+    """The model's forecast of the value after each window: x (B, T, 1) -> (B,)."""
+    out = model(x, start_pos=start_pos)
+    return out[:, -1, 0] if model.target == "aligned" else out[:, 0]
+
+
+@torch.no_grad()
+def predict_batch(model, z, time_steps, n, device="cpu", chunk=1024):
+    """One-step forecasts of the last n values of z, each from the true window before it."""
+    x, _ = make_windows(z, time_steps, model.target)
+    x = x[-n:]
+    return torch.cat([next_value(model, x[i:i + chunk].to(device)).cpu()
+                      for i in range(0, n, chunk)]).numpy()
+
+
+@torch.no_grad()
+def predict_regressive(model, z, time_steps, n, device="cpu"):
+    """n forecasts, each fed back as input, starting from the window before the last n values."""
+    start = len(z) - n
+    window = torch.as_tensor(z[start - time_steps:start], dtype=torch.float32, device=device)
+    window = window.view(1, time_steps, 1).clone()
+    preds = torch.empty(n, device=device)
+    for i in range(n):
+        preds[i] = next_value(model, window)[0]
+        window = torch.roll(window, -1, dims=1)  # slide by one ...
+        window[0, -1, 0] = preds[i]              # ... and feed the forecast back
+    return preds.cpu().numpy()
+
+
+def plot(series, start, prediction, title, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 4))
+    t = series.time
+    ax.plot(t, series.values, color="0.75", lw=1, label="series")
+    ax.plot(t[start:], series.values[start:], color="black", lw=1, label="actual")
+    ax.plot(t[start:], prediction, color="tab:red", lw=1, label="prediction")
+    ax.axvline(t[start], color="tab:blue", ls="--", lw=1, label="prediction starts")
+    ax.set_xlabel(series.time_label)
+    ax.set_ylabel(series.value_label)
+    ax.set_title(title)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    plt.close(fig)
+
+
+def forecast(run_dir, dataset=None, column=None, predict_rate=1.0, device="cpu", data_dir=None):
+    """Batch and regressive forecasts of a data set with the run's model; returns the metrics."""
+    if not 0.0 < predict_rate <= 1.0:
+        raise DataError(f"predict_rate must be in (0, 1], got {predict_rate}")
+    model, config = load_run(run_dir, device)
+    if dataset is None:
+        dataset, column = config["dataset"], column or config["column"]
+    series = load_series(dataset, column, data_dir or config.get("data_dir"))
+    z, mean, std = normalise(series.values)
+    time_steps = config["time_steps"]
+    check_time_steps(len(z), time_steps)
+    n = max(1, int(predict_rate * (len(z) - time_steps)))
+    start = len(z) - n
+    actual = series.values[start:]
+
+    metrics = {"dataset": series.name, "source": series.source, "column": series.column,
+               "predict_rate": predict_rate, "n_predicted": n, "start_index": start,
+               "normalisation": {"mean": mean, "std": std}}
+    for kind, predict in (("batch", predict_batch), ("regressive", predict_regressive)):
+        pred = predict(model, z, time_steps, n, device) * std + mean
+        metrics[f"mse_{kind}"] = float(np.mean((pred - actual) ** 2))
+        metrics[f"mae_{kind}"] = float(np.mean(np.abs(pred - actual)))
+        title = f"{config['run_name']}: {kind} on {series.name}, MSE {metrics[f'mse_{kind}']:.4g}"
+        plot(series, start, pred, title, os.path.join(run_dir, f"predict_{kind}_{series.name}.png"))
+    write_json(os.path.join(run_dir, f"metrics_{series.name}.json"), metrics)
+    return metrics
+
+
+def main(argv=None):
+    parser = Parser(description="Forecast with a trained run directory (batch and regressive).")
+    parser.add_argument("run_dir", help="a directory written by train.py")
+    parser.add_argument("--dataset", default=None, help="data set to forecast (default: the training set)")
+    parser.add_argument("--column", default=None, help="value column of a CSV data set")
+    parser.add_argument("--data_dir", default=None, help="where y_w, w_y and 4single live")
+    parser.add_argument("--predict_rate", type=float, default=1.0, help="fraction of windows to predict")
+    parser.add_argument("--device", default="cpu", help=f"one of {', '.join(DEVICES)}")
+    args = parser.parse_args(argv)
+    try:
+        m = forecast(args.run_dir, args.dataset, args.column, args.predict_rate,
+                     pick_device(args.device), args.data_dir)
+    except (DataError, models.ModelError) as e:
+        fail(parser.prog, e)
+    print(f"{m['dataset']}: mse_batch {m['mse_batch']:.6g}  mse_regressive {m['mse_regressive']:.6g}  "
+          f"mae_batch {m['mae_batch']:.6g}  mae_regressive {m['mae_regressive']:.6g}  "
+          f"({m['n_predicted']} steps) -> {args.run_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,283 @@
+"""Train one forecasting model on one series and write a run directory.
+
+    python train.py --model vqlnpemlp                          # embedded default series (membrane)
+    python train.py --model lstm --dataset y_w                 # a series of the research log
+    python train.py --model vqlnmlp --dataset my.csv --column load --vocab_size 1024
+    python train.py --list                                     # every model and its size
+
+Every constructor argument of the chosen model is an option (--vocab_size, --d_model, ...).
+The run directory runs/{run_name}/{timestamp}/ receives config.json, model.pt, losses.csv,
+loss.png and metrics.json, then forecast.py's plots and metrics (unless --no_forecast).
+"""
+import csv
+import json
+import os
+import platform
+import signal
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import models
+from data import DATASETS, SPLITS, DataError, load_series, make_windows, normalise, split_indices
+from forecast import DEVICES, Parser, fail, forecast, pick_device, write_atomic, write_json
+
+# Model arguments that appear in run names, in the log's order and spelling.
+NAME_PARTS = (("vocab_size", "vs"), ("d_model", "dm"), ("n_heads", "nh"))
+TRAINING = ("time_steps", "batch_size", "lr", "epochs")
+
+
+def run_name(model, model_args, dataset, time_steps, lr):
+    """The log's format: {model}[_vs{vocab_size}][_dm{d_model}][_nh{n_heads}]_{dataset}_ts{T}_lr{lr}."""
+    parts = [model] + [f"{abbr}{model_args[k]}" for k, abbr in NAME_PARTS if k in model_args]
+    return "_".join(parts + [dataset, f"ts{time_steps}", f"lr{lr}"])
+
+
+def new_run_dir(out_dir, name):
+    """runs/{name}/{timestamp}; an existing directory is never reused (a suffix is added)."""
+    base = os.path.join(out_dir, name, time.strftime("%Y-%m-%d-%H-%M-%S"))
+    path, k = base, 1
+    while True:
+        try:
+            os.makedirs(path)
+            return path
+        except FileExistsError:
+            k += 1
+            path = f"{base}-{k}"
+
+
+def parse_value(text, default):
+    """Parse a command-line string as the type of a constructor default."""
+    if isinstance(default, bool):
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{text!r} is not a boolean (true/false)")
+    if isinstance(default, (tuple, list)):  # e.g. --levels 32-128-512
+        return tuple(type(default[0])(v) for v in text.split("-"))
+    return type(default)(text) if default is not None else text
+
+
+def base_parser():
+    p = Parser(add_help=False, description="Train one forecasting model and write a run directory.")
+    p.add_argument("-h", "--help", action="store_true", help="show this help (with --model: its options)")
+    p.add_argument("--model", default=None, help="model name (see --list)")
+    p.add_argument("--list", action="store_true", help="list every model with its parameter counts")
+    p.add_argument("--dataset", default="membrane", help=f"{', '.join(DATASETS)} or a .csv path")
+    p.add_argument("--column", default=None, help="value column of a CSV (default: last numeric)")
+    p.add_argument("--data_dir", default=None, help="where y_w, w_y, 4single live (default: data/ or $VQSEQ_DATA_DIR)")
+    p.add_argument("--time_steps", type=int, default=None, help="window length (default: the model's)")
+    p.add_argument("--batch_size", type=int, default=None, help="(default: the model's)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the model's)")
+    p.add_argument("--epochs", type=int, default=None, help="(default: the model's, 50 for most)")
+    p.add_argument("--split", default="random", help=f"one of {', '.join(SPLITS)} (random: the log's)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the model, the codebooks and the shuffling")
+    p.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)}")
+    p.add_argument("--out_dir", default="runs", help="where run directories go")
+    p.add_argument("--no_forecast", action="store_true", help="skip forecast.py after training")
+    return p
+
+
+def parse_args(argv):
+    """Common options, then the chosen model's constructor arguments as options."""
+    parser = base_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.list or args.model is None:
+        if args.help or not args.list:
+            parser.print_help()
+            sys.exit(0 if args.help else 2)
+        return args, {}
+    try:
+        model_defaults = models.options(models.get(args.model))
+    except models.ModelError as e:
+        fail(parser.prog, e)
+    group = parser.add_argument_group(f"options of model {args.model} (default)")
+    for name, default in model_defaults.items():
+        group.add_argument(f"--{name}", default=None, help=f"({default})")
+    if args.help:
+        parser.print_help()
+        sys.exit(0)
+    args, rest = parser.parse_known_args(argv)
+    if rest:
+        takes = ", ".join(f"--{k}" for k in model_defaults) or "no model options"
+        fail(parser.prog, f"model {args.model} does not take {rest[0]}; it takes {takes}")
+    model_args = {}
+    for name, default in model_defaults.items():
+        text = getattr(args, name)
+        if text is not None:
+            try:
+                model_args[name] = parse_value(text, default)
+            except ValueError:
+                fail(parser.prog, f"--{name} {text!r}: expected a value like {default!r}")
+    return args, model_args
+
+
+def list_models():
+    print(f"{'model':12s} {'target':8s} {'trainable':>9s} {'fixed':>7s}  description")
+    for name in models.names():
+        torch.manual_seed(0)
+        trainable, fixed = models.count_parameters(models.build(name))
+        target = models.get(name).target
+        print(f"{name:12s} {target:8s} {trainable:9d} {fixed:7d}  {models.description(name)}")
+
+
+@torch.no_grad()
+def evaluate(model, x, y, chunk=2048):
+    """(loss, mse_last): the model's own objective and the MSE of the value after each window."""
+    model.eval()
+    loss = last = 0.0
+    for i in range(0, len(x), chunk):
+        out = model(x[i:i + chunk])
+        yb = y[i:i + chunk]
+        loss += F.mse_loss(out, yb, reduction="sum").item() / yb[0].numel()
+        last += F.mse_loss(out[:, -1], yb[:, -1], reduction="sum").item()
+    model.train()
+    return loss / len(x), last / len(x)
+
+
+def plot_losses(rows, title, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    epochs = [r["epoch"] for r in rows]
+    ax.plot(epochs, [r["train_loss"] for r in rows], label="train loss")
+    ax.plot(epochs, [r["val_loss"] for r in rows], label="validation loss")
+    ax.plot(epochs, [r["val_mse_last"] for r in rows], label="val_mse_last", ls="--")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("MSE (normalised units)")
+    ax.set_yscale("log")
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    plt.close(fig)
+
+
+def train(args, model_args):
+    """Train one model as args say; returns (run_dir, metrics)."""
+    cls = models.get(args.model)
+    hp = {k: getattr(args, k) if getattr(args, k) is not None else cls.train_defaults[k] for k in TRAINING}
+    if "block_size" in models.options(cls) and "block_size" not in model_args:
+        model_args["block_size"] = hp["time_steps"]  # positions cover one window
+    device = pick_device(args.device)
+    if hp["batch_size"] < 1 or hp["epochs"] < 0 or hp["lr"] <= 0:
+        raise DataError(f"batch_size >= 1, epochs >= 0 and lr > 0 are needed, got "
+                        f"batch_size {hp['batch_size']}, epochs {hp['epochs']}, lr {hp['lr']}")
+
+    series = load_series(args.dataset, args.column, args.data_dir)
+    z, mean, std = normalise(series.values)
+    x, y = make_windows(z, hp["time_steps"], cls.target)
+    train_idx, val_idx = split_indices(len(x), args.split)
+    x_train, y_train = x[train_idx].to(device), y[train_idx].to(device)
+    x_val, y_val = x[val_idx].to(device), y[val_idx].to(device)
+
+    torch.manual_seed(args.seed)
+    model = models.build(args.model, **model_args).to(device)
+    trainable, fixed = models.count_parameters(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=hp["lr"]) if params else None
+    shuffle = torch.Generator().manual_seed(args.seed)
+
+    name = run_name(args.model, model_args, series.name, hp["time_steps"], hp["lr"])
+    run_dir = new_run_dir(args.out_dir, name)
+    config = {
+        "run_name": name, "model": args.model, "model_args": model_args, "target": cls.target,
+        **hp, "dataset": series.name, "column": series.column, "source": series.source,
+        "data_dir": args.data_dir, "split": args.split, "seed": args.seed, "device": device,
+        "normalisation": {"mean": mean, "std": std},
+        "n_values": len(z), "n_windows": len(x), "n_train": len(train_idx), "n_val": len(val_idx),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
+        "command": [os.path.basename(sys.argv[0])] + sys.argv[1:], "interrupted": False,
+    }
+    write_json(os.path.join(run_dir, "config.json"), config)
+
+    stop = []  # Ctrl-C: finish the current step, then save what was trained
+    def on_sigint(signum, frame):
+        stop.append(True)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C aborts
+    previous = signal.signal(signal.SIGINT, on_sigint)
+
+    rows, n_train, t0 = [], len(x_train), time.perf_counter()
+    bar = tqdm(range(1, hp["epochs"] + 1), desc=name, unit="epoch", leave=False, disable=None)
+    try:
+        for epoch in bar:
+            perm = torch.randperm(n_train, generator=shuffle).to(device)
+            total, seen = torch.zeros((), device=device), 0
+            for i in range(0, n_train, hp["batch_size"]):
+                idx = perm[i:i + hp["batch_size"]]
+                loss = F.mse_loss(model(x_train[idx]), y_train[idx])
+                if optimizer:
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                total += loss.detach() * len(idx)
+                seen += len(idx)
+                if stop:
+                    break
+            val_loss, val_mse_last = evaluate(model, x_val, y_val)
+            rows.append({"epoch": epoch, "train_loss": total.item() / seen, "val_loss": val_loss,
+                         "val_mse_last": val_mse_last, "seconds": time.perf_counter() - t0})
+            bar.set_postfix(train=f"{rows[-1]['train_loss']:.4g}", val=f"{val_loss:.4g}",
+                            val_mse_last=f"{val_mse_last:.4g}")
+            if stop:
+                break
+    finally:
+        bar.close()
+        signal.signal(signal.SIGINT, previous)
+    seconds = time.perf_counter() - t0
+
+    if not rows:  # epochs 0: measure the untrained model
+        val_loss, val_mse_last = evaluate(model, x_val, y_val)
+        rows.append({"epoch": 0, "train_loss": float("nan"), "val_loss": val_loss,
+                     "val_mse_last": val_mse_last, "seconds": 0.0})
+    checkpoint = {"model": args.model, "model_args": model_args,
+                  "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}
+    write_atomic(os.path.join(run_dir, "model.pt"), lambda tmp: torch.save(checkpoint, tmp))
+    config["interrupted"] = bool(stop)
+    write_json(os.path.join(run_dir, "config.json"), config)
+
+    def write_losses(tmp):
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    write_atomic(os.path.join(run_dir, "losses.csv"), write_losses)
+    plot_losses(rows, name, os.path.join(run_dir, "loss.png"))
+    last = rows[-1]
+    metrics = {"train_loss": last["train_loss"], "val_loss": last["val_loss"],
+               "val_mse_last": last["val_mse_last"], "val_mse_last_original_units": last["val_mse_last"] * std ** 2,
+               "epochs_run": len([r for r in rows if r["epoch"] > 0]), "interrupted": bool(stop),
+               "trainable_parameters": trainable, "fixed_parameters": fixed, "seconds": seconds}
+    write_json(os.path.join(run_dir, "metrics.json"), metrics)
+    return run_dir, metrics
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args, model_args = parse_args(argv)
+    if args.list:
+        list_models()
+        return
+    try:
+        run_dir, m = train(args, model_args)
+        line = (f"val_loss {m['val_loss']:.6g}  val_mse_last {m['val_mse_last']:.6g}  "
+                f"params {m['trainable_parameters']}+{m['fixed_parameters']} fixed  {m['seconds']:.1f}s")
+        if m["interrupted"]:
+            line += "  (interrupted)"
+        if not args.no_forecast:
+            f = forecast(run_dir, device=pick_device(args.device))
+            line += f"  mse_batch {f['mse_batch']:.6g}  mse_regressive {f['mse_regressive']:.6g}"
+    except (DataError, models.ModelError) as e:
+        fail("train.py", e)
+    print(f"{line}\n-> {run_dir}")
+
+
+if __name__ == "__main__":
+    main()
