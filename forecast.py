@@ -11,7 +11,8 @@ The model is rebuilt from the run directory alone. With n = predict_rate x (numb
   the first window and produces the whole rest of the series, as in the log.
 Each series is normalised with its own mean and std (as in the log); metrics and plots are in
 the series' original units. Writes predict_batch_{dataset}.png, predict_regressive_{dataset}.png
-and metrics_{dataset}.json into the run directory.
+and metrics_{dataset}.json into the run directory (with --positions absolute, the names end in
+_absolute).
 """
 import argparse
 import json
@@ -26,6 +27,7 @@ import models
 from data import DataError, check_time_steps, load_series, make_windows, normalise
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+POSITIONS = ("sliding", "absolute")
 
 
 class Parser(argparse.ArgumentParser):
@@ -96,23 +98,31 @@ def next_value(model, x, start_pos=0):
 
 
 @torch.no_grad()
-def predict_batch(model, z, time_steps, n, device="cpu", chunk=1024):
-    """One-step forecasts of the last n values of z, each from the true window before it."""
+def predict_batch(model, z, time_steps, n, device="cpu", positions="sliding", chunk=1024):
+    """One-step forecasts of the last n values of z, each from the true window before it.
+
+    positions "sliding" numbers every window 0..T-1 (the log's protocol); "absolute" gives each
+    value its position in the series (window i starts at position i), one window at a time.
+    """
     x, _ = make_windows(z, time_steps, model.target)
-    x = x[-n:]
-    return torch.cat([next_value(model, x[i:i + chunk].to(device)).cpu()
-                      for i in range(0, n, chunk)]).numpy()
+    first = len(x) - n                                  # index of the first predicted window
+    x = x[first:].to(device)
+    if positions == "absolute":
+        return torch.cat([next_value(model, x[i:i + 1], start_pos=first + i).cpu()
+                          for i in range(n)]).numpy()
+    return torch.cat([next_value(model, x[i:i + chunk]).cpu() for i in range(0, n, chunk)]).numpy()
 
 
 @torch.no_grad()
-def predict_regressive(model, z, time_steps, n, device="cpu"):
+def predict_regressive(model, z, time_steps, n, device="cpu", positions="sliding"):
     """n forecasts, each fed back as input, starting from the window before the last n values."""
     start = len(z) - n
     window = torch.as_tensor(z[start - time_steps:start], dtype=torch.float32, device=device)
     window = window.view(1, time_steps, 1).clone()
     preds = torch.empty(n, device=device)
     for i in range(n):
-        preds[i] = next_value(model, window)[0]
+        start_pos = start - time_steps + i if positions == "absolute" else 0
+        preds[i] = next_value(model, window, start_pos)[0]
         window = torch.roll(window, -1, dims=1)  # slide by one ...
         window[0, -1, 0] = preds[i]              # ... and feed the forecast back
     return preds.cpu().numpy()
@@ -138,10 +148,13 @@ def plot(series, start, prediction, title, path):
     plt.close(fig)
 
 
-def forecast(run_dir, dataset=None, column=None, predict_rate=1.0, device="cpu", data_dir=None):
+def forecast(run_dir, dataset=None, column=None, predict_rate=1.0, device="cpu", data_dir=None,
+             positions="sliding"):
     """Batch and regressive forecasts of a data set with the run's model; returns the metrics."""
     if not 0.0 < predict_rate <= 1.0:
         raise DataError(f"predict_rate must be in (0, 1], got {predict_rate}")
+    if positions not in POSITIONS:
+        raise DataError(f"unknown positions {positions!r}; choose one of {', '.join(POSITIONS)}")
     model, config = load_run(run_dir, device)
     if dataset is None:
         dataset, column = config["dataset"], column or config["column"]
@@ -152,17 +165,21 @@ def forecast(run_dir, dataset=None, column=None, predict_rate=1.0, device="cpu",
     n = max(1, int(predict_rate * (len(z) - time_steps)))
     start = len(z) - n
     actual = series.values[start:]
+    tag = series.name if positions == "sliding" else f"{series.name}_{positions}"
 
     metrics = {"dataset": series.name, "source": series.source, "column": series.column,
-               "predict_rate": predict_rate, "n_predicted": n, "start_index": start,
+               "predict_rate": predict_rate, "n_predicted": n, "start_index": start, "positions": positions,
                "normalisation": {"mean": mean, "std": std}}
     for kind, predict in (("batch", predict_batch), ("regressive", predict_regressive)):
-        pred = predict(model, z, time_steps, n, device) * std + mean
+        try:
+            pred = predict(model, z, time_steps, n, device, positions) * std + mean
+        except ValueError as e:  # e.g. absolute positions past a positional table's block_size
+            raise DataError(f"{kind} prediction with positions {positions}: {e}") from None
         metrics[f"mse_{kind}"] = float(np.mean((pred - actual) ** 2))
         metrics[f"mae_{kind}"] = float(np.mean(np.abs(pred - actual)))
         title = f"{config['run_name']}: {kind} on {series.name}, MSE {metrics[f'mse_{kind}']:.4g}"
-        plot(series, start, pred, title, os.path.join(run_dir, f"predict_{kind}_{series.name}.png"))
-    write_json(os.path.join(run_dir, f"metrics_{series.name}.json"), metrics)
+        plot(series, start, pred, title, os.path.join(run_dir, f"predict_{kind}_{tag}.png"))
+    write_json(os.path.join(run_dir, f"metrics_{tag}.json"), metrics)
     return metrics
 
 
@@ -173,11 +190,13 @@ def main(argv=None):
     parser.add_argument("--column", default=None, help="value column of a CSV data set")
     parser.add_argument("--data_dir", default=None, help="where y_w, w_y and 4single live")
     parser.add_argument("--predict_rate", type=float, default=1.0, help="fraction of windows to predict")
+    parser.add_argument("--positions", default="sliding",
+                        help="sliding: every window numbered 0..T-1 (the log's); absolute: positions in the series")
     parser.add_argument("--device", default="cpu", help=f"one of {', '.join(DEVICES)}")
     args = parser.parse_args(argv)
     try:
         m = forecast(args.run_dir, args.dataset, args.column, args.predict_rate,
-                     pick_device(args.device), args.data_dir)
+                     pick_device(args.device), args.data_dir, args.positions)
     except (DataError, models.ModelError) as e:
         fail(parser.prog, e)
     print(f"{m['dataset']}: mse_batch {m['mse_batch']:.6g}  mse_regressive {m['mse_regressive']:.6g}  "

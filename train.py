@@ -117,13 +117,55 @@ def parse_args(argv):
     return args, model_args
 
 
+def codebook_size(model):
+    """(code entries, effective vocabulary) of a model's `codebook` buffer, or None.
+
+    A (V, D) codebook holds V entries and indexes V codes; (heads, V, head_size) holds
+    heads * V entries and indexes V ** heads combinations (the log's Method Two).
+    """
+    codebook = getattr(model, "codebook", None)
+    if not isinstance(codebook, torch.Tensor):
+        return None
+    heads, vocab = (1, codebook.shape[0]) if codebook.dim() == 2 else codebook.shape[:2]
+    return heads * vocab, vocab ** heads
+
+
 def list_models():
-    print(f"{'model':12s} {'target':8s} {'trainable':>9s} {'fixed':>7s}  description")
+    print(f"{'model':16s} {'target':8s} {'trainable':>9s} {'fixed':>7s} {'codes':>6s} {'vocabulary':>10s}  description")
     for name in models.names():
         torch.manual_seed(0)
-        trainable, fixed = models.count_parameters(models.build(name))
-        target = models.get(name).target
-        print(f"{name:12s} {target:8s} {trainable:9d} {fixed:7d}  {models.description(name)}")
+        model = models.build(name)
+        trainable, fixed = models.count_parameters(model)
+        codes, vocab = codebook_size(model) or ("-", "-")
+        print(f"{name:16s} {model.target:8s} {trainable:9d} {fixed:7d} {codes:>6} {vocab:>10}  "
+              f"{models.description(name)}")
+    print("\ncodes: codebook entries stored; vocabulary: combinations they index, vocab_size ** n_heads.")
+    print("Method Two (log 2024-12-21): n_heads codebooks of vocab_size codes against one codebook "
+          "of vocab_size ** n_heads codes")
+    print(f"{'heads x codes':>14s} {'combinations':>12s} {'entries':>8s} {'of one codebook':>15s}")
+    for heads, vocab in ((2, 32), (3, 8), (2, 512)):  # the log's two examples, then nh2 vs512
+        print(f"{heads:>6d} x {vocab:<5d} {vocab ** heads:>12d} {heads * vocab:>8d} "
+              f"{100 * heads * vocab / vocab ** heads:>14.3g}%")
+
+
+@torch.no_grad()
+def codebook_usage(model, x, chunk=256):
+    """Per head: perplexity of the mean code distribution and the fraction of codes that are
+    the argmax of at least one input, over inputs x (B, T, 1)."""
+    if not hasattr(model, "code_probs"):
+        return None
+    model.eval()
+    total, hits = 0.0, None
+    for i in range(0, len(x), chunk):
+        p = model.code_probs(x[i:i + chunk]).flatten(0, 1)      # (N, heads, V)
+        total = total + p.sum(0)
+        chosen = F.one_hot(p.argmax(-1), p.shape[-1]).amax(0)  # (heads, V): 1 where some input chose it
+        hits = chosen if hits is None else torch.maximum(hits, chosen)
+    model.train()
+    mean = total / total.sum(-1, keepdim=True)                  # (heads, V)
+    entropy = -(mean * mean.clamp_min(1e-30).log()).sum(-1)
+    return [{"head": h, "perplexity": float(entropy[h].exp()), "used_fraction": float(hits[h].float().mean()),
+             "vocab_size": int(mean.shape[-1])} for h in range(mean.shape[0])]
 
 
 @torch.no_grad()
@@ -164,8 +206,10 @@ def train(args, model_args):
     """Train one model as args say; returns (run_dir, metrics)."""
     cls = models.get(args.model)
     hp = {k: getattr(args, k) if getattr(args, k) is not None else cls.train_defaults[k] for k in TRAINING}
-    if "block_size" in models.options(cls) and "block_size" not in model_args:
-        model_args["block_size"] = hp["time_steps"]  # positions cover one window
+    defaults = models.options(cls)
+    if "block_size" in defaults:
+        defaults["block_size"] = hp["time_steps"]  # positions cover one window
+    model_args = {**defaults, **model_args}  # the whole configuration, stored with the run
     device = pick_device(args.device)
     if hp["batch_size"] < 1 or hp["epochs"] < 0 or hp["lr"] <= 0:
         raise DataError(f"batch_size >= 1, epochs >= 0 and lr > 0 are needed, got "
@@ -251,10 +295,13 @@ def train(args, model_args):
     write_atomic(os.path.join(run_dir, "losses.csv"), write_losses)
     plot_losses(rows, name, os.path.join(run_dir, "loss.png"))
     last = rows[-1]
+    usage = codebook_usage(model, x_val)
     metrics = {"train_loss": last["train_loss"], "val_loss": last["val_loss"],
                "val_mse_last": last["val_mse_last"], "val_mse_last_original_units": last["val_mse_last"] * std ** 2,
                "epochs_run": len([r for r in rows if r["epoch"] > 0]), "interrupted": bool(stop),
                "trainable_parameters": trainable, "fixed_parameters": fixed, "seconds": seconds}
+    if usage:
+        metrics["codebook_usage"] = usage
     write_json(os.path.join(run_dir, "metrics.json"), metrics)
     return run_dir, metrics
 
@@ -269,6 +316,8 @@ def main(argv=None):
         run_dir, m = train(args, model_args)
         line = (f"val_loss {m['val_loss']:.6g}  val_mse_last {m['val_mse_last']:.6g}  "
                 f"params {m['trainable_parameters']}+{m['fixed_parameters']} fixed  {m['seconds']:.1f}s")
+        for u in m.get("codebook_usage", []):
+            line += f"  head{u['head']} ppl {u['perplexity']:.1f}/{u['vocab_size']} used {u['used_fraction']:.0%}"
         if m["interrupted"]:
             line += "  (interrupted)"
         if not args.no_forecast:
