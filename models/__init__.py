@@ -58,7 +58,10 @@ def build(name, **kwargs):
     if unknown:
         takes = ", ".join(f"--{k}" for k in valid) or "no model options"
         raise ModelError(f"model {name} does not take --{unknown[0]}; it takes {takes}")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as e:  # the constructor's own checks, e.g. d_model not divisible by n_heads
+        raise ModelError(f"model {name}: {e}") from None
 
 
 def count_parameters(model):
