@@ -1,0 +1,99 @@
+"""Every registered forecasting model: builds, runs, backpropagates, keeps its codebooks fixed."""
+import math
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import models
+from conftest import run_script
+
+NAMES = models.names()
+
+
+def window_length(name):
+    cls = models.get(name)
+    return models.options(cls).get("block_size", cls.train_defaults["time_steps"])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_forward_backward_and_fixed_buffers(name):
+    torch.manual_seed(0)
+    model = models.build(name)
+    T = window_length(name)
+    x = torch.randn(3, T, 1)
+    out = model(x)
+    expected = (3, T, 1) if model.target == "aligned" else (3, 1)
+    assert out.shape == expected and torch.isfinite(out).all()
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        assert name == "naive"
+        return
+    buffers = {k: b.clone() for k, b in model.named_buffers()}
+    opt = torch.optim.Adam(params, lr=0.01)
+    loss = F.mse_loss(out, torch.randn(expected))
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in params)
+    before = [p.detach().clone() for p in params]
+    opt.step()
+    assert any(not torch.equal(b, p) for b, p in zip(before, params))
+    for k, b in model.named_buffers():  # codebooks and positional tables are never trained
+        assert torch.equal(buffers[k], b), f"{name}: buffer {k} changed"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_model_file_contract(name):
+    cls = models.get(name)
+    assert cls.target in ("aligned", "last")
+    assert set(cls.train_defaults) == {"time_steps", "batch_size", "lr", "epochs"}
+    module = __import__(f"models.{name}", fromlist=["Model"])
+    assert module.__doc__.startswith(f"{name}: ")
+    imports = re.findall(r"^(?:import|from) (\w+)", open(module.__file__).read(), re.M)
+    allowed = {"torch", "math", "dataclasses", "typing", "functools", "itertools", "collections"}
+    assert set(imports) <= allowed, f"{name} imports {set(imports) - allowed}: torch and stdlib only"
+
+
+def test_codebook_read_matches_the_plain_formula():
+    """CodebookRead's closed-form backward equals autograd through softmax(q E^T / sqrt d) E."""
+    torch.manual_seed(0)
+    model = models.build("vqlnpemlp", d_model=32)
+    x = torch.randn(4, 96, 1)
+
+    def plain(x):
+        q = model.query(x)
+        p = torch.softmax(q @ model.codebook.T / math.sqrt(32), dim=-1)
+        return model.decoder(p @ model.codebook)
+
+    outs, grads = [], []
+    for f in (model, plain):
+        y = f(x)
+        outs.append(y)
+        grads.append(torch.autograd.grad((y ** 2).sum(), list(model.parameters())))
+    assert torch.allclose(outs[0], outs[1], atol=1e-5)
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_positional_table_limit_is_one_line():
+    model = models.build("vqlnpemlp", block_size=96)
+    model(torch.randn(1, 96, 1), start_pos=0)
+    with pytest.raises(ValueError, match="block_size 96"):
+        model(torch.randn(1, 96, 1), start_pos=1)
+
+
+def test_self_checks_run():
+    """`python -m models.NAME` runs for every model (one interpreter for all, to stay fast)."""
+    code = "import runpy\nfor n in %r:\n    runpy.run_module('models.' + n, run_name='__main__')" % NAMES
+    r = run_script("-c", code)
+    assert r.returncode == 0, r.stderr
+    for name in NAMES:
+        assert re.search(rf"^{name}: \d+ ", r.stdout, re.M), f"no self-check line for {name}"
+
+
+def test_unknown_model_and_option_errors():
+    with pytest.raises(models.ModelError, match="unknown model 'vq'; choose one of .*vqlnmlp"):
+        models.get("vq")
+    with pytest.raises(models.ModelError, match="does not take --hidden; it takes --vocab_size, --d_model"):
+        models.build("vqlnmlp", hidden=3)

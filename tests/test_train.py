@@ -1,0 +1,179 @@
+"""train.py and forecast.py end to end: run directories, metrics, errors, names, determinism."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+
+import pytest
+
+from conftest import ROOT, needs_formaldehyde, run_script
+from train import new_run_dir, run_name
+
+RUN_FILES = {"config.json", "model.pt", "losses.csv", "loss.png", "metrics.json",
+             "predict_batch_goog.png", "predict_regressive_goog.png", "metrics_goog.json"}
+
+
+def only_run_dir(out_dir):
+    dirs = [os.path.join(r, d) for r, ds, fs in os.walk(out_dir) for d in ds if "config.json" in os.listdir(os.path.join(r, d))]
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def train(out_dir, *args):
+    r = run_script("train.py", "--out_dir", out_dir, *args)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+@pytest.fixture(scope="module")
+def goog_run(tmp_path_factory):
+    """vqlnpemlp trained for 2 epochs on a real series (goog), with its forecast."""
+    out = tmp_path_factory.mktemp("runs")
+    r = train(out, "--model", "vqlnpemlp", "--dataset", "goog", "--epochs", "2", "--d_model", "16")
+    return only_run_dir(out), r.stdout
+
+
+def test_run_directory_has_every_file(goog_run):
+    run_dir, stdout = goog_run
+    assert RUN_FILES <= set(os.listdir(run_dir))
+    assert os.path.basename(os.path.dirname(run_dir)) == "vqlnpemlp_vs512_dm16_goog_ts96_lr0.007"
+    config = json.load(open(os.path.join(run_dir, "config.json")))
+    assert config["model_args"] == {"vocab_size": 512, "d_model": 16, "block_size": 96}
+    assert config["split"] == "random" and config["seed"] == 0 and not config["interrupted"]
+    assert set(config["normalisation"]) == {"mean", "std"} and config["versions"]["torch"]
+    rows = list(csv.DictReader(open(os.path.join(run_dir, "losses.csv"))))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+    assert metrics["val_loss"] == pytest.approx(float(rows[-1]["val_loss"]))
+    assert metrics["trainable_parameters"] == 1 * 16 + 16 + 2 * 16 + 16 + 1
+    assert metrics["fixed_parameters"] == 512 * 16 + 96 * 16
+    assert metrics["codebook_usage"][0]["vocab_size"] == 512
+    assert "mse_regressive" in stdout and run_dir in stdout
+
+
+def test_forecast_reproduces_metrics_from_the_run_directory(goog_run, tmp_path):
+    run_dir, _ = goog_run
+    before = json.load(open(os.path.join(run_dir, "metrics_goog.json")))
+    copy = tmp_path / "copied_run"  # nothing but the run directory itself
+    copy.mkdir()
+    for f in ("config.json", "model.pt"):
+        (copy / f).write_bytes(open(os.path.join(run_dir, f), "rb").read())
+    r = run_script("forecast.py", copy)
+    assert r.returncode == 0, r.stderr
+    after = json.load(open(copy / "metrics_goog.json"))
+    for k in ("mse_batch", "mse_regressive", "mae_batch", "mae_regressive", "n_predicted"):
+        assert after[k] == pytest.approx(before[k], rel=1e-6), k
+    # predict_rate 1 generates the whole series after the first window
+    assert before["n_predicted"] == 1047 - 96 and before["start_index"] == 96
+
+
+def test_forecast_other_dataset_and_rate(goog_run, sine_csv):
+    run_dir, _ = goog_run
+    r = run_script("forecast.py", run_dir, "--dataset", sine_csv, "--predict_rate", "0.25")
+    assert r.returncode == 0, r.stderr
+    m = json.load(open(os.path.join(run_dir, "metrics_sine.json")))
+    assert m["n_predicted"] == int(0.25 * (300 - 96)) and m["normalisation"]["mean"] == pytest.approx(10, abs=0.5)
+    assert os.path.isfile(os.path.join(run_dir, "predict_regressive_sine.png"))
+
+
+def test_same_seed_same_losses_and_other_seed_differs(tmp_path):
+    losses = []
+    for i, seed in enumerate((3, 3, 4)):
+        out = tmp_path / str(i)
+        train(out, "--model", "vqlnmlp", "--dataset", "goog", "--epochs", "2", "--seed", str(seed),
+              "--d_model", "8", "--vocab_size", "32", "--no_forecast")
+        losses.append(open(os.path.join(only_run_dir(out), "losses.csv")).read().splitlines())
+    strip = lambda rows: [",".join(r.split(",")[:4]) for r in rows]  # drop the seconds column
+    assert strip(losses[0]) == strip(losses[1])
+    assert strip(losses[0]) != strip(losses[2])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "vqnope"], "unknown model 'vqnope'; choose one of"),
+    (["--model", "lstm", "--vocab_size", "8"], "model lstm does not take --vocab_size; it takes --hidden_size, --num_layers"),
+    (["--model", "lstm", "--dataset", "nope"], "unknown data set 'nope'; choose one of membrane, goog, y_w, w_y, 4single"),
+    (["--model", "lstm", "--dataset", "missing.csv"], "CSV file 'missing.csv' not found"),
+    (["--model", "lstm", "--dataset", "goog", "--column", "price"], "column 'price' not found in goog; columns: open"),
+    (["--model", "lstm", "--split", "shuffle"], "unknown split 'shuffle'; choose one of random, chrono"),
+    (["--model", "lstm", "--device", "tpu"], "unknown device 'tpu'; choose one of auto, cpu, cuda, mps"),
+    (["--model", "lstm", "--time_steps", "0"], "time_steps must be at least 1, got 0"),
+    (["--model", "lstm", "--dataset", "goog", "--time_steps", "1046"], "the series has 1047 values; time_steps 1046 needs at least 1048"),
+    (["--model", "vqlnmlp", "--d_model", "big"], "--d_model 'big': expected a value like 64"),
+    (["--model", "lstm", "--epochs", "x"], "argument --epochs: invalid int value: 'x'"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    r = run_script("train.py", "--out_dir", tmp_path, *args)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+    assert not os.listdir(tmp_path)  # nothing written
+
+
+def test_bad_csv_values_exit_2(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("t,v\n" + "".join(f"{i},{i}\n" for i in range(200)) + "200,oops\n")
+    r = run_script("train.py", "--model", "naive", "--dataset", path, "--out_dir", tmp_path / "runs")
+    assert r.returncode == 2 and "row 202 ('oops')" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_forecast_errors_exit_2(goog_run, tmp_path):
+    run_dir, _ = goog_run
+    for args, message in [((tmp_path,), "is not a run directory: config.json is missing"),
+                          ((run_dir, "--predict_rate", "1.5"), "predict_rate must be in (0, 1], got 1.5"),
+                          ((run_dir, "--positions", "random"), "unknown positions 'random'; choose one of sliding, absolute"),
+                          ((run_dir, "--positions", "absolute"), "exceed the positional table's block_size 96")]:
+        r = run_script("forecast.py", *args)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+
+
+def test_run_names_follow_the_log():
+    assert run_name("vqlnpemlp", {"vocab_size": 512, "d_model": 32, "block_size": 96}, "y_w", 96, 0.007) \
+        == "vqlnpemlp_vs512_dm32_y_w_ts96_lr0.007"
+    assert run_name("mhvqlnmlp_rope", {"vocab_size": 512, "d_model": 64, "n_heads": 8}, "y_w", 96, 0.007) \
+        == "mhvqlnmlp_rope_vs512_dm64_nh8_y_w_ts96_lr0.007"
+    assert run_name("lstm", {"hidden_size": 64, "num_layers": 2}, "y_w", 112, 0.0005) == "lstm_y_w_ts112_lr0.0005"
+
+
+def test_run_directories_are_never_reused(tmp_path):
+    a, b = new_run_dir(tmp_path, "x"), new_run_dir(tmp_path, "x")
+    assert a != b and os.path.isdir(a) and os.path.isdir(b)
+
+
+def test_ctrl_c_saves_and_marks_the_run_interrupted(tmp_path):
+    proc = subprocess.Popen([sys.executable, "train.py", "--model", "vqlnmlp", "--dataset", "membrane",
+                             "--epochs", "1000", "--out_dir", str(tmp_path), "--no_forecast"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(f == "config.json" for _, _, fs in os.walk(tmp_path) for f in fs):
+        time.sleep(0.2)
+    time.sleep(2)  # into the training loop
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    run_dir = only_run_dir(tmp_path)
+    assert json.load(open(os.path.join(run_dir, "config.json")))["interrupted"] is True
+    metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+    assert metrics["interrupted"] is True and 1 <= metrics["epochs_run"] < 1000
+    assert os.path.isfile(os.path.join(run_dir, "model.pt")) and "(interrupted)" in stdout
+
+
+def test_list_shows_every_model_and_method_two_arithmetic():
+    r = run_script("train.py", "--list")
+    assert r.returncode == 0
+    import models
+    for name in models.names():
+        assert f"\n{name} " in r.stdout
+    assert "1024" in r.stdout and "6.25%" in r.stdout and "4.69%" in r.stdout
+
+
+@needs_formaldehyde
+def test_lstm_on_y_w_uses_the_logs_layout(tmp_path):
+    train(tmp_path, "--model", "lstm", "--dataset", "y_w", "--epochs", "1", "--no_forecast")
+    run_dir = only_run_dir(tmp_path)
+    assert os.path.basename(os.path.dirname(run_dir)) == "lstm_y_w_ts112_lr0.0005"
+    config = json.load(open(os.path.join(run_dir, "config.json")))
+    assert config["target"] == "last" and config["batch_size"] == 64 and config["n_windows"] == 733 - 112
+    assert config["n_train"] == 497 and config["n_val"] == 124
