@@ -1,6 +1,7 @@
 """Forecast with a trained run: one-step (batch) and many-step (regressive) predictions.
 
     python forecast.py runs/lstm_y_w_ts112_lr0.0005/2025-01-06-12-00-00
+    python forecast.py runs/lstm_y_w_ts112_lr0.0005   # its latest run
     python forecast.py RUN_DIR --dataset 4single      # the log's cross-dataset test
     python forecast.py RUN_DIR --predict_rate 0.2     # predict only the last 20% of windows
 
@@ -75,6 +76,15 @@ def write_json(path, obj):
             json.dump(obj, f, indent=2, default=str)
             f.write("\n")
     write_atomic(path, write)
+
+
+def resolve_run_dir(path):
+    """A run directory, or runs/{run_name}: then its latest run (timestamps sort in time order)."""
+    if not os.path.isfile(os.path.join(path, "config.json")) and os.path.isdir(path):
+        runs = sorted(d for d in os.listdir(path) if os.path.isfile(os.path.join(path, d, "config.json")))
+        if runs:
+            return os.path.join(path, runs[-1])
+    return path
 
 
 def load_run(run_dir, device="cpu"):
@@ -155,6 +165,7 @@ def forecast(run_dir, dataset=None, column=None, predict_rate=1.0, device="cpu",
         raise DataError(f"predict_rate must be in (0, 1], got {predict_rate}")
     if positions not in POSITIONS:
         raise DataError(f"unknown positions {positions!r}; choose one of {', '.join(POSITIONS)}")
+    run_dir = resolve_run_dir(run_dir)
     model, config = load_run(run_dir, device)
     if dataset is None:
         dataset, column = config["dataset"], column or config["column"]
@@ -167,7 +178,7 @@ def forecast(run_dir, dataset=None, column=None, predict_rate=1.0, device="cpu",
     actual = series.values[start:]
     tag = series.name if positions == "sliding" else f"{series.name}_{positions}"
 
-    metrics = {"dataset": series.name, "source": series.source, "column": series.column,
+    metrics = {"run_dir": run_dir, "dataset": series.name, "source": series.source, "column": series.column,
                "predict_rate": predict_rate, "n_predicted": n, "start_index": start, "positions": positions,
                "normalisation": {"mean": mean, "std": std}}
     for kind, predict in (("batch", predict_batch), ("regressive", predict_regressive)):
@@ -185,7 +196,7 @@ def forecast(run_dir, dataset=None, column=None, predict_rate=1.0, device="cpu",
 
 def main(argv=None):
     parser = Parser(description="Forecast with a trained run directory (batch and regressive).")
-    parser.add_argument("run_dir", help="a directory written by train.py")
+    parser.add_argument("run_dir", help="a directory written by train.py, or runs/{run_name} for its latest run")
     parser.add_argument("--dataset", default=None, help="data set to forecast (default: the training set)")
     parser.add_argument("--column", default=None, help="value column of a CSV data set")
     parser.add_argument("--data_dir", default=None, help="where y_w, w_y and 4single live")
@@ -201,7 +212,7 @@ def main(argv=None):
         fail(parser.prog, e)
     print(f"{m['dataset']}: mse_batch {m['mse_batch']:.6g}  mse_regressive {m['mse_regressive']:.6g}  "
           f"mae_batch {m['mae_batch']:.6g}  mae_regressive {m['mae_regressive']:.6g}  "
-          f"({m['n_predicted']} steps) -> {args.run_dir}")
+          f"({m['n_predicted']} steps) -> {m['run_dir']}")
 
 
 if __name__ == "__main__":
