@@ -26,7 +26,7 @@ class CodebookRead(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, codes, values, scale):  # q (B, T, D), codes (V, D), values (V, 1)
-        p = torch.softmax(q @ codes.T * scale, dim=-1)          # (B, T, V)
+        p = torch.softmax((q * scale) @ codes.T, dim=-1)        # (B, T, V); scale the smaller side
         out = p @ values                                        # (B, T, 1)
         ctx.save_for_backward(p, codes, values, out)
         ctx.scale = scale
