@@ -9,7 +9,8 @@ values are both the codebook, with scale 1/sqrt(d_model).
 
 Parent: vqlnmlp; the change is pe, 0.01 * N(0, 1) of shape (block_size, d_model), a buffer,
 added after the encoder and before the LayerNorm. Its std must be much smaller than the encoded
-input's, or training becomes difficult (the log). Positions are numbered from start_pos.
+input's, or training becomes difficult (the log). Positions are numbered from start_pos. With
+positions the output at t depends on t too, so the parent's once-per-distinct-value read goes.
 Shapes: x (B, T, 1) -> (B, T, 1); the output at t forecasts the value at t + 1.
 """
 import math
