@@ -1,0 +1,105 @@
+"""mhvqlnpemlp: mhvqlnmlp with the fixed random positional embedding of vqlnpemlp.
+
+Research log 2024-12-22: without positions the multi-head model reached the lower val loss, but
+with them the better regressive forecasts ("adding PE is the correct choice").
+
+Parent: mhvqlnmlp; the change is pe, 0.01 * N(0, 1) of shape (block_size, d_model), a buffer,
+added after the encoder and before the split into heads. Positions are numbered from start_pos
+and must stay below block_size. With positions the output at t depends on t too, so the
+parent's once-per-distinct-value read goes.
+Shapes: x (B, T, 1) -> (B, T, 1); the output at t forecasts the value at t + 1.
+"""
+import math
+
+import torch
+import torch.nn as nn
+
+
+class CodebookRead(torch.autograd.Function):
+    """softmax(q @ codes.T * scale) @ values, with its backward written out.
+
+    The values are the decoded codes, one number per code and head (see Model.forward), so the
+    gradient of the scores has a closed form, P * g * (values - out), used here without ever
+    forming it: every pass over the (H, N, V) probabilities costs, so backward makes two.
+    """
+
+    @staticmethod
+    def forward(ctx, q, codes, values, scale):  # q (H, N, hs), codes (H, V, hs), values (H, V, 1)
+        p = torch.softmax((q * scale) @ codes.mT, dim=-1)       # (H, N, V); scale the smaller side
+        out = p @ values                                        # (H, N, 1): one read per head
+        ctx.save_for_backward(p, codes, values, out)
+        ctx.scale = scale
+        return out
+
+    @staticmethod
+    def backward(ctx, g):                                       # g (H, N, 1)
+        p, codes, values, out = ctx.saved_tensors
+        pg = p.mul_(g)                                          # (H, N, V), reuses p
+        grad_values = pg.sum(1).unsqueeze(-1)                   # (H, V, 1)
+        # grad_scores = pg * (values - out), so grad_scores @ codes is
+        # pg @ (values * codes) - out * (pg @ codes): one product with both, no (H, N, V) temporary
+        both = torch.cat((values * codes, codes), dim=-1)       # (H, V, 2 hs)
+        a, b = (both.mT @ pg.mT).mT.chunk(2, dim=-1)            # (H, N, hs) each
+        grad_q = (a - out * b) * ctx.scale
+        return grad_q, None, grad_values, None  # the codebook is fixed: no gradient
+
+
+class Model(nn.Module):
+    target = "aligned"  # trained on the next value at every position
+    train_defaults = dict(time_steps=96, batch_size=32, lr=0.007, epochs=50)
+
+    def __init__(self, vocab_size=512, d_model=64, n_heads=2, block_size=96):
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
+        self.n_heads = n_heads
+        self.encoder = nn.Linear(1, d_model)
+        self.register_buffer("pe", 0.01 * torch.randn(block_size, d_model))  # fixed
+        self.ln = nn.LayerNorm(d_model // n_heads)  # normalises each head on its own
+        self.register_buffer("codebook", torch.randn(n_heads, vocab_size, d_model // n_heads))  # fixed
+        self.decoder = nn.Linear(d_model, 1)
+        for layer in (self.encoder, self.decoder):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def query(self, x, start_pos=0):
+        """The encoded values that read the codebooks: (B, T, 1) -> (B, T, H, hs).
+
+        start_pos is the position of x[:, 0] in the series; positions run up to block_size - 1.
+        """
+        B, T, _ = x.shape
+        block_size = self.pe.shape[0]
+        if start_pos + T > block_size:
+            raise ValueError(f"positions {start_pos}..{start_pos + T - 1} exceed the positional "
+                             f"table's block_size {block_size}")
+        h = self.encoder(x) + self.pe[start_pos:start_pos + T]  # (B, T, D)
+        return self.ln(h.view(B, T, self.n_heads, -1))
+
+    def forward(self, x, start_pos=0):
+        q = self.query(x, start_pos)                            # (B, T, H, hs)
+        # The decoder is affine and each head's read weights sum to one, so decoding the
+        # concatenated reads equals summing each head's read of its decoded codes,
+        # decoder(concat_h P_h @ E_h) == sum_h P_h @ (E_h @ W_h) + bias: one number per code.
+        w = self.decoder.weight.view(self.n_heads, -1, 1)       # (H, hs, 1)
+        values = self.codebook @ w                              # (H, V, 1)
+        scale = 1 / math.sqrt(self.decoder.in_features)         # 1/sqrt(d_model), as the log
+        out = CodebookRead.apply(q.flatten(0, 1).transpose(0, 1), self.codebook, values, scale)  # (H, BT, 1)
+        out = out.sum(0) + self.decoder.bias                    # (B*T, 1)
+        return out.view(x.shape)                                # (B, T, 1)
+
+    def code_probs(self, x, start_pos=0):
+        """The reads' softmax over codes, (B, T, H, V), for codebook-usage statistics."""
+        q = self.query(x, start_pos)                            # (B, T, H, hs)
+        scores = torch.einsum("bthd,hvd->bthv", q, self.codebook)
+        return torch.softmax(scores / math.sqrt(self.decoder.in_features), dim=-1)
+
+
+if __name__ == "__main__":
+    torch.manual_seed(0)
+    model = Model()
+    x = torch.randn(4, 96, 1)
+    y = model(x)
+    trainable = sum(p.numel() for p in model.parameters())
+    fixed = sum(b.numel() for b in model.buffers())
+    print(f"{__doc__.split(':')[0]}: {trainable} trainable, {fixed} fixed parameters; {tuple(x.shape)} -> {tuple(y.shape)}")
+    assert y.shape == x.shape
