@@ -26,15 +26,27 @@ import models
 from data import DATASETS, SPLITS, DataError, load_series, make_windows, normalise, split_indices
 from forecast import DEVICES, Parser, fail, forecast, pick_device, write_atomic, write_json
 
-# Model arguments that appear in run names, in the log's order and spelling.
-NAME_PARTS = (("vocab_size", "vs"), ("d_model", "dm"), ("n_heads", "nh"))
+# Model arguments that appear in run names, in the log's order and spelling; the cascades'
+# order, levels and heads first (cvqlnmlp_inc_l32-128-512_dm64_...).
+NAME_PARTS = (("order", ""), ("levels", "l"), ("heads", "h"), ("vocab_size", "vs"), ("d_model", "dm"),
+              ("n_heads", "nh"), ("trainable_codebooks", "tc"))
 TRAINING = ("time_steps", "batch_size", "lr", "epochs")
 
 
+def name_part(abbr, value):
+    """vs512; a tuple as l32-128-512; a true flag as its abbreviation alone, a false one not at all."""
+    if isinstance(value, bool):
+        return abbr if value else None
+    if isinstance(value, (tuple, list)):
+        value = "-".join(map(str, value))
+    return f"{abbr}{value}"
+
+
 def run_name(model, model_args, dataset, time_steps, lr):
-    """The log's format: {model}[_vs{vocab_size}][_dm{d_model}][_nh{n_heads}]_{dataset}_ts{T}_lr{lr}."""
-    parts = [model] + [f"{abbr}{model_args[k]}" for k, abbr in NAME_PARTS if k in model_args]
-    return "_".join(parts + [dataset, f"ts{time_steps}", f"lr{lr}"])
+    """The log's format: {model}[_vs{vocab_size}][_dm{d_model}][_nh{n_heads}]_{dataset}_ts{T}_lr{lr},
+    with [_{order}][_l{levels}][_h{heads}] before vs and [_tc] (trainable codebooks) after nh."""
+    parts = [model] + [name_part(abbr, model_args[k]) for k, abbr in NAME_PARTS if k in model_args]
+    return "_".join([p for p in parts if p] + [dataset, f"ts{time_steps}", f"lr{lr}"])
 
 
 def new_run_dir(out_dir, name):
@@ -122,7 +134,10 @@ def codebook_size(model):
 
     A (V, D) codebook holds V entries and indexes V codes; (heads, V, head_size) holds
     heads * V entries and indexes V ** heads combinations (the log's Method Two).
+    Models with several codebooks (the cascades) answer for themselves: model.codebook_size().
     """
+    if hasattr(model, "codebook_size"):
+        return model.codebook_size()
     codebook = getattr(model, "codebook", None)
     if not isinstance(codebook, torch.Tensor):
         return None
@@ -137,6 +152,8 @@ def list_models():
         model = models.build(name)
         trainable, fixed = models.count_parameters(model)
         codes, vocab = codebook_size(model) or ("-", "-")
+        if vocab != "-" and vocab >= 10 ** 9:  # 512 ** 8 reads better as a power
+            vocab = f"{model.codebook.shape[1]}^{model.codebook.shape[0]}"
         print(f"{name:16s} {model.target:8s} {trainable:9d} {fixed:7d} {codes:>6} {vocab:>10}  "
               f"{models.description(name)}")
     print("\ncodes: codebook entries stored; vocabulary: combinations they index, vocab_size ** n_heads.")
@@ -146,6 +163,8 @@ def list_models():
     for heads, vocab in ((2, 32), (3, 8), (2, 512)):  # the log's two examples, then nh2 vs512
         print(f"{heads:>6d} x {vocab:<5d} {vocab ** heads:>12d} {heads * vocab:>8d} "
               f"{100 * heads * vocab / vocab ** heads:>14.3g}%")
+    from models.mhcvqlnmlp import memory_table  # the cascades' arithmetic (Method Three, Two + Three)
+    print("\n" + "\n".join(memory_table()))
 
 
 @torch.no_grad()
