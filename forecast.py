@@ -13,7 +13,8 @@ The model is rebuilt from the run directory alone. With n = predict_rate x (numb
 Each series is normalised with its own mean and std (as in the log); metrics and plots are in
 the series' original units. Writes predict_batch_{dataset}.png, predict_regressive_{dataset}.png
 and metrics_{dataset}.json into the run directory (with --positions absolute, the names end in
-_absolute).
+_absolute). Causal attention models (att, att_mh) predict regressively with a KV cache where it
+gives the same forecasts (--kv_cache auto); metrics record "regressive_path": kv_cache or recompute.
 """
 import argparse
 import json
@@ -29,6 +30,7 @@ from data import DataError, check_time_steps, load_series, make_windows, normali
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 POSITIONS = ("sliding", "absolute")
+KV_CACHE = ("auto", "on", "off")
 
 
 class Parser(argparse.ArgumentParser):
@@ -138,6 +140,47 @@ def predict_regressive(model, z, time_steps, n, device="cpu", positions="sliding
     return preds.cpu().numpy()
 
 
+def regressive_path(model, positions="sliding", kv_cache="auto"):
+    """How regressive prediction runs for this model: "kv_cache" or "recompute" (every window whole).
+
+    The cache numbers positions absolutely, so it gives predict_regressive's forecasts under
+    positions "absolute" always, and under "sliding" (every window from 0) when the model's
+    outputs depend on positions only through their differences (relative_positions). auto uses
+    the cache exactly then; on asks for it and fails where it would change the forecasts."""
+    if kv_cache not in KV_CACHE:
+        raise DataError(f"unknown kv_cache {kv_cache!r}; choose one of {', '.join(KV_CACHE)}")
+    has_cache = hasattr(model, "new_cache") and getattr(model, "causal", False)
+    same = positions == "absolute" or getattr(model, "relative_positions", False)
+    if kv_cache == "off" or (kv_cache == "auto" and not (has_cache and same)):
+        return "recompute"
+    name = type(model).__module__.split(".")[-1]
+    if not has_cache:
+        raise DataError(f"kv_cache on: model {name} has no KV cache (causal attention models have one: "
+                        f"att, att_mh with causal true); choose kv_cache auto or off")
+    if not same:
+        raise DataError(f"kv_cache on: model {name} encodes absolute positions (pe_type {model.pe_type} on "
+                        f"{model.pe_on}), so the cache's absolute positions change its forecasts under "
+                        f"positions sliding; choose positions absolute, or kv_cache auto or off")
+    return "kv_cache"
+
+
+@torch.no_grad()
+def predict_regressive_cached(model, z, time_steps, n, device="cpu", positions="sliding"):
+    """predict_regressive with the model's KV cache: the first window once, then one value a step.
+
+    Positions are absolute, from 0 ("sliding") or from the window's place in the series
+    ("absolute"); regressive_path says when that equals predict_regressive."""
+    start = len(z) - n
+    window = torch.as_tensor(z[start - time_steps:start], dtype=torch.float32, device=device)
+    pos = start - time_steps if positions == "absolute" else 0   # position of window[0]
+    cache = model.new_cache(time_steps)                          # each step sees time_steps values
+    preds = torch.empty(n, device=device)
+    preds[0] = model(window.view(1, time_steps, 1), pos, cache)[0, -1, 0]
+    for i in range(1, n):  # the forecast i - 1, at position pos + time_steps + i - 1, goes in
+        preds[i] = model(preds[i - 1].view(1, 1, 1), pos + time_steps + i - 1, cache)[0, -1, 0]
+    return preds.cpu().numpy()
+
+
 def plot(series, start, prediction, title, path):
     import matplotlib
     matplotlib.use("Agg")
@@ -159,14 +202,17 @@ def plot(series, start, prediction, title, path):
 
 
 def forecast(run_dir, dataset=None, column=None, predict_rate=1.0, device="cpu", data_dir=None,
-             positions="sliding"):
-    """Batch and regressive forecasts of a data set with the run's model; returns the metrics."""
+             positions="sliding", kv_cache="auto"):
+    """Batch and regressive forecasts of a data set with the run's model; returns the metrics.
+
+    kv_cache (auto, on, off): regressive prediction with the model's KV cache; see regressive_path."""
     if not 0.0 < predict_rate <= 1.0:
         raise DataError(f"predict_rate must be in (0, 1], got {predict_rate}")
     if positions not in POSITIONS:
         raise DataError(f"unknown positions {positions!r}; choose one of {', '.join(POSITIONS)}")
     run_dir = resolve_run_dir(run_dir)
     model, config = load_run(run_dir, device)
+    path = regressive_path(model, positions, kv_cache)
     if dataset is None:
         dataset, column = config["dataset"], column or config["column"]
     series = load_series(dataset, column, data_dir or config.get("data_dir"))
@@ -180,8 +226,9 @@ def forecast(run_dir, dataset=None, column=None, predict_rate=1.0, device="cpu",
 
     metrics = {"run_dir": run_dir, "dataset": series.name, "source": series.source, "column": series.column,
                "predict_rate": predict_rate, "n_predicted": n, "start_index": start, "positions": positions,
-               "normalisation": {"mean": mean, "std": std}}
-    for kind, predict in (("batch", predict_batch), ("regressive", predict_regressive)):
+               "regressive_path": path, "normalisation": {"mean": mean, "std": std}}
+    regressive = predict_regressive_cached if path == "kv_cache" else predict_regressive
+    for kind, predict in (("batch", predict_batch), ("regressive", regressive)):
         try:
             pred = predict(model, z, time_steps, n, device, positions) * std + mean
         except ValueError as e:  # e.g. absolute positions past a positional table's block_size
@@ -203,11 +250,14 @@ def main(argv=None):
     parser.add_argument("--predict_rate", type=float, default=1.0, help="fraction of windows to predict")
     parser.add_argument("--positions", default="sliding",
                         help="sliding: every window numbered 0..T-1 (the log's); absolute: positions in the series")
+    parser.add_argument("--kv_cache", default="auto",
+                        help="regressive prediction with a KV cache: auto (where it gives the same "
+                             "forecasts: causal att models), on, off")
     parser.add_argument("--device", default="cpu", help=f"one of {', '.join(DEVICES)}")
     args = parser.parse_args(argv)
     try:
         m = forecast(args.run_dir, args.dataset, args.column, args.predict_rate,
-                     pick_device(args.device), args.data_dir, args.positions)
+                     pick_device(args.device), args.data_dir, args.positions, args.kv_cache)
     except (DataError, models.ModelError) as e:
         fail(parser.prog, e)
     print(f"{m['dataset']}: mse_batch {m['mse_batch']:.6g}  mse_regressive {m['mse_regressive']:.6g}  "

@@ -15,7 +15,10 @@ from train import codebook_usage
 LINEAGE = {"vqlnmlp": "vqmlp", "vqlnpemlp": "vqlnmlp", "vqlnmlp_sinpe": "vqlnmlp", "vqlnmlp_rope": "vqlnmlp",
            "mhvqlnmlp": "vqlnmlp", "mhvqlnpemlp": "mhvqlnmlp", "mhvqlnmlp_sinpe": "mhvqlnmlp",
            "mhvqlnmlp_rope": "mhvqlnmlp"}
-DIFF_BOUND = 80  # changed lines (diff's < and > lines), docstrings included
+# The bound on changed lines (diff's < and > lines, docstrings included): 50 for one idea, the
+# size of a new function plus its call and docstring; 110 for Method Two, which also rewrites the
+# read for several codebooks (its closed-form backward per head, see CodebookRead).
+DIFF_BOUND = {"mhvqlnmlp": 110}
 POSITIONAL = ["vqlnpemlp", "vqlnmlp_sinpe", "vqlnmlp_rope", "mhvqlnpemlp", "mhvqlnmlp_sinpe", "mhvqlnmlp_rope"]
 
 
@@ -25,7 +28,8 @@ def test_variant_differs_from_its_parent_by_its_idea_alone(variant):
     r = subprocess.run(["diff", f"models/{parent}.py", f"models/{variant}.py"], cwd=ROOT,
                        capture_output=True, text=True)
     changed = [l for l in r.stdout.splitlines() if l[:1] in "<>"]
-    assert 0 < len(changed) <= DIFF_BOUND, f"{variant} vs {parent}: {len(changed)} changed lines"
+    bound = DIFF_BOUND.get(variant, 50)
+    assert 0 < len(changed) <= bound, f"{variant} vs {parent}: {len(changed)} changed lines > {bound}"
     assert f"Parent: {parent}" in open(os.path.join(ROOT, "models", f"{variant}.py")).read()
 
 
@@ -59,6 +63,8 @@ def test_d_model_not_divisible_by_n_heads_is_one_line(tmp_path):
     r = run_script("train.py", "--model", "mhvqlnmlp", "--n_heads", "3", "--out_dir", tmp_path)
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     assert "d_model 64 is not divisible by n_heads 3" in r.stderr
+    with pytest.raises(models.ModelError, match="head_size 1 must be even"):  # RoPE rotates pairs
+        models.build("mhvqlnmlp_rope", n_heads=64)
 
 
 def rope_of(module_name):

@@ -1,0 +1,176 @@
+"""vqvae: a small convolutional autoencoder whose bottleneck is a codebook read or an FFN.
+
+Research log 2024-12 "vqvae-imagenet-ffn": a VQVAE trained on ImageNet to reconstruct images
+whose patches were half masked, then its quantizer replaced by an LLM-style FFN (with and
+without dropout). The log's finding: the VQ matches the FFN with half the bottleneck's
+parameters, and the VQ's codebook was never trained at all (only its LayerNorm was).
+
+Five bottlenecks, chosen by `bottleneck`, act on every latent position (a vector of embed_dim):
+- "vqvae" (the log's SoftQuantize): LayerNorm, softmax(x E^T / sqrt(embed_dim)) over n_embed
+  codes, probabilities @ E, straight-through output x + (q - x).detach(). The detach cuts E out
+  of the graph: E gets no gradient and stays at its N(0, 1) initialisation.
+- "amvqvae": LayerNorm, the argmax code E[idx]; output the mean of E[idx] and its
+  straight-through version, so E is trained (through the first half).
+- "smvqvae": LayerNorm, the softmax read of "vqvae" without the straight-through: E is trained.
+- "ffnae": Linear(embed_dim -> n_embed), GELU, Linear(n_embed -> embed_dim).
+- "llmffnae": "ffnae" followed by Dropout(dropout).
+
+This file is not a forecasting model: Model has no `target`, so train.py's registry skips it;
+vqvae_imagenet.py trains it.
+
+Shapes (scale_factor s, downsampling 2 ** (s + 1), 4 by default):
+x (B, in_channels, H, W) -> latent (B, embed_dim, H / 4, W / 4) -> bottleneck per position
+-> reconstruction (B, in_channels, H, W).
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+BOTTLENECKS = ("vqvae", "amvqvae", "smvqvae", "ffnae", "llmffnae")
+
+
+class ResBlock(nn.Module):
+    """x + conv1x1(relu(conv3x3(relu(x)))), through res_channels."""
+
+    def __init__(self, channels, res_channels):
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.ReLU(),
+            nn.Conv2d(channels, res_channels, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(res_channels, channels, 1),
+        )
+
+    def forward(self, x):
+        return x + self.conv(x)
+
+
+class SoftQuantize(nn.Module):
+    """vqvae: LayerNorm, softmax read of the codebook, straight-through. E gets no gradient."""
+
+    def __init__(self, embed_dim, n_embed):
+        super().__init__()
+        self.ln = nn.LayerNorm(embed_dim)
+        self.codebook = nn.Parameter(torch.randn(n_embed, embed_dim))  # a parameter, yet never trained
+
+    def forward(self, x):                                           # (N, D)
+        x = self.ln(x)
+        p = torch.softmax(x @ self.codebook.T / math.sqrt(x.shape[-1]), dim=-1)  # (N, n_embed)
+        q = p @ self.codebook                                       # (N, D)
+        # The value is q; the gradient is the identity on x. Only the LayerNorm learns.
+        return x + (q - x).detach()
+
+
+class ArgmaxQuantize(nn.Module):
+    """amvqvae: LayerNorm, nearest code by dot product; half of the output trains E."""
+
+    def __init__(self, embed_dim, n_embed):
+        super().__init__()
+        self.ln = nn.LayerNorm(embed_dim)
+        self.codebook = nn.Parameter(torch.randn(n_embed, embed_dim))
+
+    def forward(self, x):                                           # (N, D)
+        x = self.ln(x)
+        q = self.codebook[(x @ self.codebook.T).argmax(-1)]         # (N, D)
+        # Both halves have the value q: the first sends gradient to E, the second to x.
+        return (q + (x + (q - x).detach())) / 2
+
+
+class SoftmaxQuantize(nn.Module):
+    """smvqvae: LayerNorm, softmax read of the codebook, no straight-through: E is trained."""
+
+    def __init__(self, embed_dim, n_embed):
+        super().__init__()
+        self.ln = nn.LayerNorm(embed_dim)
+        self.codebook = nn.Parameter(torch.randn(n_embed, embed_dim))
+
+    def forward(self, x):                                           # (N, D)
+        x = self.ln(x)
+        p = torch.softmax(x @ self.codebook.T / math.sqrt(x.shape[-1]), dim=-1)  # (N, n_embed)
+        return p @ self.codebook                                    # (N, D)
+
+
+class FFN(nn.Module):
+    """ffnae / llmffnae: the transformer FFN, Linear -> GELU -> Linear (-> Dropout)."""
+
+    def __init__(self, embed_dim, hidden, dropout=0.0):
+        super().__init__()
+        self.up = nn.Linear(embed_dim, hidden)
+        self.down = nn.Linear(hidden, embed_dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x):                                           # (N, D)
+        return self.dropout(self.down(F.gelu(self.up(x))))
+
+
+class Model(nn.Module):
+    def __init__(self, bottleneck="vqvae", in_channels=3, hidden=128, res_channels=32,
+                 n_res_blocks=2, embed_dim=64, n_embed=512, scale_factor=1, dropout=0.2):
+        super().__init__()
+        if bottleneck not in BOTTLENECKS:
+            raise ValueError(f"unknown bottleneck {bottleneck!r}; choose one of {', '.join(BOTTLENECKS)}")
+        if scale_factor < 0 or hidden % 2 ** scale_factor:
+            raise ValueError(f"hidden {hidden} must be divisible by 2 ** scale_factor ({2 ** scale_factor})")
+        self.downsampling = 2 ** (scale_factor + 1)  # image side / latent side
+
+        # Encoder: stride-2 4x4 convs from hidden / 2^s channels, doubling up to hidden.
+        ch = hidden // 2 ** scale_factor
+        enc = [nn.Conv2d(in_channels, ch, 4, stride=2, padding=1)]
+        for _ in range(scale_factor):
+            enc += [nn.ReLU(), nn.Conv2d(ch, ch * 2, 4, stride=2, padding=1)]
+            ch *= 2
+        enc += [nn.ReLU(), nn.Conv2d(hidden, hidden, 3, padding=1)]
+        enc += [ResBlock(hidden, res_channels) for _ in range(n_res_blocks)]
+        enc += [nn.ReLU()]
+        self.encoder = nn.Sequential(*enc)
+        self.to_latent = nn.Conv2d(hidden, embed_dim, 1)
+
+        if bottleneck == "vqvae":
+            self.bottleneck = SoftQuantize(embed_dim, n_embed)
+        elif bottleneck == "amvqvae":
+            self.bottleneck = ArgmaxQuantize(embed_dim, n_embed)
+        elif bottleneck == "smvqvae":
+            self.bottleneck = SoftmaxQuantize(embed_dim, n_embed)
+        else:  # the FFN's hidden width is n_embed, so a swap keeps the width
+            self.bottleneck = FFN(embed_dim, n_embed, dropout if bottleneck == "llmffnae" else 0.0)
+
+        # Decoder: the mirror image, transposed convs halving channels back to in_channels.
+        self.from_latent = nn.Conv2d(embed_dim, hidden, 1)
+        dec = [nn.Conv2d(hidden, hidden, 3, padding=1)]
+        dec += [ResBlock(hidden, res_channels) for _ in range(n_res_blocks)]
+        ch = hidden
+        for _ in range(scale_factor):
+            dec += [nn.ReLU(), nn.ConvTranspose2d(ch, ch // 2, 4, stride=2, padding=1)]
+            ch //= 2
+        dec += [nn.ReLU(), nn.ConvTranspose2d(ch, in_channels, 4, stride=2, padding=1)]
+        self.decoder = nn.Sequential(*dec)
+
+    def encode(self, x):                                            # (B, C, H, W)
+        return self.to_latent(self.encoder(x))                      # (B, D, H/4, W/4)
+
+    def quantize(self, z):                                          # (B, D, h, w)
+        B, D, h, w = z.shape
+        flat = z.permute(0, 2, 3, 1).reshape(-1, D)                 # (B*h*w, D): one vector per position
+        out = self.bottleneck(flat)
+        return out.view(B, h, w, D).permute(0, 3, 1, 2)             # (B, D, h, w)
+
+    def decode(self, z):                                            # (B, D, h, w)
+        return self.decoder(self.from_latent(z))                    # (B, C, H, W)
+
+    def forward(self, x):                                           # (B, C, H, W)
+        return self.decode(self.quantize(self.encode(x)))           # (B, C, H, W)
+
+
+if __name__ == "__main__":
+    x = torch.randn(2, 3, 64, 64)
+    for name in BOTTLENECKS:
+        torch.manual_seed(0)
+        model = Model(bottleneck=name)
+        out = model(x)
+        assert out.shape == x.shape, (name, out.shape)
+        total = sum(p.numel() for p in model.parameters())
+        inner = sum(p.numel() for p in model.bottleneck.parameters())
+        print(f"{name:9s} parameters {total:7d}  bottleneck {inner:6d}  "
+              f"{tuple(x.shape)} -> latent {tuple(model.encode(x).shape)} -> {tuple(out.shape)}")
