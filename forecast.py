@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 import models
-from data import DataError, check_time_steps, load_series, make_windows, normalise
+from data import DATASETS, DataError, check_time_steps, load_series, make_windows, normalise
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 POSITIONS = ("sliding", "absolute")
@@ -213,8 +213,9 @@ def forecast(run_dir, dataset=None, column=None, predict_rate=1.0, device="cpu",
     run_dir = resolve_run_dir(run_dir)
     model, config = load_run(run_dir, device)
     path = regressive_path(model, positions, kv_cache)
-    if dataset is None:
-        dataset, column = config["dataset"], column or config["column"]
+    if dataset is None:  # the training series: a CSV is found again by its path
+        dataset = config["dataset"] if config["dataset"] in DATASETS else config["source"]
+        column = column or config["column"]
     series = load_series(dataset, column, data_dir or config.get("data_dir"))
     z, mean, std = normalise(series.values)
     time_steps = config["time_steps"]

@@ -71,6 +71,12 @@ def test_forecast_reproduces_metrics_from_the_run_directory(goog_run, tmp_path):
     assert before["n_predicted"] == 1047 - 96 and before["start_index"] == 96
 
 
+def test_training_on_a_csv_forecasts_it(sine_csv, tmp_path):
+    r = train(tmp_path, "--model", "naive", "--dataset", sine_csv)
+    assert "mse_regressive" in r.stdout
+    assert os.path.isfile(os.path.join(only_run_dir(tmp_path), "metrics_sine.json"))
+
+
 def test_forecast_other_dataset_and_rate(goog_run, sine_csv):
     run_dir, _ = goog_run
     r = run_script("forecast.py", run_dir, "--dataset", sine_csv, "--predict_rate", "0.25")
