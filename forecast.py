@@ -4,6 +4,7 @@
     python forecast.py runs/lstm_y_w_ts112_lr0.0005   # its latest run
     python forecast.py RUN_DIR --dataset 4single      # the log's cross-dataset test
     python forecast.py RUN_DIR --predict_rate 0.2     # predict only the last 20% of windows
+    python forecast.py RUN_DIR [RUN_DIR ...] --dataset y_w,w_y,4single   # the 2025-01-06 matrix + one PNG
 
 The model is rebuilt from the run directory alone. With n = predict_rate x (number of windows):
 - batch: each of the last n values is predicted from the true window before it;
@@ -66,6 +67,9 @@ def write_atomic(path, write):
     os.close(fd)
     try:
         write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide results from other users
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -242,9 +246,51 @@ def forecast(run_dir, dataset=None, column=None, predict_rate=1.0, device="cpu",
     return metrics
 
 
+def cross_dataset(run_dirs, datasets, column=None, predict_rate=1.0, device="cpu", data_dir=None,
+                  positions="sliding", kv_cache="auto"):
+    """forecast() of every run on every data set: the log's 2025-01-06 matrix.
+
+    Returns (table, png, cells): a markdown table with rows batch and regressive and one column
+    per train-test pair (MSE, original units), the path of one PNG that lays the prediction plots
+    out the same way (in the first run directory), and {"train-test": forecast metrics}."""
+    cells = {}
+    for run_dir in run_dirs:
+        for dataset in datasets:
+            m = forecast(run_dir, dataset, column, predict_rate, device, data_dir, positions, kv_cache)
+            with open(os.path.join(m["run_dir"], "config.json")) as f:
+                trained_on = json.load(f)["dataset"]
+            cells[f"{trained_on}-{m['dataset']}"] = m
+    rows = [("batch", "Batch (input is original value)"), ("regressive", "Regressive (add predicted value to input)")]
+    table = ["| Method\\Trainset-Testset | " + " | ".join(cells) + " |", "|---" * (len(cells) + 1) + "|"]
+    table += [f"| {label} | " + " | ".join(f"{m[f'mse_{kind}']:.6g}" for m in cells.values()) + " |"
+              for kind, label in rows]
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(cells), figsize=(5 * len(cells), 4.4), squeeze=False)
+    for col, (pair, m) in enumerate(cells.items()):
+        tag = m["dataset"] if m["positions"] == "sliding" else f"{m['dataset']}_{m['positions']}"
+        for row, (kind, label) in enumerate(rows):
+            ax = axes[row, col]
+            ax.imshow(plt.imread(os.path.join(m["run_dir"], f"predict_{kind}_{tag}.png")))  # forecast()'s plot
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{pair}, {kind}: MSE {m[f'mse_{kind}']:.4g}", fontsize=9)
+            if col == 0:
+                ax.set_ylabel(label.split(" (")[0])
+    fig.tight_layout()
+    png = os.path.join(cells[next(iter(cells))]["run_dir"], f"predict_matrix_{'+'.join(cells)}.png")
+    write_atomic(png, lambda tmp: fig.savefig(tmp, dpi=150, format="png"))
+    plt.close(fig)
+    return "\n".join(table), png, cells
+
+
 def main(argv=None):
     parser = Parser(description="Forecast with a trained run directory (batch and regressive).")
-    parser.add_argument("run_dir", help="a directory written by train.py, or runs/{run_name} for its latest run")
+    parser.add_argument("run_dir", nargs="+", help="a directory written by train.py, or runs/{run_name} for its "
+                        "latest run; several with a comma list of --dataset: the cross-dataset table")
     parser.add_argument("--dataset", default=None, help="data set to forecast (default: the training set)")
     parser.add_argument("--column", default=None, help="value column of a CSV data set")
     parser.add_argument("--data_dir", default=None, help="where y_w, w_y and 4single live")
@@ -256,6 +302,16 @@ def main(argv=None):
                              "forecasts: causal att models), on, off")
     parser.add_argument("--device", default="cpu", help=f"one of {', '.join(DEVICES)}")
     args = parser.parse_args(argv)
+    if len(args.run_dir) > 1 or "," in (args.dataset or ""):  # the log's 2025-01-06 matrix
+        try:
+            datasets = [d for d in (args.dataset or "").split(",") if d] or [None]
+            table, png, _ = cross_dataset(args.run_dir, datasets, args.column, args.predict_rate,
+                                          pick_device(args.device), args.data_dir, args.positions, args.kv_cache)
+        except (DataError, models.ModelError) as e:
+            fail(parser.prog, e)
+        print(f"{table}\n-> {png}")
+        return
+    args.run_dir = args.run_dir[0]
     try:
         m = forecast(args.run_dir, args.dataset, args.column, args.predict_rate,
                      pick_device(args.device), args.data_dir, args.positions, args.kv_cache)

@@ -4,18 +4,24 @@
     python train.py --model lstm --dataset y_w                 # a series of the research log
     python train.py --model vqlnmlp --dataset my.csv --column load --vocab_size 1024
     python train.py --list                                     # every model and its size
+    python train.py --model vqlnmlp,vqlnpemlp --lr 0.003,0.007 --seed 0,1,2 --jobs 2   # a sweep (grid)
 
 Every constructor argument of the chosen model is an option (--vocab_size, --d_model, ...).
 The run directory runs/{run_name}/{timestamp}/ receives config.json, model.pt, losses.csv,
 loss.png and metrics.json, then forecast.py's plots and metrics (unless --no_forecast).
+A comma list in any option makes a grid of runs (a sweep; see sweep()).
 """
 import csv
+import itertools
 import json
 import os
 import platform
+import shlex
 import signal
+import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -92,6 +98,8 @@ def base_parser():
     p.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)}")
     p.add_argument("--out_dir", default="runs", help="where run directories go")
     p.add_argument("--no_forecast", action="store_true", help="skip forecast.py after training")
+    p.add_argument("--jobs", type=int, default=1, help="sweeps: trainings at once, one thread each")
+    p.add_argument("--dry_run", action="store_true", help="sweeps: print one command per run, run nothing")
     return p
 
 
@@ -325,8 +333,147 @@ def train(args, model_args):
     return run_dir, metrics
 
 
+# Sweeps: a comma list in any option makes a grid of runs, as the log's multirun did. Tuple values
+# use '-' inside a value (--levels 32-128-512,64-256), so a comma always separates grid values.
+SWEEP_ONLY = ("--jobs", "--dry_run")
+
+
+def split_options(argv):
+    """argv as [(option, value)]; flags (--no_forecast, ...) and stray words have value None."""
+    flags = {s for a in base_parser()._actions if a.nargs == 0 for s in a.option_strings}
+    items, i = [], 0
+    while i < len(argv):
+        token = argv[i]
+        if token in flags or not token.startswith("-"):
+            items.append((token, None))
+            i += 1
+        elif "=" in token:
+            items.append(tuple(token.split("=", 1)))
+            i += 1
+        else:
+            items.append((token, argv[i + 1] if i + 1 < len(argv) else None))
+            i += 2
+    return items
+
+
+def expand_grid(argv):
+    """One argv per combination of the comma lists, in the order given (the last option varies
+    fastest); the sweep-only options are dropped."""
+    items = [(k, v) for k, v in split_options(argv) if k not in SWEEP_ONLY]
+    choices = [[None] if v is None else v.split(",") for _, v in items]
+    grid = []
+    for combo in itertools.product(*choices):
+        grid.append([t for (k, _), v in zip(items, combo) for t in ((k,) if v is None else (k, v))])
+    return grid
+
+
+def skip_reason(argv):
+    """Why the chosen model cannot take this combination (one line), or None if it can.
+    Mistakes that no combination fixes (an unknown model, a value of the wrong type) exit 2."""
+    args, rest = base_parser().parse_known_args(argv)
+    if args.model is None:
+        fail("train.py", "a sweep needs --model (a name or a comma list of names; see --list)")
+    try:
+        cls = models.get(args.model)
+    except models.ModelError as e:
+        fail("train.py", e)
+    defaults, model_args = models.options(cls), {}
+    for option, text in split_options(rest):
+        name = option.lstrip("-")
+        if name not in defaults or text is None:
+            return f"model {args.model} does not take {option}"
+        try:
+            model_args[name] = parse_value(text, defaults[name])
+        except ValueError:
+            fail("train.py", f"--{name} {text!r}: expected a value like {defaults[name]!r}")
+    if "block_size" in defaults and "block_size" not in model_args:
+        model_args["block_size"] = args.time_steps or cls.train_defaults["time_steps"]
+    try:
+        models.build(args.model, **model_args)  # the constructor's own checks (d_model % n_heads, ...)
+    except models.ModelError as e:
+        return str(e)
+    return None
+
+
+def run_sweep(commands, jobs=1, log=print):
+    """Run `python train.py ARGV` for each argv, `jobs` at a time, each in its own process (with
+    one thread when jobs > 1). A failing run does not stop the others.
+    Returns (done [(argv, run_dir)], failed [(argv, reason)]), in the order of commands."""
+    env = dict(os.environ)
+    if jobs > 1:  # N processes on N cores: one thread each, no oversubscription
+        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    script, results, finished = os.path.abspath(__file__), [None] * len(commands), itertools.count(1)
+
+    def one(i):
+        r = subprocess.run([sys.executable, script, *commands[i]], capture_output=True, text=True, env=env)
+        lines, k = r.stdout.strip().splitlines(), next(finished)  # next() is atomic: threads share it
+        if r.returncode == 0 and lines and lines[-1].startswith("-> "):
+            results[i] = (True, lines[-1][3:])
+            summary = lines[0].split("  head0 ppl")[0] if len(lines) > 1 else ""  # codebook usage: in metrics.json
+            log(f"[{k}/{len(commands)}] {summary}\n    -> {results[i][1]}")
+        else:
+            error = (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1]
+            results[i] = (False, f"exit status {r.returncode}: {error}")
+            log(f"[{k}/{len(commands)}] FAILED {shlex.join(commands[i])}: {results[i][1]}")
+
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
+        for future in [pool.submit(one, i) for i in range(len(commands))]:
+            future.result()
+    except KeyboardInterrupt:  # running trainings got the Ctrl-C too: they save and stop
+        log("interrupted: waiting for the running trainings to save")
+        pool.shutdown(wait=True, cancel_futures=True)
+    pool.shutdown(wait=True)
+    done = [(c, r[1]) for c, r in zip(commands, results) if r and r[0]]
+    failed = [(c, r[1] if r else "not run (interrupted)") for c, r in zip(commands, results) if not (r and r[0])]
+    return done, failed
+
+
+def sweep(argv):
+    """Expand the grid, skip what a model cannot take, run (or print) the rest, rank them."""
+    options = dict(split_options(argv))
+    jobs_text = options.get("--jobs") or "1"
+    if not jobs_text.isdigit() or int(jobs_text) < 1:
+        fail("train.py", f"--jobs {jobs_text!r}: expected a whole number >= 1")
+    runs = []
+    for combo in expand_grid(argv):
+        reason = skip_reason(combo)
+        if reason:
+            print(f"skip {shlex.join(combo)}: {reason}", file=sys.stderr)
+        else:
+            runs.append(combo)
+    if not runs:
+        fail("train.py", "no combination of the grid can run (each skip is listed above)")
+    if "--dry_run" in options:
+        for combo in runs:
+            print(shlex.join(["python", os.path.relpath(os.path.abspath(__file__)), *combo]))
+        return
+    print(f"sweep: {len(runs)} runs, {jobs_text} at a time")
+    done, failed = run_sweep(runs, int(jobs_text))
+    from benchmarks.results import load_run, wide_table  # the ranked table of these runs
+    records = [r for r in (load_run(d) for _, d in done) if r]
+    if records:
+        print("\n" + wide_table(records, "val_loss"))
+    if failed:
+        print(f"\n{len(failed)} of {len(runs)} runs failed:")
+        for combo, reason in failed:
+            print(f"  python train.py {shlex.join(combo)}: {reason}")
+        sys.exit(1)
+
+
+def is_sweep(argv):
+    """Any comma list or sweep-only option (but --help and --list always mean themselves)."""
+    items = split_options(argv)
+    if any(k in ("-h", "--help", "--list") for k, _ in items):
+        return False
+    return any(k in SWEEP_ONLY or (v is not None and "," in v) for k, v in items)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if is_sweep(argv):
+        sweep(argv)
+        return
     args, model_args = parse_args(argv)
     if args.list:
         list_models()

@@ -12,13 +12,16 @@ one: the largest difference in the output or a parameter's gradient, relative to
 - saved P: the closed-form read of vqlnmlp per head, which saves the (H, N, V) probabilities;
 - ours: models/mhvqlnmlp_rope.py's CodebookRead (closed form without P, blocks of scores in cache).
 Runs: fresh `python train.py` processes, 50 epochs on y_w, training seconds from metrics.json,
-beside the log's own implementation (148 s and 20 s of training on a 2-core machine).
-Timings on a machine shared with other work are noisy: repeat them.
+beside the log's own implementation (148 s and 20 s of training on a 2-core machine), and the
+CPU seconds of the whole process (start, data, training, evaluation). Timings on a machine
+shared with other work are noisy: repeat them. With --threads 1 the CPU seconds are about what
+the run takes on one idle core, however busy the machine is.
 """
 import argparse
 import json
 import math
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -112,12 +115,17 @@ def time_steps(repeats):
 
 
 def timed_run(args, out_dir, env):
+    """metrics.json of one train.py process, with the CPU seconds the whole process used."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = subprocess.run([sys.executable, "train.py", "--dataset", "y_w", "--no_forecast", "--out_dir", out_dir,
                         *args], cwd=ROOT, capture_output=True, text=True, env=env)
     if r.returncode != 0:
         raise SystemExit(f"train.py {' '.join(args)} failed: {r.stderr.strip()}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     run_dir = r.stdout.strip().splitlines()[-1].removeprefix("-> ")
-    return json.load(open(os.path.join(run_dir, "metrics.json")))
+    metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+    metrics["cpu_seconds"] = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return metrics
 
 
 def main():
@@ -134,12 +142,12 @@ def main():
     time_steps(args.repeats)
     if args.steps_only:
         return
-    print("\n| run (50 epochs, y_w) | log s | ours s | speed-up | log val loss | ours | diff |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| run (50 epochs, y_w) | log s | ours s | speed-up | CPU s, whole process | log val loss | ours | diff |")
+    print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as out:
         for run_args, log_s, log_loss in LOG_RUNS:
             m = timed_run(run_args, out, env)
-            print(f"| {' '.join(run_args[1:])} | {log_s:.0f} | {m['seconds']:.1f} | {log_s / m['seconds']:.1f}x "
+            print(f"| {' '.join(run_args[1:])} | {log_s:.0f} | {m['seconds']:.1f} | {log_s / m['seconds']:.1f}x | {m['cpu_seconds']:.1f} "
                   f"| {log_loss} | {m['val_loss']:.5f} | {100 * (m['val_loss'] / log_loss - 1):+.1f}% |", flush=True)
 
 

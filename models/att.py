@@ -51,8 +51,8 @@ PE_ON = ("input", "qk")
 def rope_angles(start_pos, T, dim, device=None):
     """cos and sin, (T, dim // 2), of the angles p * 10000^(-2i / dim) for p = start_pos ... + T - 1.
 
-    Angles in float64: in float32 an angle near position 10^4 is off by ~1e-3 rad, enough to make
-    q . k depend on absolute positions."""
+    Angles in float64: in float32 an angle near position 10^4 is off by up to 5e-4 rad, enough to
+    make q . k depend on absolute positions."""
     pos = torch.arange(start_pos, start_pos + T, dtype=torch.float64)
     inv_freq = 10000.0 ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)
     angles = torch.outer(pos, inv_freq)                          # (T, dim // 2)
@@ -137,7 +137,7 @@ class Model(nn.Module):
         forward without a cache; forecast.py passes its time_steps)."""
         if not self.causal:
             raise ValueError("a KV cache needs causal attention; this model was built with causal False")
-        window = window or self.block_size
+        window = self.block_size if window is None else window
         if window < 1:
             raise ValueError(f"a KV cache window must be at least 1, got {window}")
         return KVCache(window)

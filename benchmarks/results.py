@@ -1,0 +1,337 @@
+"""Markdown tables of the runs under a directory: ranked, wide, pivoted, and which options matter.
+
+    python benchmarks/results.py runs                           # the log's | File | Loss |, best first
+    python benchmarks/results.py runs --top 5 --filter vqlnpemlp --sort mse_regressive
+    python benchmarks/results.py runs --wide                    # losses, val_mse_last, forecasts, params, seconds
+    python benchmarks/results.py runs --pivot family,pe         # the 2024-12-23 table: Original, +RandnPE, +SinPE, +RoPE
+    python benchmarks/results.py runs --rank                    # average rank of each option=value and pair
+
+A run is a directory holding config.json and metrics.json (train.py writes both; a run still in
+progress has no metrics.json and is left out). mse_batch and mse_regressive come from
+metrics_{dataset}.json, the forecast of the run's own series (absent with --no_forecast: shown as -).
+Every metric is lower-is-better. `--filter` takes a comma list; a run is kept if one term matches:
+a model name, KEY=VALUE (any option, e.g. split=chrono, dataset=y_w, n_heads=16), or a glob
+pattern on File (run_name/timestamp; a term without * or ? matches anywhere in it).
+Runs with the same configuration and different seeds are separate rows in the ranked and wide
+tables; the pivot averages them (mean +- sample standard deviation, n).
+"""
+import argparse
+import fnmatch
+import itertools
+import json
+import math
+import os
+import statistics
+import sys
+
+METRICS = ("val_loss", "val_mse_last", "mse_batch", "mse_regressive")
+COMMON = ("model", "dataset", "split", "seed", "time_steps", "batch_size", "lr", "epochs")
+PE_ORDER = ("Original", "+RandnPE", "+SinPE", "+RoPE")
+
+
+def fmt(value):
+    """An option value as the command line writes it: tuples with '-', floats as given."""
+    if isinstance(value, (list, tuple)):
+        return "-".join(map(str, value))
+    return str(value)
+
+
+def pe_variant(model):
+    """(family, pe) from the log's names: vqlnpemlp -> (vqlnmlp, +RandnPE), mhvqlnmlp_rope -> (mhvqlnmlp, +RoPE)."""
+    for suffix, pe in (("_sinpe", "+SinPE"), ("_rope", "+RoPE")):
+        if model.endswith(suffix):
+            return model[: -len(suffix)], pe
+    if "lnpemlp" in model:
+        return model.replace("lnpemlp", "lnmlp"), "+RandnPE"
+    return model, "Original"
+
+
+def load_run(run_dir, root=None):
+    """One run as a flat record: file, dir, options (strings), derived fields, metrics; None if unfinished."""
+    try:
+        with open(os.path.join(run_dir, "config.json")) as f:
+            config = json.load(f)
+        with open(os.path.join(run_dir, "metrics.json")) as f:
+            metrics = json.load(f)
+    except (OSError, ValueError):
+        return None
+    forecast = {}
+    try:
+        with open(os.path.join(run_dir, f"metrics_{config['dataset']}.json")) as f:
+            forecast = json.load(f)
+    except (OSError, ValueError):
+        pass
+    options = {k: fmt(config[k]) for k in COMMON if k in config}
+    options.update({k: fmt(v) for k, v in config.get("model_args", {}).items()})
+    family, pe = pe_variant(config["model"])
+    parts = os.path.normpath(run_dir).split(os.sep)
+    record = {"file": "/".join(parts[-2:]), "dir": run_dir, "options": options,
+              "derived": {"family": family, "pe": pe}, "run_name": config.get("run_name", parts[-2]),
+              "train_loss": metrics.get("train_loss"), "val_loss": metrics.get("val_loss"),
+              "val_mse_last": metrics.get("val_mse_last"), "mse_batch": forecast.get("mse_batch"),
+              "mse_regressive": forecast.get("mse_regressive"),
+              "params": f"{metrics.get('trainable_parameters', '?')}+{metrics.get('fixed_parameters', '?')}",
+              "seconds": metrics.get("seconds")}
+    return record
+
+
+def load_runs(root):
+    """Every finished run under root, in path order."""
+    runs = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        if "config.json" in filenames:
+            run = load_run(dirpath, root)
+            if run:
+                runs.append(run)
+            dirnames[:] = []  # a run directory holds no runs
+    return runs
+
+
+def field(run, key):
+    """A run's value for key: an option, a derived field (family, pe), a metric, or file."""
+    if key in run["options"]:
+        return run["options"][key]
+    if key in run["derived"]:
+        return run["derived"][key]
+    return run.get(key)
+
+
+def _same(a, b):
+    if a == b:
+        return True
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return False
+
+
+def matches(run, term):
+    if "=" in term:
+        key, value = term.split("=", 1)
+        return field(run, key) is not None and _same(field(run, key), value)
+    if term == run["options"].get("model"):
+        return True
+    pattern = term if any(c in term for c in "*?[") else f"*{term}*"
+    return fnmatch.fnmatchcase(run["file"], pattern)
+
+
+def select(runs, filters=None):
+    """Runs matching any of the comma-separated filter terms (all runs without a filter).
+    A bare model name keeps that model only (vqlnmlp does not match mhvqlnmlp)."""
+    if not filters:
+        return list(runs)
+    terms = [t for t in filters.split(",") if t]
+    models_named = {t for t in terms if "=" not in t and any(r["options"].get("model") == t for r in runs)}
+    keep = []
+    for run in runs:
+        for t in terms:
+            if (run["options"].get("model") == t) if t in models_named else matches(run, t):
+                keep.append(run)
+                break
+    return keep
+
+
+def check_metric(metric):
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+
+
+def ranked(runs, metric="val_loss"):
+    """Runs that have the metric, best (lowest) first; ties keep path order."""
+    check_metric(metric)
+    return sorted([r for r in runs if _finite(r[metric])], key=lambda r: r[metric])
+
+
+def _finite(x):
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def number(x, digits=6):
+    return f"{x:.{digits}g}" if _finite(x) else "-"
+
+
+def markdown(header, rows, align=None):
+    """A markdown table with padded columns (reads as a table in a terminal too)."""
+    cells = [list(map(str, header))] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    align = align or ["<"] + [">"] * (len(header) - 1)
+    line = lambda r: "| " + " | ".join(f"{c:{a}{w}}" for c, a, w in zip(r, align, widths)) + " |"
+    rule = "|" + "|".join(("-" * (w + 1) + ":" if a == ">" else "-" * (w + 2)) for a, w in zip(align, widths)) + "|"
+    return "\n".join([line(cells[0]), rule] + [line(r) for r in cells[1:]])
+
+
+def log_table(runs, metric="val_loss", top=None):
+    """The log's table: | File | Loss |, best first."""
+    best = ranked(runs, metric)[:top]
+    return markdown(["File", "Loss" if metric == "val_loss" else metric],
+                    [[r["file"], number(r[metric])] for r in best])
+
+
+WIDE = ("train_loss", "val_loss", "val_mse_last", "mse_batch", "mse_regressive")
+
+
+def wide_table(runs, metric="val_loss", top=None):
+    """Every number of each run, sorted by metric (runs without it last)."""
+    order = ranked(runs, metric)
+    order += [r for r in runs if r not in order]
+    rows = [[r["file"]] + [number(r[k]) for k in WIDE] + [r["params"], number(r["seconds"], 3)]
+            for r in order[:top]]
+    return markdown(["File", *WIDE, "params", "seconds"], rows)
+
+
+def _sort_key(value):
+    if value in PE_ORDER:
+        return (0, PE_ORDER.index(value), "")
+    try:
+        return (1, float(value), "")
+    except (TypeError, ValueError):
+        return (2, 0.0, str(value))
+
+
+def mean_sd(values):
+    """'mean +- sd (n)' of the values; sd is the sample standard deviation, shown when n > 1."""
+    m = statistics.fmean(values)
+    if len(values) == 1:
+        return m, f"{number(m, 4)}"
+    return m, f"{number(m, 4)} +- {number(statistics.stdev(values), 2)} ({len(values)})"
+
+
+def pivot_table(runs, rows, cols, metric="val_loss"):
+    """Rows by one field, columns by another, each cell the mean +- sd of the metric over its runs;
+    the best cell of each row in bold, as the log marks it."""
+    check_metric(metric)
+    runs = [r for r in runs if _finite(r[metric]) and field(r, rows) is not None and field(r, cols) is not None]
+    row_values = sorted({field(r, rows) for r in runs}, key=_sort_key)
+    col_values = sorted({field(r, cols) for r in runs}, key=_sort_key)
+    body = []
+    for rv in row_values:
+        cells = {}
+        for cv in col_values:
+            values = [r[metric] for r in runs if field(r, rows) == rv and field(r, cols) == cv]
+            if values:
+                cells[cv] = mean_sd(values)
+        best = min(cells, key=lambda c: cells[c][0]) if len(cells) > 1 else None
+        body.append([rv] + [("-" if cv not in cells else
+                             f"**{cells[cv][1]}**" if cv == best else cells[cv][1]) for cv in col_values])
+    return markdown([f"{rows} \\ {cols}", *col_values], body)
+
+
+def ranks(values):
+    """1-based ranks, lowest value first; ties share their average rank."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    out = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            out[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return out
+
+
+def option_ranks(runs, metric="val_loss"):
+    """Which options matter. Ranks every run by the metric (1 = best), then for each option that
+    varies across the runs and each of its values, the average rank of the runs that have it.
+
+    Returns (singles, pairs): singles {option: {value: (average rank, count)}}, pairs
+    {(option_a, option_b): {(value_a, value_b): (average rank, count)}}. A run without an option
+    (lstm has no vocab_size) does not count for it."""
+    runs = ranked(runs, metric)
+    rank = ranks([r[metric] for r in runs])
+    keys = sorted({k for r in runs for k in r["options"]})
+    varying = [k for k in keys if len({r["options"][k] for r in runs if k in r["options"]}) > 1]
+
+    def average(groups):
+        return {v: (statistics.fmean(rs), len(rs)) for v, rs in sorted(groups.items(), key=lambda kv: str(kv[0]))}
+
+    singles, pairs = {}, {}
+    for k in varying:
+        groups = {}
+        for r, rk in zip(runs, rank):
+            if k in r["options"]:
+                groups.setdefault(r["options"][k], []).append(rk)
+        singles[k] = average(groups)
+    for a, b in itertools.combinations(varying, 2):
+        groups = {}
+        for r, rk in zip(runs, rank):
+            if a in r["options"] and b in r["options"]:
+                groups.setdefault((r["options"][a], r["options"][b]), []).append(rk)
+        pairs[(a, b)] = average(groups)
+    return singles, pairs
+
+
+def rank_table(runs, metric="val_loss", top=10):
+    """Markdown: options by how much their values' average ranks differ, each option=value,
+    and the best option pairs."""
+    n = len(ranked(runs, metric))
+    singles, pairs = option_ranks(runs, metric)
+    if not singles:
+        return f"{n} runs ranked by {metric}; no option varies across them."
+    spread = {k: max(a for a, _ in v.values()) - min(a for a, _ in v.values()) for k, v in singles.items()}
+    by_spread = sorted(singles, key=lambda k: -spread[k])
+    out = [f"{n} runs ranked by {metric} (1 = best). Options by spread (the difference between the "
+           f"average ranks of their best and worst value; large = the option matters):", ""]
+    rows = []
+    for k in by_spread:
+        v = singles[k]
+        best, worst = min(v, key=lambda x: v[x][0]), max(v, key=lambda x: v[x][0])
+        rows.append([k, f"{spread[k]:.1f}", len(v), f"{best} ({v[best][0]:.1f})", f"{worst} ({v[worst][0]:.1f})"])
+    out += [markdown(["option", "spread", "values", "best value (avg rank)", "worst value (avg rank)"], rows), ""]
+    out += ["Average rank of the runs with each option=value:", ""]
+    rows = [[f"{k}={value}", count, f"{avg:.2f}"] for k in by_spread
+            for value, (avg, count) in sorted(singles[k].items(), key=lambda kv: kv[1][0])]
+    out += [markdown(["option=value", "runs", "average rank"], rows), ""]
+    flat = [(avg, count, f"{a}={va}, {b}={vb}") for (a, b), groups in pairs.items()
+            for (va, vb), (avg, count) in groups.items()]
+    flat.sort(key=lambda t: (t[0], -t[1]))
+    if flat:
+        out += [f"The {min(top, len(flat))} best pairs of option values (of {len(flat)}):", ""]
+        out += [markdown(["pair", "runs", "average rank"], [[p, c, f"{a:.2f}"] for a, c, p in flat[:top]])]
+    return "\n".join(out)
+
+
+def main(argv=None):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from forecast import Parser
+
+    parser = Parser(description="Markdown tables of the runs under a directory.")
+    parser.add_argument("root", nargs="?", default="runs", help="a directory of runs (default: runs)")
+    parser.add_argument("--sort", default="val_loss", help=f"one of {', '.join(METRICS)} (lower is better)")
+    parser.add_argument("--top", type=int, default=None, help="only the K best runs (pairs with --rank: default 10)")
+    parser.add_argument("--filter", default=None, help="comma list of model names, KEY=VALUE or File patterns")
+    parser.add_argument("--wide", action="store_true", help="losses, val_mse_last, forecasts, params and seconds")
+    parser.add_argument("--pivot", default=None, help="ROWS,COLS: two fields (e.g. family,pe or vocab_size,lr)")
+    parser.add_argument("--rank", action="store_true", help="average rank of each option=value and pair")
+    args = parser.parse_args(argv)
+    if args.sort not in METRICS:
+        parser.error(f"unknown --sort {args.sort!r}; choose one of {', '.join(METRICS)}")
+    if args.top is not None and args.top < 1:
+        parser.error(f"--top must be at least 1, got {args.top}")
+    if not os.path.isdir(args.root):
+        parser.error(f"{args.root!r} is not a directory")
+    runs = select(load_runs(args.root), args.filter)
+    if not runs:
+        parser.error(f"no finished runs under {args.root!r}" + (f" match --filter {args.filter}" if args.filter else ""))
+    if args.pivot:
+        axes = args.pivot.split(",")
+        if len(axes) != 2:
+            parser.error(f"--pivot takes ROWS,COLS (two fields), got {args.pivot!r}")
+        known = set(COMMON) | {"family", "pe"} | {k for r in runs for k in r["options"]}
+        for axis in axes:
+            if axis not in known:
+                parser.error(f"--pivot field {axis!r} is not an option of these runs; choose from "
+                             f"{', '.join(sorted(known))}")
+        print(pivot_table(runs, *axes, metric=args.sort))
+    elif args.rank:
+        print(rank_table(runs, args.sort, args.top or 10))
+    elif args.wide:
+        print(wide_table(runs, args.sort, args.top))
+    else:
+        print(log_table(runs, args.sort, args.top))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""Sweeps (grid expansion, skipping, --jobs, --dry_run), result tables, the parameter ranking,
+the cross-dataset table and the --quick reproduction report."""
+import json
+import os
+import re
+
+import pytest
+
+from conftest import run_script
+
+import train
+from benchmarks import results
+
+
+# -- grid expansion and skipping ---------------------------------------------------------------
+def test_expand_grid_is_the_product_in_order_and_keeps_flags():
+    grid = train.expand_grid(["--model", "vqlnmlp,lstm", "--lr=0.1,0.2", "--no_forecast", "--jobs", "2",
+                              "--levels", "32-128-512,64-256"])
+    assert len(grid) == 8
+    assert grid[0] == ["--model", "vqlnmlp", "--lr", "0.1", "--no_forecast", "--levels", "32-128-512"]
+    assert grid[1][-1] == "64-256"                       # the last option varies fastest
+    assert grid[-1] == ["--model", "lstm", "--lr", "0.2", "--no_forecast", "--levels", "64-256"]
+    assert all("--jobs" not in g for g in grid)
+    assert train.expand_grid(["--model", "naive"]) == [["--model", "naive"]]
+
+
+def test_is_sweep_only_with_a_comma_or_a_sweep_option():
+    assert not train.is_sweep(["--model", "vqlnmlp", "--lr", "0.01"])
+    assert train.is_sweep(["--model", "vqlnmlp", "--lr", "0.01,0.02"])
+    assert train.is_sweep(["--model", "vqlnmlp", "--dry_run"])
+    assert not train.is_sweep(["--list"])
+
+
+def test_skip_reason_names_what_the_model_cannot_take():
+    assert train.skip_reason(["--model", "vqlnmlp", "--vocab_size", "32"]) is None
+    assert "does not take --vocab_size" in train.skip_reason(["--model", "lstm", "--vocab_size", "32"])
+    reason = train.skip_reason(["--model", "mhvqlnmlp", "--d_model", "8", "--n_heads", "3"])
+    assert "divisible" in reason and "\n" not in reason
+
+
+def test_dry_run_prints_one_command_per_run_and_skips_with_a_reason():
+    r = run_script("train.py", "--model", "vqlnmlp,lstm", "--vocab_size", "32,64", "--epochs", "1", "--dry_run")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "python train.py --model vqlnmlp --vocab_size 32 --epochs 1",
+        "python train.py --model vqlnmlp --vocab_size 64 --epochs 1"]
+    skips = r.stderr.strip().splitlines()
+    assert len(skips) == 2 and all("model lstm does not take --vocab_size" in s for s in skips)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--model", "vqlnmlp,nope", "--dry_run"], ["nope", "choose one of"]),
+    (["--model", "vqlnmlp", "--lr", "0.1,abc", "--dry_run"], ["abc"]),
+    (["--model", "lstm", "--vocab_size", "1,2", "--dry_run"], ["no combination"]),
+    (["--model", "naive,linear", "--jobs", "0"], ["--jobs", "'0'"]),
+])
+def test_sweep_user_errors_are_one_line_exit_2(args, words):
+    r = run_script("train.py", *args)
+    assert r.returncode == 2
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("train.py: error:") and all(w in last for w in words), r.stderr
+
+
+def test_sweep_end_to_end_with_two_jobs_lists_failures_and_ranks(tmp_path, sine_csv):
+    out = tmp_path / "runs"
+    # time_steps 400 > the 300 values of the series: those two runs fail, the other two go on
+    r = run_script("train.py", "--model", "naive,linear", "--time_steps", "8,400", "--dataset", sine_csv,
+                   "--epochs", "1", "--no_forecast", "--out_dir", out, "--jobs", "2")
+    assert r.returncode == 1, r.stderr
+    assert "sweep: 4 runs, 2 at a time" in r.stdout
+    failed = r.stdout.split("runs failed:")[1].strip().splitlines()
+    assert len(failed) == 2 and all("--time_steps 400" in f and "time_steps 400" in f for f in failed)
+    table = [l for l in r.stdout.splitlines() if l.startswith("| naive_") or l.startswith("| linear_")]
+    assert len(table) == 2
+    runs = results.load_runs(out)
+    assert sorted(r_["options"]["model"] for r_ in runs) == ["linear", "naive"]
+    best = min(runs, key=lambda r_: r_["val_loss"])
+    assert table[0].startswith(f"| {best['file']} ")     # best first
+
+
+# -- result tables ------------------------------------------------------------------------------
+def fake_run(root, model, val_loss, stamp, dataset="y_w", seed=0, mse_regressive=None, **model_args):
+    """A run directory as train.py (and forecast.py) would leave it, with chosen numbers."""
+    lr = model_args.pop("lr", 0.007)
+    name = "_".join([model] + [f"{k}{v}" for k, v in model_args.items()] + [dataset, f"lr{lr}"])
+    run_dir = root / name / stamp
+    run_dir.mkdir(parents=True)
+    config = {"run_name": name, "model": model, "model_args": model_args, "dataset": dataset, "split": "random",
+              "seed": seed, "time_steps": 96, "batch_size": 32, "lr": lr, "epochs": 50}
+    (run_dir / "config.json").write_text(json.dumps(config))
+    metrics = {"train_loss": val_loss / 2, "val_loss": val_loss, "val_mse_last": val_loss * 3,
+               "trainable_parameters": 10, "fixed_parameters": 5, "seconds": 1.5}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    if mse_regressive is not None:
+        (run_dir / f"metrics_{dataset}.json").write_text(json.dumps({"mse_batch": 1.0, "mse_regressive": mse_regressive}))
+    return run_dir
+
+
+@pytest.fixture
+def grid_runs(tmp_path):
+    """lr x vocab_size with val losses 1 < 2 < 3 < 4, so the ranks are known; and an lstm (no vocab_size)."""
+    root = tmp_path / "runs"
+    for i, (lr, vs) in enumerate([(0.1, 32), (0.1, 64), (0.2, 32), (0.2, 64)]):
+        fake_run(root, "vqlnmlp", 1.0 + i, f"t{i}", vocab_size=vs, lr=lr, mse_regressive=40.0 - i)
+    fake_run(root, "lstm", 5.0, "t9", lr=0.1)
+    (root / "unfinished" / "t0").mkdir(parents=True)  # no metrics.json: still running
+    (root / "unfinished" / "t0" / "config.json").write_text("{}")
+    return root
+
+
+def test_ranks_share_ties():
+    assert results.ranks([3.0, 1.0, 1.0, 2.0]) == [4.0, 1.5, 1.5, 3.0]
+
+
+def test_parameter_ranking_on_runs_with_known_ranks(grid_runs):
+    runs = results.load_runs(grid_runs)
+    assert len(runs) == 5
+    singles, pairs = results.option_ranks(runs, "val_loss")
+    # ranks 1..5 by val loss; lr 0.1: vqlnmlp ranks 1, 2 and lstm 5
+    assert singles["lr"] == {"0.1": ((1 + 2 + 5) / 3, 3), "0.2": ((3 + 4) / 2, 2)}
+    assert singles["vocab_size"] == {"32": ((1 + 3) / 2, 2), "64": ((2 + 4) / 2, 2)}  # lstm has none
+    assert singles["model"] == {"lstm": (5.0, 1), "vqlnmlp": (2.5, 4)}
+    assert pairs[("lr", "vocab_size")][("0.2", "64")] == (4.0, 1)
+    # by regressive MSE the order of the vqlnmlp runs reverses (lstm has no forecast: left out)
+    singles, _ = results.option_ranks(runs, "mse_regressive")
+    assert singles["vocab_size"] == {"32": ((4 + 2) / 2, 2), "64": ((3 + 1) / 2, 2)}
+    table = results.rank_table(runs, "val_loss")
+    assert table.index("| model ") < table.index("| vocab_size ")  # model's spread 2.5 > vocab's 1.0
+    row = next(l for l in table.splitlines() if l.startswith("| lr=0.1 "))
+    assert [c.strip() for c in row.strip("|").split("|")] == ["lr=0.1", "3", "2.67"]
+
+
+def test_log_table_format_sort_top_and_filters(grid_runs):
+    runs = results.load_runs(grid_runs)
+    table = results.log_table(runs, "val_loss", top=2).splitlines()
+    assert re.match(r"\| File +\| +Loss \|", table[0]) and set(table[1]) <= set("|-: ")
+    assert len(table) == 4 and table[2].startswith("| vqlnmlp_vocab_size32_y_w_lr0.1/t0 ") and table[2].endswith(" 1 |")
+    by_mse = results.log_table(runs, "mse_regressive").splitlines()
+    assert "mse_regressive" in by_mse[0] and "/t3 " in by_mse[2] and len(by_mse) == 6  # lstm has no forecast
+    assert len(results.select(runs, "lstm")) == 1
+    assert len(results.select(runs, "vocab_size=64")) == 2
+    assert len(results.select(runs, "lr=0.2,lstm")) == 3
+    assert len(results.select(runs, "*vocab_size32*")) == 2
+
+
+def test_filter_by_model_name_is_exact(tmp_path):
+    fake_run(tmp_path, "vqlnmlp", 1.0, "a")
+    fake_run(tmp_path, "mhvqlnmlp", 2.0, "b")
+    runs = results.load_runs(tmp_path)
+    assert [r["options"]["model"] for r in results.select(runs, "vqlnmlp")] == ["vqlnmlp"]
+
+
+def test_wide_and_pivot_tables(tmp_path):
+    for seed, (a, b) in enumerate([(1.0, 3.0), (2.0, 5.0)]):
+        fake_run(tmp_path, "vqlnmlp", a, f"s{seed}", seed=seed)
+        fake_run(tmp_path, "vqlnmlp_rope", b, f"s{seed}", seed=seed)
+        fake_run(tmp_path, "mhvqlnpemlp", 0.5, f"s{seed}", seed=seed)
+    runs = results.load_runs(tmp_path)
+    wide = results.wide_table(runs).splitlines()
+    assert [c.strip() for c in wide[0].strip("|").split("|")] == [
+        "File", "train_loss", "val_loss", "val_mse_last", "mse_batch", "mse_regressive", "params", "seconds"]
+    assert [c.strip() for c in wide[2].strip("|").split("|")][-2:] == ["10+5", "1.5"]
+    pivot = results.pivot_table(runs, "family", "pe").splitlines()
+    assert [c.strip() for c in pivot[0].strip("|").split("|")] == ["family \\ pe", "Original", "+RandnPE", "+RoPE"]
+    row = {p.split("|")[1].strip(): [c.strip() for c in p.strip("|").split("|")[1:]] for p in pivot[2:]}
+    assert row["vqlnmlp"] == ["**1.5 +- 0.71 (2)**", "-", "4 +- 1.4 (2)"]   # mean +- sd (n), best in bold
+    assert row["mhvqlnmlp"] == ["-", "0.5 +- 0 (2)", "-"]
+
+
+def test_results_cli_tables_and_errors(grid_runs):
+    r = run_script("benchmarks/results.py", grid_runs, "--top", "1", "--filter", "vqlnmlp", "--sort", "val_mse_last")
+    assert r.returncode == 0 and len(r.stdout.strip().splitlines()) == 3 and "/t0 " in r.stdout, r.stderr
+    r = run_script("benchmarks/results.py", grid_runs, "--pivot", "vocab_size,lr")
+    assert r.returncode == 0 and "vocab_size \\ lr" in r.stdout, r.stderr
+    for args, word in ((["--sort", "loss"], "mse_regressive"), (["--pivot", "nope,lr"], "nope"),
+                       (["--filter", "att"], "no finished runs"), (["--top", "0"], "--top")):
+        r = run_script("benchmarks/results.py", grid_runs, *args)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and word in r.stderr, r.stderr
+
+
+# -- cross-dataset ----------------------------------------------------------------------------
+def test_cross_dataset_table_and_png(tmp_path, sine_csv):
+    other = tmp_path / "wave.csv"
+    other.write_text("t,v\n" + "".join(f"{i},{(i % 17) * 0.5 + (i % 5)}\n" for i in range(200)))
+    r = run_script("train.py", "--model", "linear", "--dataset", sine_csv, "--epochs", "1", "--time_steps", "8",
+                   "--no_forecast", "--out_dir", tmp_path / "runs")
+    assert r.returncode == 0, r.stderr
+    run_dir = r.stdout.strip().splitlines()[-1][3:]
+    r = run_script("forecast.py", run_dir, "--dataset", f"{sine_csv},{other}")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert lines[0] == "| Method\\Trainset-Testset | sine-sine | sine-wave |"
+    for line, kind in zip(lines[2:4], ("batch", "regressive")):
+        assert line.startswith(f"| {kind.capitalize()} (")
+        cells = [float(c) for c in line.strip("|").split("|")[1:]]
+        for cell, dataset in zip(cells, ("sine", "wave")):
+            saved = json.load(open(os.path.join(run_dir, f"metrics_{dataset}.json")))
+            assert cell == pytest.approx(saved[f"mse_{kind}"], rel=1e-5)
+    png = lines[-1][3:]
+    assert png.endswith(".png") and os.path.getsize(png) > 10000
+    r = run_script("forecast.py", run_dir, "--dataset", f"{sine_csv},nope")
+    assert r.returncode == 2 and "nope" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+# -- the reproduction report --------------------------------------------------------------------
+def test_quick_report_writes_results_and_plots(tmp_path):
+    out, runs = tmp_path / "docs", tmp_path / "runs"
+    r = run_script("benchmarks/report.py", "--quick", "--out", out, "--runs_dir", runs, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "0 failed runs" in r.stdout
+    text = (out / "RESULTS.md").read_text()
+    for heading in ("## Noise floors and baselines", "## 2024-12-21", "## 2024-12-22", "## 2024-12-23",
+                    "## 2025-01-06", "## The same under the chrono split"):
+        assert heading in text
+    assert "**Time.**" in text and "<!-- time -->" not in text
+    for png in re.findall(r"\]\((results_\w+\.png)\)", text):
+        assert (out / png).stat().st_size > 10000
+    assert len(re.findall(r"\]\((results_\w+\.png)\)", text)) >= 4
+    assert len(results.load_runs(runs)) >= 5
+
+
+def test_full_report_without_the_data_is_a_one_line_error(tmp_path):
+    r = run_script("benchmarks/report.py", "--data_dir", tmp_path, "--out", tmp_path / "docs")
+    assert r.returncode == 2 and "download.py" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "docs").exists()

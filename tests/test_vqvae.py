@@ -1,0 +1,272 @@
+"""The image side (issue 6): models/vqvae.py and vqvae_imagenet.py, small (64 px, a few steps).
+
+Script runs use a narrow model (--hidden 32 --res_channels 8) around the log's bottleneck
+(embed_dim 64, n_embed 512) so the whole file stays well under two minutes on two cores.
+"""
+import json
+import math
+import os
+import random
+import re
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import models
+import vqvae_imagenet as vq
+from conftest import run_script
+from models.vqvae import BOTTLENECKS, Model
+
+SMALL = ["--hidden", "32", "--res_channels", "8"]
+# Tiny convolutions gain nothing from a second thread and lose much when the cores are shared.
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+QUICK = ["--data", "sample", "--image_size", "64", "--batch_size", "4", "--workers", "0", *SMALL]
+QUICK_2_WORKERS = list(QUICK)
+QUICK_2_WORKERS[QUICK.index("--workers") + 1] = "2"
+
+
+def train_run(out_dir, *args):
+    """Run vqvae_imagenet.py; returns (run_dir, metrics, checkpoint)."""
+    r = run_script("vqvae_imagenet.py", "--out_dir", out_dir, *args, env=ONE_THREAD)
+    assert r.returncode == 0, r.stderr
+    run_dir = r.stdout.strip().splitlines()[-1].removeprefix("-> ")
+    metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+    return run_dir, metrics, torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Three bottlenecks trained for three steps on the sample data, seed 0."""
+    out = tmp_path_factory.mktemp("runs")
+    return {name: train_run(out, "--model", name, "--max_steps", "3", *QUICK)
+            for name in ("vqvae", "smvqvae", "ffnae")}
+
+
+# ---------------------------------------------------------------- the model file
+
+@pytest.mark.parametrize("name", BOTTLENECKS)
+def test_shapes_and_which_parameters_get_gradients(name):
+    torch.manual_seed(0)
+    model = Model(bottleneck=name, hidden=32, res_channels=8)
+    x = torch.randn(2, 3, 32, 32)
+    z = model.encode(x)
+    assert z.shape == (2, 64, 8, 8)
+    out = model(x)
+    assert out.shape == x.shape
+    F.mse_loss(out, x).backward()
+    grads = {k: p.grad for k, p in model.named_parameters()}
+    assert grads["encoder.0.weight"].abs().sum() > 0 and grads["decoder.0.weight"].abs().sum() > 0
+    if name == "vqvae":
+        assert grads["bottleneck.codebook"] is None  # the log's discovery: E is never trained
+    if name in ("amvqvae", "smvqvae"):
+        assert grads["bottleneck.codebook"].abs().sum() > 0
+    if name in ("vqvae", "amvqvae", "smvqvae"):
+        assert grads["bottleneck.ln.weight"].abs().sum() > 0
+    else:
+        assert grads["bottleneck.up.weight"].abs().sum() > 0
+
+
+def test_quantizers_output_the_code_values():
+    """The straight-through changes gradients, not values: vqvae outputs the softmax read,
+    amvqvae the argmax code."""
+    torch.manual_seed(0)
+    z = torch.randn(10, 64)
+    soft, argmax = Model("vqvae").bottleneck, Model("amvqvae").bottleneck
+    q = F.layer_norm(z, (64,))
+    read = torch.softmax(q @ soft.codebook.T / 8, -1) @ soft.codebook
+    assert torch.allclose(soft(z), read, atol=1e-5)
+    assert torch.allclose(argmax(z), argmax.codebook[(q @ argmax.codebook.T).argmax(-1)], atol=1e-5)
+
+
+def test_not_a_forecasting_model():
+    assert not hasattr(Model, "target") and "vqvae" not in models.names()
+
+
+def test_self_check_runs():
+    r = run_script("-m", "models.vqvae", env=ONE_THREAD)
+    assert r.returncode == 0, r.stderr
+    assert [l.split()[0] for l in r.stdout.splitlines()] == list(BOTTLENECKS)
+
+
+# ---------------------------------------------------------------- data and masking
+
+def test_masking_zeroes_the_expected_fraction_of_patches():
+    photo = vq.load_splits("sample")[1]["source"]
+    for size, patch, ratio in ((256, 32, 0.5), (64, 16, 0.25)):
+        ds = vq.Images(None, "train", size, patch, ratio, seed=0, photo=photo)
+        grid = size // patch
+        masks = []
+        for i in range(4):
+            img, mask = ds[i]
+            assert torch.equal(ds[i][1], mask)  # the same item, the same mask
+            x = vq.to_unit(img[None])
+            masked = vq.apply_mask(x, mask[None], patch)[0]                       # (3, S, S)
+            tiles = masked.unfold(1, patch, patch).unfold(2, patch, patch)        # (3, g, g, p, p)
+            zero = (tiles == 0).flatten(3).all(-1).all(0)                         # (g, g)
+            assert torch.equal(zero, mask)
+            assert zero.sum() == round(ratio * grid * grid)
+            assert torch.equal(masked[:, ~mask.repeat_interleave(patch, 0).repeat_interleave(patch, 1)],
+                               x[0][:, ~mask.repeat_interleave(patch, 0).repeat_interleave(patch, 1)])
+            masks.append(mask)
+        assert any(not torch.equal(masks[0], m) for m in masks[1:])
+
+
+def test_swap_keeps_encoder_and_decoder():
+    torch.manual_seed(1)
+    source = Model(bottleneck="llmffnae")
+    ckpt = {"model_args": {**vq.model_options(), "bottleneck": "llmffnae"}, "state_dict": source.state_dict(),
+            "path": "x"}
+    model, args = vq.swap_ffn_with_vq(ckpt, seed=0)
+    assert args["bottleneck"] == "vqvae" and isinstance(model.bottleneck, type(Model("vqvae").bottleneck))
+    kept = [k for k in source.state_dict() if not k.startswith("bottleneck.")]
+    assert len(kept) > 20
+    for k in kept:
+        assert torch.equal(model.state_dict()[k], source.state_dict()[k]), k
+    E = model.bottleneck.codebook
+    assert E.shape == (512, 64) and abs(E.mean()) < 0.02 and abs(E.std() - 1) < 0.02  # N(0, 1), untrained
+    assert torch.equal(model.bottleneck.ln.weight, torch.ones(64))
+
+
+# ---------------------------------------------------------------- training runs
+
+def test_run_directory_and_metrics(runs):
+    for name, (run_dir, metrics, ckpt) in runs.items():
+        files = set(os.listdir(run_dir))
+        assert {"config.json", "model.pt", "losses.csv", "loss.png", "recon_epoch001.png", "metrics.json"} <= files
+        assert not [f for f in files if f.startswith(".tmp")]
+        assert re.search(rf"vqvae/{name}/\d{{4}}(-\d\d){{5}}$", run_dir)
+        assert math.isfinite(metrics["test_loss"]) and metrics["steps"] == 3
+        model = Model(**ckpt["model_args"])  # the checkpoint rebuilds its model
+        model.load_state_dict(ckpt["state_dict"])
+        assert metrics["parameters"]["model"] == sum(p.numel() for p in model.parameters())
+        assert metrics["parameters"]["bottleneck"] == (32896 if name != "ffnae" else 66112)
+        config = json.load(open(os.path.join(run_dir, "config.json")))
+        assert config["model_args"] == ckpt["model_args"] and config["image_size"] == 64
+
+
+def test_vqvae_codebook_never_changes_smvqvae_codebook_does(runs):
+    for name, changed in (("vqvae", False), ("smvqvae", True)):
+        _, metrics, ckpt = runs[name]
+        torch.manual_seed(0)  # the seed's first draw is the model: rebuild its initial codebook
+        initial = Model(**ckpt["model_args"]).bottleneck.codebook.detach()
+        assert torch.equal(ckpt["initial_codebook"], initial)
+        final = ckpt["state_dict"]["bottleneck.codebook"]
+        assert torch.equal(final, initial) != changed, name
+        assert (metrics["codebook_change"]["l2"] > 0) == changed
+    assert runs["ffnae"][1]["codebook_change"] is None
+
+
+def test_eval_reports_the_runs_test_loss(runs):
+    run_dir, metrics, _ = runs["vqvae"]
+    r = run_script("vqvae_imagenet.py", "--eval", run_dir, "--workers", "0", "--batch_size", "4", env=ONE_THREAD)
+    assert r.returncode == 0, r.stderr
+    test_loss = float(re.search(r"test_loss (\S+)", r.stdout).group(1))
+    assert test_loss == pytest.approx(metrics["test_loss"], rel=1e-5)
+
+
+def test_same_seed_same_numbers_with_any_number_of_workers(runs, tmp_path):
+    _, metrics, ckpt = runs["vqvae"]
+    _, metrics2, ckpt2 = train_run(tmp_path, "--model", "vqvae", "--max_steps", "3", *QUICK_2_WORKERS)
+    assert metrics2["test_loss"] == metrics["test_loss"]
+    for k, v in ckpt["state_dict"].items():
+        assert torch.equal(v, ckpt2["state_dict"][k]), k
+
+
+def test_swap_then_layernorm_only_changes_nothing_else(runs, tmp_path):
+    source_dir, _, source = runs["ffnae"]
+    run_dir, metrics, ckpt = train_run(tmp_path, "--swap_ffn_with_vq", source_dir, "--train_only", "ln",
+                                       "--max_steps", "2", "--workers", "0", "--batch_size", "4")
+    assert "ffnae_swapvq_ln" in run_dir and os.path.isfile(os.path.join(run_dir, "recon_epoch000.png"))
+    assert metrics["parameters"]["trainable"] == 128 and metrics["steps"] == 2
+    assert metrics["source_test_loss"] == pytest.approx(runs["ffnae"][1]["test_loss"], rel=1e-5)
+    assert math.isfinite(metrics["test_loss_before_training"]) and metrics["codebook_change"]["l2"] == 0
+    state = ckpt["state_dict"]
+    assert ckpt["model_args"]["bottleneck"] == "vqvae"
+    for k, v in state.items():
+        if not k.startswith("bottleneck."):
+            assert torch.equal(v, source["state_dict"][k]), k  # the swap kept it, fine-tuning left it
+    assert torch.equal(state["bottleneck.codebook"], ckpt["initial_codebook"])
+    assert not torch.equal(state["bottleneck.ln.weight"], torch.ones(64))  # the LayerNorm learned
+
+
+@pytest.mark.parametrize("layout", ["tree", "flat"])
+def test_unreadable_image_is_skipped_and_counted(tmp_path, layout):
+    rng = np.random.default_rng(0)
+    from PIL import Image
+    root = tmp_path / "images"
+    folders = [root / "train" / "n01", root / "val" / "n01"] if layout == "tree" else [root]
+    for folder in folders:
+        folder.mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.integers(0, 255, (72, 90, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    (folders[0] / "broken.jpg").write_bytes(b"not a jpeg")
+    r = run_script("vqvae_imagenet.py", "--data", root, "--image_size", "64", "--batch_size", "4", "--workers",
+                   "0", "--max_steps", "2", "--out_dir", tmp_path / "runs", *SMALL, env=ONE_THREAD)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"warning: skipped 1 unreadable image\(s\), e\.g\. .*broken\.jpg", r.stderr)
+    metrics = json.load(open(os.path.join(r.stdout.strip().splitlines()[-1][3:], "metrics.json")))
+    assert metrics["unreadable_images"] == 1 and math.isfinite(metrics["test_loss"])
+    assert metrics["test_split"] == ("val (no test/ folder)" if layout == "tree" else "test")
+
+
+def test_torchrun_two_processes_gloo_one_run_directory(tmp_path):
+    r = run_script("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "vqvae_imagenet.py",
+                   "--model", "vqvae", "--max_steps", "2", "--out_dir", tmp_path, *QUICK, timeout=300)
+    assert r.returncode == 0, r.stderr
+    runs = os.listdir(tmp_path / "vqvae" / "vqvae")
+    assert len(runs) == 1
+    run_dir = tmp_path / "vqvae" / "vqvae" / runs[0]
+    config = json.load(open(run_dir / "config.json"))
+    metrics = json.load(open(run_dir / "metrics.json"))
+    assert config["world_size"] == 2 and config["global_batch_size"] == 8
+    assert metrics["steps"] == 2 and metrics["codebook_change"]["l2"] == 0  # DDP leaves E untouched too
+
+
+# ---------------------------------------------------------------- --list and errors
+
+def test_list_prints_every_bottleneck():
+    r = run_script("vqvae_imagenet.py", "--list", env=ONE_THREAD)
+    assert r.returncode == 0, r.stderr
+    rows = {l.split("|")[1].strip(): [c.strip() for c in l.split("|")[2:-1]] for l in r.stdout.splitlines()
+            if l.startswith("| ") and not l.startswith("| model")}
+    assert list(rows) == list(BOTTLENECKS)
+    assert rows["vqvae"][1:] == ["777667", "744771", "32896", "128"]
+    assert rows["ffnae"][1:] == ["810883", "744771", "66112", "-"]
+
+
+def foreign_checkpoint(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save({"model": "vqlnmlp", "model_args": {"vocab_size": 512}, "state_dict": {}}, path)
+    return path
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--data", "/no/such/folder"], "'/no/such/folder': no such folder"),
+    (["--data", "EMPTY"], "found 0 images"),
+    (["--image_size", "100"], "--image_size 100 is not a multiple of --patch_size 32"),
+    (["--model", "vqgan"], "invalid choice: 'vqgan' (choose from 'vqvae', 'amvqvae'"),
+    (["--epochs", "many"], "invalid int value: 'many'"),
+    (["--eval", "FOREIGN"], "is not a vqvae_imagenet.py checkpoint (it holds model 'vqlnmlp')"),
+    (["--swap_ffn_with_vq", "VQVAE_RUN"], "holds bottleneck 'vqvae'; it needs a run of ffnae or llmffnae"),
+    (["--train_only", "ln", "--max_steps", "2"], "add --swap_ffn_with_vq CKPT"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, expected, tmp_path, runs):
+    (tmp_path / "empty").mkdir()
+    subst = {"EMPTY": tmp_path / "empty", "FOREIGN": foreign_checkpoint(tmp_path), "VQVAE_RUN": runs["vqvae"][0]}
+    out = tmp_path / "out"
+    r = run_script("vqvae_imagenet.py", *[subst.get(a, a) for a in args], "--out_dir", out, env=ONE_THREAD)
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert expected in r.stderr, r.stderr
+    assert not out.exists()  # nothing written
