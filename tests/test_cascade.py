@@ -186,3 +186,17 @@ def test_train_and_forecast_end_to_end(tmp_path):
     assert model.levels == (16, 8) and model.cache1.requires_grad
     m = forecast(run_dir, predict_rate=0.05)
     assert m["n_predicted"] == int(0.05 * (1047 - 96)) and math.isfinite(m["mse_regressive"])
+
+
+@pytest.mark.parametrize("name, args", [("cvqlnmlp", {"order": "inc"}), ("cvqlnmlp", {"order": "dec"}),
+                                        ("mhcvqlnmlp", {})])
+def test_cascades_are_position_wise_so_they_have_no_memory(name, args):
+    """The README's verdict: the output at t depends on x at t alone (earlier values change nothing)."""
+    torch.manual_seed(0)
+    model = models.build(name, **args)
+    x = torch.randn(2, 24, 1)
+    x2 = x.clone()
+    x2[:, :12] = torch.randn(2, 12, 1)
+    with torch.no_grad():
+        assert torch.equal(model(x)[:, 12:], model(x2)[:, 12:])
+        assert not torch.equal(model(x)[:, :12], model(x2)[:, :12])
