@@ -11,7 +11,8 @@ vqlnpemlp); 2024-12-22 (the log's top-5 multi-head configurations, a reduced gri
 parameter ranking, and a heads sweep); 2024-12-23 (positional encodings: val loss and regressive
 MSE); 2025-01-06 (cross-dataset); then the chrono split. Cells are mean +- sample standard
 deviation over the seeds. `--quick`: one seed, one epoch, time_steps 16, a few rows per table;
-without the formaldehyde data it substitutes the embedded series and says so.
+without the formaldehyde data it substitutes the embedded series and says so; it writes into its
+runs directory, not docs/ (unless --out says otherwise).
 """
 import argparse
 import datetime
@@ -532,16 +533,21 @@ def main(argv=None):
     parser.add_argument("--jobs", type=int, default=2, help="trainings at once, one thread each")
     parser.add_argument("--seeds", default="0,1,2", help="comma list")
     parser.add_argument("--epochs", type=int, default=None, help="override every model's epochs")
-    parser.add_argument("--out", default=os.path.join(ROOT, "docs"), help="where RESULTS.md and the plots go")
+    parser.add_argument("--out", default=None, help="where RESULTS.md and the plots go (default: docs/; "
+                        "with --quick, the quick run's own runs directory, so docs/ is never overwritten by it)")
     parser.add_argument("--runs_dir", default=None, help="where the runs go (default: runs/report-{timestamp})")
     parser.add_argument("--data_dir", default=None, help="where y_w, w_y, 4single live")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         fail("report.py", f"--jobs must be at least 1, got {args.jobs}")
+    if not all(s.strip().isdigit() for s in args.seeds.split(",")):
+        fail("report.py", f"--seeds {args.seeds!r}: expected a comma list of whole numbers, e.g. 0,1,2")
     try:
         rep = Report(args)
     except DataError as e:
         fail("report.py", e)
+    if args.out is None:
+        args.out = os.path.join(rep.runs_dir, "docs") if args.quick else os.path.join(ROOT, "docs")
     t0, load0 = time.perf_counter(), os.getloadavg()[0]
     rep.run([("baselines", baselines()), ("2024-12-21", LOG_1221), ("2024-12-22", LOG_1222 + GRID_1222 + HEADS_1222),
              ("2024-12-23", PE_1223), ("2025-01-06", CROSS)])

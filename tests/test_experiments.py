@@ -223,3 +223,8 @@ def test_full_report_without_the_data_is_a_one_line_error(tmp_path):
     r = run_script("benchmarks/report.py", "--data_dir", tmp_path, "--out", tmp_path / "docs")
     assert r.returncode == 2 and "download.py" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "docs").exists()
+
+
+def test_report_bad_seeds_is_a_one_line_error():
+    r = run_script("benchmarks/report.py", "--seeds", "0,x")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "'0,x'" in r.stderr, r.stderr
