@@ -15,7 +15,7 @@ from conftest import ROOT, formaldehyde_available
 
 README = open(os.path.join(ROOT, "README.md")).read()
 BLOCKS = re.findall(r"```bash\n(.*?)```", README, re.S)
-FORMALDEHYDE = re.compile(r"\b(y_w|w_y|4single)\b")
+FORMALDEHYDE = re.compile(r"(?<![A-Za-z0-9])(y_w|w_y|4single)(?![A-Za-z0-9])")  # in run names too
 
 
 def commands():
