@@ -27,7 +27,8 @@ class CodebookRead(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, codes, values, scale):  # q (B, T, D), codes (V, D), values (V, 1)
-        p = torch.softmax((q * scale) @ codes.T, dim=-1)        # (B, T, V); scale the smaller side
+        p = (q * scale) @ codes.T                               # (B, T, V); scale the smaller side
+        torch.softmax(p, dim=-1, out=p)                         # in place, in the scores' memory
         out = p @ values                                        # (B, T, 1)
         ctx.save_for_backward(p, codes, values, out)
         ctx.scale = scale
