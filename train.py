@@ -34,14 +34,22 @@ from data import DATASETS, SPLITS, DataError, load_series, make_windows, normali
 from forecast import DEVICES, Parser, fail, forecast, pick_device, write_atomic, write_json
 
 # Model arguments that appear in run names, in the log's order and spelling; the cascades'
-# order, levels and heads first (cvqlnmlp_inc_l32-128-512_dm64_...).
+# order, levels and heads first (cvqlnmlp_inc_l32-128-512_dm64_...). The log named no attention
+# run; theirs carry every option, a dict giving each value's text (None: left out), e.g.
+# att_mh_dm64_nh4_kv2_rope_qk_qln_kln_y_w_ts96_lr0.001.
 NAME_PARTS = (("order", ""), ("levels", "l"), ("heads", "h"), ("vocab_size", "vs"), ("d_model", "dm"),
-              ("n_heads", "nh"), ("trainable_codebooks", "tc"))
+              ("n_heads", "nh"), ("trainable_codebooks", "tc"), ("kv_heads", "kv"),
+              ("pe_type", {"none": "nope", "randn": "randn", "sinpe": "sinpe", "rope": "rope"}),
+              ("pe_on", {"input": None, "qk": "qk"}), ("in_ln", "inln"), ("q_ln", "qln"), ("k_ln", "kln"),
+              ("causal", {True: None, False: "bidir"}))
 TRAINING = ("time_steps", "batch_size", "lr", "epochs")
 
 
 def name_part(abbr, value):
-    """vs512; a tuple as l32-128-512; a true flag as its abbreviation alone, a false one not at all."""
+    """vs512; a tuple as l32-128-512; a true flag as its abbreviation alone, a false one not at all;
+    with a dict for abbr, the value's text from it."""
+    if isinstance(abbr, dict):
+        return abbr[value]
     if isinstance(value, bool):
         return abbr if value else None
     if isinstance(value, (tuple, list)):
@@ -51,7 +59,8 @@ def name_part(abbr, value):
 
 def run_name(model, model_args, dataset, time_steps, lr):
     """The log's format: {model}[_vs{vocab_size}][_dm{d_model}][_nh{n_heads}]_{dataset}_ts{T}_lr{lr},
-    with [_{order}][_l{levels}][_h{heads}] before vs and [_tc] (trainable codebooks) after nh."""
+    with [_{order}][_l{levels}][_h{heads}] before vs, [_tc] (trainable codebooks) after nh, and the
+    attention options after that (see NAME_PARTS)."""
     parts = [model] + [name_part(abbr, model_args[k]) for k, abbr in NAME_PARTS if k in model_args]
     return "_".join([p for p in parts if p] + [dataset, f"ts{time_steps}", f"lr{lr}"])
 

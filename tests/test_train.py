@@ -143,6 +143,19 @@ def test_run_names_follow_the_log():
     assert run_name("lstm", {"hidden_size": 64, "num_layers": 2}, "y_w", 112, 0.0005) == "lstm_y_w_ts112_lr0.0005"
 
 
+def test_attention_run_names_tell_every_option_apart():
+    """Two att_mh runs that differ in any option get different names (the log named none)."""
+    import models
+    defaults = models.options(models.get("att_mh"))
+    assert run_name("att_mh", defaults, "y_w", 96, 0.001) == "att_mh_dm64_nh4_kv2_rope_y_w_ts96_lr0.001"
+    changes = [{"kv_heads": 4}, {"pe_on": "qk"}, {"in_ln": True}, {"q_ln": True}, {"k_ln": True},
+               {"causal": False}] + [{"pe_type": t} for t in ("none", "randn", "sinpe")]
+    names = {run_name("att_mh", {**defaults, **c}, "y_w", 96, 0.001) for c in changes + [{}]}
+    assert len(names) == len(changes) + 1, names
+    assert run_name("att", {**models.options(models.get("att")), "pe_type": "none", "causal": False}, "y_w", 96,
+                    0.001) == "att_dm64_nope_bidir_y_w_ts96_lr0.001"
+
+
 def test_run_directories_are_never_reused(tmp_path):
     a, b = new_run_dir(tmp_path, "x"), new_run_dir(tmp_path, "x")
     assert a != b and os.path.isdir(a) and os.path.isdir(b)
