@@ -230,8 +230,11 @@ def on_glibc():
 @pytest.mark.skipif(not on_glibc(), reason="keep_freed_memory acts on glibc's allocator only")
 def test_keep_freed_memory_stops_the_page_faults_of_every_step():
     """An lstm training step page-faults its oneDNN workspace afresh under glibc's defaults;
-    with train.keep_freed_memory() the memory is reused (the speed-up in README, Speed)."""
+    with train.keep_freed_memory() the memory is reused (the speed-up in README, Speed): seen
+    0-75 faults a step with it against 10,000-13,000 without."""
     r = subprocess.run([sys.executable, "-c", FAULTS_PER_STEP.format(root=ROOT)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     default, kept = map(float, r.stdout.split())
-    assert default > 1000 and kept < default / 20, (default, kept)
+    # Under glibc's defaults a step usually faults 10,000-13,000 times, but not always: its dynamic
+    # threshold sometimes adapts (once in eight runs here, 451), so only the setting's side is asserted.
+    assert kept < 1000, (default, kept)
