@@ -7,7 +7,7 @@
     python benchmarks/results.py runs --rank                    # average rank of each option=value and pair
 
 A run is a directory holding config.json and metrics.json (train.py writes both; a run still in
-progress has no metrics.json and is left out). mse_batch and mse_regressive come from
+progress has no metrics.json and is left out, and so are vqvae_imagenet.py's runs). mse_batch and mse_regressive come from
 metrics_{dataset}.json, the forecast of the run's own series (absent with --no_forecast: shown as -).
 Every metric is lower-is-better. `--filter` takes a comma list; a run is kept if one term matches:
 a model name, KEY=VALUE (any option, e.g. split=chrono, dataset=y_w, n_heads=16), or a glob
@@ -54,6 +54,8 @@ def load_run(run_dir, root=None):
         with open(os.path.join(run_dir, "metrics.json")) as f:
             metrics = json.load(f)
     except (OSError, ValueError):
+        return None
+    if "dataset" not in config or "run_name" not in config:  # not a train.py run (vqvae_imagenet.py's)
         return None
     forecast = {}
     try:

@@ -105,6 +105,10 @@ def grid_runs(tmp_path):
     fake_run(root, "lstm", 5.0, "t9", lr=0.1)
     (root / "unfinished" / "t0").mkdir(parents=True)  # no metrics.json: still running
     (root / "unfinished" / "t0" / "config.json").write_text("{}")
+    image_run = root / "vqvae" / "vqvae" / "t0"  # vqvae_imagenet.py's: no series, no forecast
+    image_run.mkdir(parents=True)
+    (image_run / "config.json").write_text(json.dumps({"model": "vqvae", "data": "sample", "lr": 0.001}))
+    (image_run / "metrics.json").write_text(json.dumps({"test_loss": 0.01}))
     return root
 
 
