@@ -1,4 +1,7 @@
 """Shared test helpers: the repository root on sys.path, script runner, data-set markers."""
+import contextlib
+import importlib
+import io
 import os
 import subprocess
 import sys
@@ -28,6 +31,24 @@ def run_script(*args, timeout=600, env=None):
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout, env=full_env)
+
+
+def run_main(script, *args):
+    """Run a top-level script's main(argv) in this process, as `python SCRIPT ARGS...` would:
+    a CompletedProcess with the exit status and what it printed. For the error paths, which end
+    before any training: it saves the second and a half a new process spends importing torch."""
+    module = importlib.import_module(script.removesuffix(".py"))
+    out, err, argv = io.StringIO(), io.StringIO(), sys.argv
+    sys.argv = [script, *map(str, args)]  # argparse names the program after argv[0]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            module.main(sys.argv[1:])
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.argv = argv
+    return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from conftest import run_script
+from conftest import run_main, run_script
 
 import train
 from benchmarks import results
@@ -55,7 +55,7 @@ def test_dry_run_prints_one_command_per_run_and_skips_with_a_reason():
     (["--model", "naive,linear", "--jobs", "0"], ["--jobs", "'0'"]),
 ])
 def test_sweep_user_errors_are_one_line_exit_2(args, words):
-    r = run_script("train.py", *args)
+    r = run_main("train.py", *args)
     assert r.returncode == 2
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("train.py: error:") and all(w in last for w in words), r.stderr

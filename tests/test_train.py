@@ -10,7 +10,7 @@ import types
 
 import pytest
 
-from conftest import ROOT, needs_formaldehyde, run_script
+from conftest import ROOT, needs_formaldehyde, run_main, run_script
 from train import new_run_dir, run_name
 
 RUN_FILES = {"config.json", "model.pt", "losses.csv", "loss.png", "metrics.json",
@@ -112,7 +112,7 @@ def test_same_seed_same_losses_and_other_seed_differs(tmp_path):
     (["--model", "lstm", "--epochs", "x"], "argument --epochs: invalid int value: 'x'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
-    r = run_script("train.py", "--out_dir", tmp_path, *args)
+    r = run_main("train.py", "--out_dir", tmp_path, *args)
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
     assert not os.listdir(tmp_path)  # nothing written
@@ -121,7 +121,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
 def test_bad_csv_values_exit_2(tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text("t,v\n" + "".join(f"{i},{i}\n" for i in range(200)) + "200,oops\n")
-    r = run_script("train.py", "--model", "naive", "--dataset", path, "--out_dir", tmp_path / "runs")
+    r = run_main("train.py", "--model", "naive", "--dataset", path, "--out_dir", tmp_path / "runs")
     assert r.returncode == 2 and "row 202 ('oops')" in r.stderr and r.stderr.count("\n") == 1
 
 
@@ -131,7 +131,7 @@ def test_forecast_errors_exit_2(goog_run, tmp_path):
                           ((run_dir, "--predict_rate", "1.5"), "predict_rate must be in (0, 1], got 1.5"),
                           ((run_dir, "--positions", "random"), "unknown positions 'random'; choose one of sliding, absolute"),
                           ((run_dir, "--positions", "absolute"), "exceed the positional table's block_size 96")]:
-        r = run_script("forecast.py", *args)
+        r = run_main("forecast.py", *args)
         assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
 
 

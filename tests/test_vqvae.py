@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 import models
 import vqvae_imagenet as vq
-from conftest import run_script
+from conftest import run_main, run_script
 from models.vqvae import BOTTLENECKS, Model
 
 SMALL = ["--hidden", "32", "--res_channels", "8"]
@@ -265,7 +265,7 @@ def test_bad_input_is_one_line_and_exit_2(args, expected, tmp_path, runs):
     (tmp_path / "empty").mkdir()
     subst = {"EMPTY": tmp_path / "empty", "FOREIGN": foreign_checkpoint(tmp_path), "VQVAE_RUN": runs["vqvae"][0]}
     out = tmp_path / "out"
-    r = run_script("vqvae_imagenet.py", *[subst.get(a, a) for a in args], "--out_dir", out, env=ONE_THREAD)
+    r = run_main("vqvae_imagenet.py", *[subst.get(a, a) for a in args], "--out_dir", out)
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     assert expected in r.stderr, r.stderr
