@@ -78,6 +78,27 @@ def test_codebook_read_matches_the_plain_formula(name):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
+def test_vqlnpemlp_rank_three_scores_equal_the_layernorm_read():
+    """vqlnpemlp's forward (LayerNorm in closed form, scores as a rank-3 product) gives the
+    numbers of encode -> + pe -> LayerNorm -> read, gradients included, at any start_pos and with
+    trained-looking parameters (non-zero biases, gamma != 1, beta != 0); float64, to 1e-12."""
+    torch.manual_seed(0)
+    model = models.build("vqlnpemlp", d_model=16, vocab_size=64, block_size=40).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    x = torch.randn(3, 25, 1, dtype=torch.float64)
+    for start_pos in (0, 6, 15):
+        def plain(x):
+            p = torch.softmax(model.query(x, start_pos) @ model.codebook.T / 4, dim=-1)
+            return model.decoder(p @ model.codebook)
+        outs = [f(x) for f in (lambda x: model(x, start_pos), plain)]
+        assert torch.allclose(outs[0], outs[1], rtol=0, atol=1e-12)
+        grads = [torch.autograd.grad((y ** 2).sum(), list(model.parameters())) for y in outs]
+        for a, b in zip(*grads):
+            assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
 def test_positional_table_limit_is_one_line():
     model = models.build("vqlnpemlp", block_size=96)
     model(torch.randn(1, 96, 1), start_pos=0)
