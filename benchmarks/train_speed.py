@@ -11,7 +11,6 @@ model's default run. Each run is a fresh `python train.py` process, timed from o
 2-core machines vary by 20% or more from minute to minute, so each log run is repeated
 (--repeat, default 3) and the median is the number compared; min and max are printed beside it.
 """
-import argparse
 import json
 import os
 import statistics
@@ -24,6 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import models  # noqa: E402
+from forecast import Parser  # noqa: E402  (errors: one line, exit 2)
 
 # (arguments, what the log measured, the log's seconds, the log's val loss, target speed-up)
 LOG_RUNS = [
@@ -46,7 +46,7 @@ def timed_run(args, out_dir):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--defaults", action="store_true", help="time every model's default run on membrane")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each log run; the median is compared")
     args = parser.parse_args()

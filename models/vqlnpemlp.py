@@ -68,11 +68,14 @@ class Model(nn.Module):
 
         start_pos is the position of x[:, 0] in the series; positions run up to block_size - 1.
         """
-        T, block_size = x.shape[1], self.pe.shape[0]
-        if start_pos + T > block_size:
+        return self.ln(self.encoder(x) + self.positions(start_pos, x.shape[1]))
+
+    def positions(self, start_pos, T):
+        """The rows of pe for positions start_pos .. start_pos + T - 1: (T, D)."""
+        if start_pos + T > self.pe.shape[0]:
             raise ValueError(f"positions {start_pos}..{start_pos + T - 1} exceed the positional "
-                             f"table's block_size {block_size}")
-        return self.ln(self.encoder(x) + self.pe[start_pos:start_pos + T])
+                             f"table's block_size {self.pe.shape[0]}")
+        return self.pe[start_pos:start_pos + T]
 
     def scores_factors(self, x, start_pos=0):
         """f (T, B, 3) and g (T, 3, V) with f @ g == query(x) @ codebook.T / sqrt(d_model).
@@ -84,12 +87,9 @@ class Model(nn.Module):
         three numbers per position, [x / r, 1 / r, 1], times three rows per position and code.
         """
         T, D = x.shape[1], self.codebook.shape[1]
-        if start_pos + T > self.pe.shape[0]:
-            raise ValueError(f"positions {start_pos}..{start_pos + T - 1} exceed the positional "
-                             f"table's block_size {self.pe.shape[0]}")
         w = self.encoder.weight[:, 0]
         a = w - w.mean()                                             # (D,)
-        e = self.encoder.bias + self.pe[start_pos:start_pos + T]
+        e = self.encoder.bias + self.positions(start_pos, T)
         e = e - e.mean(-1, keepdim=True)                             # (T, D)
         xt = x[..., 0].T                                             # (T, B)
         var = xt * xt * (a @ a / D) + xt * (2 / D * (e @ a)).unsqueeze(1) + (e * e).mean(-1, keepdim=True)

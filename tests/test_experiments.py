@@ -232,3 +232,8 @@ def test_full_report_without_the_data_is_a_one_line_error(tmp_path):
 def test_report_bad_seeds_is_a_one_line_error():
     r = run_script("benchmarks/report.py", "--seeds", "0,x")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "'0,x'" in r.stderr, r.stderr
+
+
+def test_train_speed_bad_repeat_is_a_one_line_error():
+    r = run_script("benchmarks/train_speed.py", "--repeat", "0")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--repeat" in r.stderr and "0" in r.stderr, r.stderr
