@@ -17,93 +17,31 @@ and metrics_{dataset}.json into the run directory (with --positions absolute, th
 _absolute). Causal attention models (att, att_mh) predict regressively with a KV cache where it
 gives the same forecasts (--kv_cache auto); metrics record "regressive_path": kv_cache or recompute.
 """
-import argparse
 import json
 import os
-import sys
-import tempfile
 
 import numpy as np
 import torch
 
 import models
+import runs
 from data import DATASETS, DataError, check_time_steps, load_series, make_windows, normalise
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
 POSITIONS = ("sliding", "absolute")
 KV_CACHE = ("auto", "on", "off")
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse whose errors are one line and exit status 2."""
-
-    def error(self, message):
-        fail(self.prog, message)
-
-
-def fail(prog, message):
-    print(f"{prog}: error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-def pick_device(name):
-    if name not in DEVICES:
-        raise DataError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
-    if name == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        return "mps" if torch.backends.mps.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise DataError("device 'cuda' is not available here; choose auto or cpu")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise DataError("device 'mps' is not available here; choose auto or cpu")
-    return name
-
-
-def write_atomic(path, write):
-    """Call write(tmp_path), then move the result to path: a file is whole or absent."""
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.splitext(path)[1])
-    os.close(fd)
+def load_run(run_dir, device="cpu", weights="model.pt"):
+    """(model, config) rebuilt from RUN_DIR/config.json and its weights (model.pt: the ones
+    training chose). A run directory that cannot be read is a one-line RunError."""
+    config = runs.read_json(os.path.join(run_dir, "config.json"))
+    checkpoint = runs.load_checkpoint(os.path.join(run_dir, weights), device)
     try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide results from other users
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def write_json(path, obj):
-    def write(tmp):
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2, default=str)
-            f.write("\n")
-    write_atomic(path, write)
-
-
-def resolve_run_dir(path):
-    """A run directory, or runs/{run_name}: then its latest run (timestamps sort in time order)."""
-    if not os.path.isfile(os.path.join(path, "config.json")) and os.path.isdir(path):
-        runs = sorted(d for d in os.listdir(path) if os.path.isfile(os.path.join(path, d, "config.json")))
-        if runs:
-            return os.path.join(path, runs[-1])
-    return path
-
-
-def load_run(run_dir, device="cpu"):
-    """(model, config) rebuilt from RUN_DIR/config.json and RUN_DIR/model.pt."""
-    config_path, weights_path = os.path.join(run_dir, "config.json"), os.path.join(run_dir, "model.pt")
-    for path in (config_path, weights_path):
-        if not os.path.isfile(path):
-            raise DataError(f"{run_dir!r} is not a run directory: {os.path.basename(path)} is missing")
-    with open(config_path) as f:
-        config = json.load(f)
-    checkpoint = torch.load(weights_path, map_location=device, weights_only=True)
-    model = models.build(checkpoint["model"], **checkpoint["model_args"])
-    model.load_state_dict(checkpoint["state_dict"])
+        model = models.build(checkpoint["model"], **checkpoint["model_args"])
+        model.load_state_dict(checkpoint["state_dict"])
+    except (KeyError, RuntimeError) as e:
+        raise runs.RunError(f"not a readable run: {os.path.join(run_dir, weights)} does not fit its model "
+                            f"({str(e).splitlines()[0][:120]})") from None
     return model.to(device).eval(), config
 
 
@@ -201,7 +139,7 @@ def plot(series, start, prediction, title, path):
     ax.set_title(title)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    runs.write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)
 
 
@@ -214,7 +152,7 @@ def forecast(run_dir, dataset=None, column=None, predict_rate=1.0, device="cpu",
         raise DataError(f"predict_rate must be in (0, 1], got {predict_rate}")
     if positions not in POSITIONS:
         raise DataError(f"unknown positions {positions!r}; choose one of {', '.join(POSITIONS)}")
-    run_dir = resolve_run_dir(run_dir)
+    run_dir = runs.latest_run(run_dir)
     model, config = load_run(run_dir, device)
     path = regressive_path(model, positions, kv_cache)
     if dataset is None:  # the training series: a CSV is found again by its path
@@ -242,7 +180,7 @@ def forecast(run_dir, dataset=None, column=None, predict_rate=1.0, device="cpu",
         metrics[f"mae_{kind}"] = float(np.mean(np.abs(pred - actual)))
         title = f"{config['run_name']}: {kind} on {series.name}, MSE {metrics[f'mse_{kind}']:.4g}"
         plot(series, start, pred, title, os.path.join(run_dir, f"predict_{kind}_{tag}.png"))
-    write_json(os.path.join(run_dir, f"metrics_{tag}.json"), metrics)
+    runs.write_json(os.path.join(run_dir, f"metrics_{tag}.json"), metrics)
     return metrics
 
 
@@ -282,13 +220,13 @@ def cross_dataset(run_dirs, datasets, column=None, predict_rate=1.0, device="cpu
                 ax.set_ylabel(label.split(" (")[0])
     fig.tight_layout()
     png = os.path.join(cells[next(iter(cells))]["run_dir"], f"predict_matrix_{'+'.join(cells)}.png")
-    write_atomic(png, lambda tmp: fig.savefig(tmp, dpi=150, format="png"))
+    runs.write_atomic(png, lambda tmp: fig.savefig(tmp, dpi=150, format="png"))
     plt.close(fig)
     return "\n".join(table), png, cells
 
 
 def main(argv=None):
-    parser = Parser(description="Forecast with a trained run directory (batch and regressive).")
+    parser = runs.Parser(description="Forecast with a trained run directory (batch and regressive).")
     parser.add_argument("run_dir", nargs="+", help="a directory written by train.py, or runs/{run_name} for its "
                         "latest run; several with a comma list of --dataset: the cross-dataset table")
     parser.add_argument("--dataset", default=None, help="data set to forecast (default: the training set)")
@@ -300,23 +238,23 @@ def main(argv=None):
     parser.add_argument("--kv_cache", default="auto",
                         help="regressive prediction with a KV cache: auto (where it gives the same "
                              "forecasts: causal att models), on, off")
-    parser.add_argument("--device", default="cpu", help=f"one of {', '.join(DEVICES)}")
+    parser.add_argument("--device", default="cpu", help=f"one of {', '.join(runs.DEVICES)}")
     args = parser.parse_args(argv)
     if len(args.run_dir) > 1 or "," in (args.dataset or ""):  # the log's 2025-01-06 matrix
         try:
             datasets = [d for d in (args.dataset or "").split(",") if d] or [None]
             table, png, _ = cross_dataset(args.run_dir, datasets, args.column, args.predict_rate,
-                                          pick_device(args.device), args.data_dir, args.positions, args.kv_cache)
-        except (DataError, models.ModelError) as e:
-            fail(parser.prog, e)
+                                          runs.pick_device(args.device), args.data_dir, args.positions, args.kv_cache)
+        except runs.UsageError as e:
+            runs.fail(parser.prog, e)
         print(f"{table}\n-> {png}")
         return
     args.run_dir = args.run_dir[0]
     try:
         m = forecast(args.run_dir, args.dataset, args.column, args.predict_rate,
-                     pick_device(args.device), args.data_dir, args.positions, args.kv_cache)
-    except (DataError, models.ModelError) as e:
-        fail(parser.prog, e)
+                     runs.pick_device(args.device), args.data_dir, args.positions, args.kv_cache)
+    except runs.UsageError as e:
+        runs.fail(parser.prog, e)
     print(f"{m['dataset']}: mse_batch {m['mse_batch']:.6g}  mse_regressive {m['mse_regressive']:.6g}  "
           f"mae_batch {m['mae_batch']:.6g}  mae_regressive {m['mae_regressive']:.6g}  "
           f"({m['n_predicted']} steps) -> {m['run_dir']}")

@@ -10,6 +10,7 @@ A data set is one of
 Everything a user can get wrong raises DataError with a one-line message.
 """
 import csv
+import hashlib
 import math
 import os
 from dataclasses import dataclass
@@ -17,16 +18,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from runs import UsageError
 from data.download import DATA_DIR_ENV, FILES, default_data_dir
 
 EMBEDDED = ("membrane", "goog")
 DATASETS = EMBEDDED + tuple(FILES)
-SPLITS = ("random", "chrono")
+SPLITS = ("chrono", "random")  # chrono: train/validation/test in time; random: the log's
+DEFAULT_FRACTIONS = (0.7, 0.1, 0.2)  # train, validation, test (TSLib's convention)
 SPLIT_SEED = 42  # the log's random_split generator seed
 MEMBRANE_DECIMATION = 4
 
 
-class DataError(ValueError):
+class DataError(UsageError):
     """A bad data set, column or window size; the message is one line meant for the user."""
 
 
@@ -37,8 +40,9 @@ class Series:
     time: np.ndarray        # (N,) x axis for plots: numbers, dates, or the sample index
     time_label: str
     value_label: str
-    source: str             # where it came from (path or description)
+    source: str             # where it came from (an absolute path, or a description)
     column: str
+    sha256: str = None      # of a CSV file's bytes; None for the embedded series
 
 
 def resolve_data_dir(data_dir=None):
@@ -147,14 +151,19 @@ def _csv(path, column, name):
                 time, time_label = np.array(cells, dtype="datetime64"), header[0]
             except ValueError:
                 pass
-    return Series(name, np.array(values, dtype=np.float64), time, time_label, header[col], path, header[col])
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    return Series(name, np.array(values, dtype=np.float64), time, time_label, header[col],
+                  os.path.abspath(path), header[col], digest)
 
 
-def normalise(values):
-    """Z-score with the series' own statistics, as in the log. Returns (z, mean, std)."""
-    mean, std = float(values.mean()), float(values.std())
-    if std == 0.0:
-        raise DataError("the series is constant (std 0); nothing to forecast")
+def normalise(values, mean=None, std=None):
+    """Z-score. Without mean and std, the series' own statistics (the log's protocol).
+    Returns (z, mean, std)."""
+    if mean is None:
+        mean, std = float(values.mean()), float(values.std())
+    if std == 0.0 or not math.isfinite(std):
+        raise DataError("the series (or its training part) is constant (std 0); nothing to forecast")
     return (values - mean) / std, mean, std
 
 
@@ -185,26 +194,72 @@ def make_windows(z, time_steps, target):
     return x.contiguous(), y.contiguous()
 
 
-def split_indices(n_windows, split="random"):
-    """Train and validation window indices, 80/20.
+def boundaries(n_values, fractions=DEFAULT_FRACTIONS):
+    """(train_end, val_end): values [0, train_end) train, [train_end, val_end) validate,
+    [val_end, n_values) test. fractions: (train, validation, test), summing to 1."""
+    if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-6:
+        raise DataError(f"fractions {','.join(map(str, fractions))}: expected three positive numbers "
+                        f"(train, validation, test) that sum to 1, e.g. 0.7,0.1,0.2")
+    train_end = round(n_values * fractions[0])
+    val_end = round(n_values * (fractions[0] + fractions[1]))
+    return train_end, val_end
 
-    random: the log's protocol, torch's random_split with generator seed 42. Windows overlap,
-    so a validation window shares all but one value with its training neighbours.
-    chrono: the first 80% of windows train, the last 20% validate.
+
+@dataclass
+class Split:
+    """A series cut for training: normalised window tensors, the statistics used, the parts."""
+    z: np.ndarray            # (N,) the whole series, normalised with (mean, std)
+    mean: float
+    std: float
+    x_train: torch.Tensor    # (n_train, T, 1)
+    y_train: torch.Tensor    # (n_train, T, 1) aligned, (n_train, 1) last
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    train_end: int           # value indices: [0, train_end) train, [train_end, val_end) validation,
+    val_end: int             # [val_end, N) test; under the log's protocol val_end == N (no test part)
+
+
+def split_series(values, time_steps, target, split="chrono", fractions=DEFAULT_FRACTIONS):
+    """Windows for training and validation under one of two protocols.
+
+    chrono (the default): values are cut in time into train, validation and test parts
+    (fractions); mean and std come from the training part alone. A training window (inputs and
+    targets) lies inside the training part; a validation window's target value lies in the
+    validation part and its input may look back into the training part. The test part is not
+    read here at all: it is left to forecast.py's backtest.
+    random (the log's protocol): whole-series statistics, every window, torch's random_split
+    with generator seed 42 into int(0.8 n) training windows and the rest.
     """
-    n_train = _n_train(n_windows)
+    check_time_steps(len(values), time_steps)
     if split == "random":
-        g = torch.Generator().manual_seed(SPLIT_SEED)
-        train, val = torch.utils.data.random_split(range(n_windows), [n_train, n_windows - n_train], generator=g)
-        return torch.tensor(train.indices), torch.tensor(val.indices)
-    if split == "chrono":
-        return torch.arange(n_train), torch.arange(n_train, n_windows)
-    raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+        z, mean, std = normalise(values)
+        x, y = make_windows(z, time_steps, target)
+        train_idx, val_idx = split_indices(len(x), "random")
+        return Split(z, mean, std, x[train_idx], y[train_idx], x[val_idx], y[val_idx], len(z), len(z))
+    if split != "chrono":
+        raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    train_end, val_end = boundaries(len(values), fractions)
+    need = time_steps + 2
+    if train_end < need or val_end - train_end < 1 or len(values) - val_end < 1:
+        raise DataError(f"the series has {len(values)} values; with fractions {','.join(map(str, fractions))} "
+                        f"its training part has {train_end}, validation {val_end - train_end}, test "
+                        f"{len(values) - val_end}; time_steps {time_steps} needs a training part of at least "
+                        f"{need} and one value in each other part (choose a smaller --time_steps or "
+                        f"other --fractions)")
+    _, mean, std = normalise(values[:train_end])
+    z = (values - mean) / std
+    x_train, y_train = make_windows(z[:train_end], time_steps, target)
+    x_val, y_val = make_windows(z[max(0, train_end - time_steps):val_end], time_steps, target)
+    return Split(z, mean, std, x_train, y_train, x_val, y_val, train_end, val_end)
 
 
-def _n_train(n_windows):
-    """random_split's size for the fraction 0.8, but always at least one validation window."""
-    lengths = [math.floor(n_windows * 0.8), math.floor(n_windows * 0.2)]
-    for i in range(n_windows - sum(lengths)):  # random_split hands out the remainder round-robin
-        lengths[i % 2] += 1
-    return min(lengths[0], n_windows - 1)
+def split_indices(n_windows, split="random"):
+    """The log's random split of window indices: torch's random_split with generator seed 42
+    into int(0.8 n) training windows (as the log's code computes it) and the rest. Windows
+    overlap, so a validation window shares all but one value with its training neighbours."""
+    if split != "random":
+        raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    n_train = min(int(n_windows * 0.8), n_windows - 1)
+    g = torch.Generator().manual_seed(SPLIT_SEED)
+    train, val = torch.utils.data.random_split(range(n_windows), [n_train, n_windows - n_train], generator=g)
+    return torch.tensor(train.indices), torch.tensor(val.indices)

@@ -1,18 +1,37 @@
-"""The model registry: `--model NAME` loads models/NAME.py and its class `Model`.
+"""The model registry and the model protocol: `--model NAME` loads models/NAME.py's `Model`.
 
-A forecasting model declares `target` ("aligned": the next value at every position, or "last":
-the value after the window) and `train_defaults`; its constructor's keyword arguments are its
-whole configuration. Files whose Model has no `target` (models/vqvae.py, the image
-autoencoders) belong to other scripts and are not listed here.
+What a forecasting model declares, and all the scripts read of it (nothing else):
+
+    target          "aligned": trained on the next value at every position, output (B, T, 1);
+                    "last": trained on the value after the window only, output (B, 1). Required.
+    train_defaults  dict(time_steps=, batch_size=, lr=, epochs=): its training defaults. Required.
+    __init__(...)   keyword arguments with defaults: the whole configuration. A checkpoint stores
+                    them, run names are spelled from them (runs.run_name), and each is a
+                    command-line option of train.py. An argument named block_size is the length
+                    of a positional table: train.py sets it to time_steps unless given.
+    forward(x, start_pos=0)   x (B, T, 1) normalised values; start_pos numbers the first position.
+    codebook        a fixed buffer (V, D) or (heads, V, head_size), never a parameter; or
+    codebook_size() (entries, vocabulary) for models with several codebooks (the cascades).
+    code_probs(x)   (B, T, heads, V) code probabilities: train.py reports codebook usage.
+    causal, new_cache(window), forward(x, start_pos, cache)
+                    a causal model with a KV cache: forecast.py predicts one value a step.
+    relative_positions   True where outputs depend on positions only through differences
+                    (RoPE, or none): the cache then gives the same forecasts as recomputing.
+    pe_type, pe_on  named in forecast.py's error when the cache would change forecasts.
+
+Files whose Model has no `target` (models/vqvae.py, the image autoencoders) belong to
+vqvae_imagenet.py and are not listed here. Speed tricks live in models/kernels.py.
 """
 import importlib
 import inspect
 import os
 
+from runs import UsageError
+
 MODELS_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
-class ModelError(ValueError):
+class ModelError(UsageError):
     """An unknown model name or an option the model does not take; one line for the user."""
 
 
@@ -50,18 +69,55 @@ def options(cls):
     return {p.name: p.default for p in params}
 
 
-def build(name, **kwargs):
-    """Model NAME with the given constructor arguments; unknown arguments are a ModelError."""
+def positions(cls, time_steps):
+    """{"block_size": time_steps} for a model with a positional table, else {}."""
+    return {"block_size": time_steps} if "block_size" in options(cls) else {}
+
+
+def build(name, example=None, **kwargs):
+    """Model NAME with the given constructor arguments. Unknown arguments, sizes below 1 and
+    whatever the constructor refuses are a one-line ModelError. With `example` (a (1, T, 1)
+    window) the model is also run once on it, so that a configuration that cannot run fails
+    here, before a run directory is written."""
+    import torch
     cls = get(name)
     valid = options(cls)
     unknown = sorted(set(kwargs) - set(valid))
     if unknown:
         takes = ", ".join(f"--{k}" for k in valid) or "no model options"
         raise ModelError(f"model {name} does not take --{unknown[0]}; it takes {takes}")
+    for k, v in kwargs.items():
+        sizes = v if isinstance(v, (tuple, list)) else (v,)
+        if isinstance(valid[k], (int, tuple)) and not isinstance(valid[k], bool) and \
+                any(isinstance(s, int) and s < 1 for s in sizes):
+            raise ModelError(f"model {name}: --{k} must be at least 1, got {v}")
     try:
-        return cls(**kwargs)
-    except ValueError as e:  # the constructor's own checks, e.g. d_model not divisible by n_heads
-        raise ModelError(f"model {name}: {e}") from None
+        model = cls(**kwargs)
+        if example is not None:
+            with torch.no_grad():
+                model(example)
+    except (ValueError, RuntimeError, IndexError) as e:  # e.g. d_model not divisible by n_heads
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        given = ", ".join(f"--{k} {v}" for k, v in kwargs.items() if v != valid[k]) or "its defaults"
+        raise ModelError(f"model {name} with {given}: {message}") from None
+    return model
+
+
+def codebook_size(model):
+    """(code entries, effective vocabulary) of a model's codebook, or None.
+
+    A (V, D) codebook holds V entries and indexes V codes; (heads, V, head_size) holds
+    heads * V entries and indexes V ** heads combinations (the log's Method Two).
+    Models with several codebooks (the cascades) answer for themselves: model.codebook_size().
+    """
+    import torch
+    if hasattr(model, "codebook_size"):
+        return model.codebook_size()
+    codebook = getattr(model, "codebook", None)
+    if not isinstance(codebook, torch.Tensor):
+        return None
+    heads, vocab = (1, codebook.shape[0]) if codebook.dim() == 2 else codebook.shape[:2]
+    return heads * vocab, vocab ** heads
 
 
 def count_parameters(model):

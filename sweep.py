@@ -1,0 +1,187 @@
+"""Run a grid of trainings: a comma list in any train.py option makes one run per combination.
+
+    python sweep.py --model vqlnmlp,vqlnpemlp --lr 0.003,0.007 --seed 0,1,2 --jobs 2
+    python train.py --model vqlnmlp,lstm --dataset y_w          # train.py hands comma lists here
+    python sweep.py --model mhvqlnmlp --n_heads 2,4,8 --dry_run  # one train.py command per run
+
+Tuple values use '-' inside a value (--levels 32-128-512,64-256), so a comma always separates
+grid values. Combinations a model cannot take (an option it lacks, d_model not divisible by
+n_heads) are skipped with a one-line reason; a failing run does not stop the others. Each run
+is an ordinary train.py run with its own run directory; the ranked table at the end is read
+from each run's metrics.json, ranked by its validation score (never by the test part).
+"""
+import itertools
+import multiprocessing
+import os
+import shlex
+import sys
+from concurrent.futures import ProcessPoolExecutor
+
+import runs
+
+SWEEP_ONLY = ("--jobs", "--dry_run")
+
+
+def split_options(argv):
+    """argv as [(option, value)]; flags (--no_forecast, ...) and stray words have value None."""
+    import train
+    flags = {s for a in train.base_parser()._actions if a.nargs == 0 for s in a.option_strings}
+    items, i = [], 0
+    while i < len(argv):
+        token = argv[i]
+        if token in flags or not token.startswith("-"):
+            items.append((token, None))
+            i += 1
+        elif "=" in token:
+            items.append(tuple(token.split("=", 1)))
+            i += 1
+        else:
+            items.append((token, argv[i + 1] if i + 1 < len(argv) else None))
+            i += 2
+    return items
+
+
+def is_sweep(argv):
+    """Any comma list or sweep-only option (but --help and --list always mean themselves)."""
+    items = split_options(argv)
+    if any(k in ("-h", "--help", "--list") for k, _ in items):
+        return False
+    return any(k in SWEEP_ONLY or (v is not None and "," in v) for k, v in items)
+
+
+def expand_grid(argv):
+    """One argv per combination of the comma lists, in the order given (the last option varies
+    fastest); the sweep-only options are dropped."""
+    items = [(k, v) for k, v in split_options(argv) if k not in SWEEP_ONLY]
+    choices = [[None] if v is None else v.split(",") for _, v in items]
+    grid = []
+    for combo in itertools.product(*choices):
+        grid.append([t for (k, _), v in zip(items, combo) for t in ((k,) if v is None else (k, v))])
+    return grid
+
+
+def skip_reason(argv):
+    """Why the chosen model cannot take this combination (one line), or None if it can.
+    Mistakes that no combination fixes (an unknown model, a value of the wrong type) exit 2."""
+    import models
+    import train
+    args, rest = train.base_parser().parse_known_args(argv)
+    if args.model is None:
+        runs.fail("sweep.py", "a sweep needs --model (a name or a comma list of names; see train.py --list)")
+    try:
+        cls = models.get(args.model)
+    except models.ModelError as e:
+        runs.fail("sweep.py", e)
+    defaults, model_args = models.options(cls), {}
+    for option, text in split_options(rest):
+        name = option.lstrip("-")
+        if name not in defaults or text is None:
+            return f"model {args.model} does not take {option}"
+        try:
+            model_args[name] = train.parse_value(text, defaults[name])
+        except ValueError:
+            runs.fail("sweep.py", f"--{name} {text!r}: expected a value like {defaults[name]!r}")
+    model_args = {**models.positions(cls, args.time_steps or cls.train_defaults["time_steps"]), **model_args}
+    try:
+        models.build(args.model, **model_args)  # the constructor's own checks (d_model % n_heads, ...)
+    except models.ModelError as e:
+        return str(e)
+    return None
+
+
+def run_one(argv, threads):
+    """One training (and its evaluation), as `python train.py ARGV` would run it; returns the
+    run directory, or raises UsageError with train.py's one-line message."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    import torch
+    import train
+    if threads:
+        torch.set_num_threads(threads)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            train.main(argv)
+    except SystemExit as e:
+        message = (err.getvalue().strip().splitlines() or [f"exit status {e.code}"])[-1]
+        raise runs.UsageError(message.removeprefix("train.py: error: ")) from None
+    return out.getvalue().strip().splitlines()[-1].removeprefix("-> ")  # train.py's last line
+
+
+def run_sweep(commands, jobs=1, log=print):
+    """Train each argv, `jobs` at a time in worker processes (one thread each when jobs > 1).
+    A failing run does not stop the others. Returns (done [(argv, run_dir)], failed [(argv, reason)])."""
+    results = [None] * len(commands)
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) if jobs > 1 else None
+    futures = [pool.submit(run_one, c, 1) for c in commands] if pool else None
+    try:
+        for i, argv in enumerate(commands):
+            try:
+                run_dir = futures[i].result() if pool else run_one(argv, None)
+                results[i] = (True, run_dir)
+                log(f"[{i + 1}/{len(commands)}] {shlex.join(argv)}\n    -> {run_dir}")
+            except Exception as e:  # a failed run is listed, the others go on
+                results[i] = (False, str(e).splitlines()[0] if str(e) else type(e).__name__)
+                log(f"[{i + 1}/{len(commands)}] FAILED {shlex.join(argv)}: {results[i][1]}")
+    except KeyboardInterrupt:  # running trainings got the Ctrl-C too: they save and stop
+        log("interrupted: waiting for the running trainings to save")
+        if pool:
+            pool.shutdown(wait=True, cancel_futures=True)
+    if pool:
+        pool.shutdown(wait=True)
+    done = [(c, r[1]) for c, r in zip(commands, results) if r and r[0]]
+    failed = [(c, r[1] if r else "not run (interrupted)") for c, r in zip(commands, results) if not (r and r[0])]
+    return done, failed
+
+
+def ranked_table(run_dirs):
+    """Markdown table of runs ranked by validation score, read from their metrics.json and config.json."""
+    rows = []
+    for run_dir in run_dirs:
+        config = runs.read_json(os.path.join(run_dir, "config.json"))
+        metrics = runs.read_json(os.path.join(run_dir, "metrics.json"))
+        score = metrics["val_mse_last"] if config["split"] == "chrono" else metrics["val_loss"]
+        rows.append((score, config, metrics, run_dir))
+    rows.sort(key=lambda r: (r[0] is None, r[0]))
+    lines = ["| rank | validation | val_loss | val_mse_last | run | seed | dir |", "|---|---|---|---|---|---|---|"]
+    for k, (score, config, metrics, run_dir) in enumerate(rows, 1):
+        what = "val_mse_last" if config["split"] == "chrono" else "val_loss"
+        lines.append(f"| {k} | {what} {score:.6g} | {metrics['val_loss']:.6g} | {metrics['val_mse_last']:.6g} | "
+                     f"{config['run_name']} | {config['seed']} | {run_dir} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    """Expand the grid, skip what a model cannot take, run (or print) the rest, rank them."""
+    argv = sys.argv[1:] if argv is None else argv
+    options = dict(split_options(argv))
+    jobs_text = options.get("--jobs") or "1"
+    if not jobs_text.isdigit() or int(jobs_text) < 1:
+        runs.fail("sweep.py", f"--jobs {jobs_text!r}: expected a whole number >= 1")
+    grid = []
+    for combo in expand_grid(argv):
+        reason = skip_reason(combo)
+        if reason:
+            print(f"skip {shlex.join(combo)}: {reason}", file=sys.stderr)
+        else:
+            grid.append(combo)
+    if not grid:
+        runs.fail("sweep.py", "no combination of the grid can run (each skip is listed above)")
+    if "--dry_run" in options:
+        for combo in grid:
+            print(shlex.join(["python", "train.py", *combo]))
+        return
+    print(f"sweep: {len(grid)} runs, {jobs_text} at a time")
+    done, failed = run_sweep(grid, int(jobs_text))
+    if done:
+        print("\n" + ranked_table([d for _, d in done]))
+    if failed:
+        print(f"\n{len(failed)} of {len(grid)} runs failed:")
+        for combo, reason in failed:
+            print(f"  python train.py {shlex.join(combo)}: {reason}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
