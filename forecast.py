@@ -1,35 +1,286 @@
-"""Forecast with a trained run: one-step (batch) and many-step (regressive) predictions.
+"""Evaluate a trained run on data it never saw, and forecast past the end of the series.
 
-    python forecast.py runs/lstm_y_w_ts112_lr0.0005/2025-01-06-12-00-00
-    python forecast.py runs/lstm_y_w_ts112_lr0.0005   # its latest run
-    python forecast.py RUN_DIR --dataset 4single      # the log's cross-dataset test
-    python forecast.py RUN_DIR --predict_rate 0.2     # predict only the last 20% of windows
-    python forecast.py RUN_DIR [RUN_DIR ...] --dataset y_w,w_y,4single   # the 2025-01-06 matrix + one PNG
+    python forecast.py runs/lstm_y_w_ts112_lr0.0005               # its latest run: backtest on the test part
+    python forecast.py RUN --horizon 96 --season 30               # 96 steps ahead, seasonal naive of period 30
+    python forecast.py RUN --future 48                            # 48 steps past the end, with an 80% interval
+    python forecast.py RUN_A RUN_B --horizon 48                   # error against steps ahead, one line per run
+    python forecast.py RUN --dataset 4single                      # another series (its own test part)
+    python forecast.py RUN_A RUN_B --dataset y_w,w_y,4single      # the log's cross-dataset matrix
 
-The model is rebuilt from the run directory alone. With n = predict_rate x (number of windows):
-- batch: each of the last n values is predicted from the true window before it;
-- regressive: from the true window before those n values, each prediction is fed back as
-  input (the window slides by one) for n steps. With predict_rate 1 generation starts from
-  the first window and produces the whole rest of the series, as in the log.
-Each series is normalised with its own mean and std (as in the log); metrics and plots are in
-the series' original units. Writes predict_batch_{dataset}.png, predict_regressive_{dataset}.png
-and metrics_{dataset}.json into the run directory (with --positions absolute, the names end in
-_absolute). Causal attention models (att, att_mh) predict regressively with a KV cache where it
-gives the same forecasts (--kv_cache auto); metrics record "regressive_path": kv_cache or recompute.
+The model is rebuilt from the run directory alone (model.pt: the weights training chose).
+
+Runs trained with --split chrono (the default) are evaluated by a rolling-origin backtest on the
+test part: from each origin the model sees the true history before it and forecasts --horizon
+steps, its own forecasts fed back. Errors (MSE, RMSE, MAE, sMAPE, MASE) are in the series' units
+per step ahead and overall, always beside the same numbers for naive (the last value repeated)
+and, with --season m, seasonal naive. MASE divides by the in-sample MAE of the one-step (or
+seasonal) naive forecast on the training part. Prediction intervals are split conformal: the
+level-quantile of the absolute errors per step ahead on the validation part; their coverage
+on the test part is reported so you can see whether they hold.
+
+Runs trained with --split random (the log's protocol) are scored as in the log: one-step
+(batch) and regressive forecasts over the whole series (--predict_rate: the last fraction),
+normalised with each series' own statistics.
+
+Each evaluation writes into its own folder RUN/forecasts/{settings}/ (metrics.json, CSVs,
+PNGs), so nothing training or an earlier evaluation wrote is replaced.
+
+From Python (plain numpy and dicts):
+    import forecast
+    run = forecast.load("runs/lstm_y_w_ts112_lr0.0005")
+    result = forecast.backtest(run, horizon=24)      # result["metrics"]["model"]["mase"], ...
+    ahead = forecast.future(run, steps=48)           # ahead["time"], ahead["forecast"], ahead["lower"], ...
 """
-import json
+import csv
+import math
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 import models
 import runs
-from data import DATASETS, DataError, check_time_steps, load_series, make_windows, normalise
+from data import DATASETS, DataError, boundaries, check_time_steps, load_series, make_windows, normalise
 
 POSITIONS = ("sliding", "absolute")
 KV_CACHE = ("auto", "on", "off")
+DEFAULT_HORIZON = 24
+DEFAULT_LEVEL = 80
+MAX_ORIGINS = 100  # the default stride keeps a backtest to about this many origins
 
+
+# ---------------------------------------------------------------- the Python API
+
+@dataclass
+class Run:
+    """A trained model with the series it forecasts, normalised as in training."""
+    run_dir: str
+    model: torch.nn.Module
+    config: dict
+    series: object          # data.Series
+    z: np.ndarray           # (N,) normalised series
+    mean: float
+    std: float
+    train_end: int          # [0, train_end) train, [train_end, val_end) validation, [val_end, N) test
+    val_end: int
+    observed: np.ndarray    # (N,) False where a value was filled in (never scored)
+    device: str = "cpu"
+
+    @property
+    def time_steps(self):
+        return self.config["time_steps"]
+
+    @property
+    def honest(self):
+        return self.config["split"] == "chrono"
+
+
+def load(run_dir, device="cpu", dataset=None, column=None, data_dir=None, fill=None, date_format=None):
+    """A run directory (or runs/{run_name}: its latest complete run) with its series.
+
+    dataset: another series to evaluate on (default: the training series). Under the chrono
+    protocol a series is normalised with the training part's statistics: the stored ones for the
+    training series, its own training part's for another. Under the log's protocol with the
+    series' own whole-series statistics, as the log did."""
+    run_dir = runs.latest_run(run_dir)
+    model, config = load_run(run_dir, device)
+    if dataset is None:  # the training series: a CSV is found again by its path
+        dataset = config["dataset"] if config["dataset"] in DATASETS else config["source"]
+        column = column or config["column"]
+        fill = fill or config.get("fill")
+        date_format = date_format or config.get("date_format")
+        if dataset == config["source"] and not os.path.isfile(dataset):
+            raise DataError(f"the run was trained on {dataset}, which is not there any more; give --dataset "
+                            f"PATH (and --column) to point at the series")
+    series = load_series(dataset, column, data_dir or config.get("data_dir"), fill=fill, date_format=date_format)
+    check_time_steps(len(series.values), config["time_steps"])
+    observed = getattr(series, "observed", None)
+    observed = np.ones(len(series.values), bool) if observed is None else np.asarray(observed, bool)
+    n = len(series.values)
+    if config["split"] == "chrono":
+        train_end, val_end = boundaries(n, config["fractions"])
+        same = series.name == config["dataset"] and getattr(series, "sha256", None) == config.get("sha256")
+        if same:
+            mean, std = config["normalisation"]["mean"], config["normalisation"]["std"]
+        else:
+            _, mean, std = normalise(series.values[:train_end])
+        z = (series.values - mean) / std
+    else:
+        train_end = val_end = n
+        z, mean, std = normalise(series.values)
+    return Run(run_dir, model, config, series, z, mean, std, train_end, val_end, observed, device)
+
+
+def backtest(run, horizon=DEFAULT_HORIZON, stride=None, origins=None, season=None, level=DEFAULT_LEVEL):
+    """Rolling-origin backtest on the test part.
+
+    Origins o run from the first test value to the last that leaves `horizon` values after it,
+    every `stride` (default: about MAX_ORIGINS origins), at most `origins` of them (evenly
+    spread). From each, the model forecasts values o .. o + horizon - 1 from the true values
+    before o. Returns plain numpy and dicts: origins (K,), predictions, actual, naive (K, H) in
+    the series' units; metrics {model, naive[, seasonal_naive]} each {mse, rmse, mae, smape,
+    mase} overall, and by_step the same per step ahead; interval {level, halfwidth (H,),
+    coverage, coverage_by_step} from the validation part's errors."""
+    if not run.honest:
+        raise DataError("a backtest needs a held-out test part, and this run was trained under the log's "
+                        "protocol (--split random); train with --split chrono, or use --predict_rate")
+    n_test = len(run.z) - run.val_end
+    runs.check_positive(horizon=horizon, stride=stride, origins=origins, season=season)
+    if horizon > n_test:
+        raise DataError(f"--horizon {horizon} is longer than the test part ({n_test} values); choose "
+                        f"--horizon <= {n_test} or train with a larger --test_fraction")
+    if not 0 < level < 100:
+        raise DataError(f"--level {level}: expected a percentage between 0 and 100, e.g. 80")
+    candidates = np.arange(run.val_end, len(run.z) - horizon + 1)
+    stride = stride or max(1, math.ceil(len(candidates) / MAX_ORIGINS))
+    chosen = candidates[::stride]
+    if origins and origins < len(chosen):
+        chosen = chosen[np.unique(np.linspace(0, len(chosen) - 1, origins).round().astype(int))]
+    y = run.series.values
+    steps = chosen[:, None] + np.arange(horizon)                    # (K, H) value indices forecast
+    pred = rollout(run, chosen, horizon)
+    actual, scored = y[steps], run.observed[steps]
+    forecasts = {"model": pred, "naive": np.repeat(y[chosen - 1, None], horizon, axis=1)}
+    if season:
+        lag = season * np.ceil(np.arange(1, horizon + 1) / season).astype(int)  # last season's value
+        forecasts["seasonal_naive"] = y[steps - lag]
+    scale = naive_scale(y[:run.train_end], run.observed[:run.train_end], season or 1)
+    metrics, by_step = {}, {}
+    for name, f in forecasts.items():
+        metrics[name], by_step[name] = errors(f, actual, scored, scale)
+    halfwidth, n_cal = calibrate(run, horizon, level)
+    inside = (np.abs(pred - actual) <= halfwidth) & scored
+    coverage_by_step = inside.sum(0) / np.maximum(scored.sum(0), 1)
+    return {"origins": chosen, "horizon": horizon, "stride": stride, "predictions": pred, "actual": actual,
+            "naive": forecasts["naive"], "observed": scored, "metrics": metrics, "by_step": by_step,
+            "mase_scale": scale, "season": season,
+            "interval": {"level": level, "halfwidth": halfwidth, "n_calibration": n_cal,
+                         "coverage": float(inside.sum() / max(scored.sum(), 1)),
+                         "coverage_by_step": coverage_by_step}}
+
+
+def future(run, steps, level=DEFAULT_LEVEL):
+    """Forecast `steps` values past the end of the series from its last time_steps values.
+    Returns {time (steps,), forecast, lower, upper, level}: time continues the series' own
+    regular step (its median spacing; the row index without a time column). The interval is
+    the validation part's conformal one (chrono runs; None under the log's protocol)."""
+    runs.check_positive(future=steps)
+    if not 0 < level < 100:
+        raise DataError(f"--level {level}: expected a percentage between 0 and 100, e.g. 80")
+    pred = rollout(run, np.array([len(run.z)]), steps)[0]
+    lower = upper = None
+    if run.honest:
+        halfwidth, _ = calibrate(run, steps, level)
+        lower, upper = pred - halfwidth, pred + halfwidth
+    t = run.series.time
+    step = time_step(t)
+    time = t[-1] + step * np.arange(1, steps + 1)
+    return {"time": time, "forecast": pred, "lower": lower, "upper": upper, "level": level if run.honest else None}
+
+
+# ---------------------------------------------------------------- forecasting and scoring
+
+def next_value(model, x, start_pos=0, cache=None):
+    """The model's forecast of the value after each window: x (B, T, 1) -> (B,)."""
+    out = model(x, start_pos, cache) if cache is not None else model(x, start_pos=start_pos)
+    return out[:, -1, 0] if model.target == "aligned" else out[:, 0]
+
+
+@torch.no_grad()
+def regress(model, windows, steps, path="recompute", first_pos=None):
+    """steps forecasts from each window (B, T, 1), each fed back as the next input: (B, steps).
+
+    first_pos None: every window is numbered 0..T-1 (the log's sliding positions); an integer:
+    the window's first value sits at that position of the series (absolute positions). path
+    "kv_cache": the window once, then one value a step against the model's cache (see
+    regressive_path for when this equals recomputing every window)."""
+    B, T, _ = windows.shape
+    preds = windows.new_empty(B, steps)
+    if path == "kv_cache":
+        pos = first_pos or 0
+        cache = model.new_cache(T)                                # each step sees time_steps values
+        preds[:, 0] = next_value(model, windows, pos, cache)
+        for i in range(1, steps):  # forecast i - 1, at position pos + T + i - 1, goes in
+            preds[:, i] = next_value(model, preds[:, i - 1].view(B, 1, 1), pos + T + i - 1, cache)
+        return preds
+    window = windows.clone()
+    for i in range(steps):
+        preds[:, i] = next_value(model, window, 0 if first_pos is None else first_pos + i)
+        window = torch.cat([window[:, 1:], preds[:, i].view(B, 1, 1)], dim=1)  # slide by one, feed back
+    return preds
+
+
+def rollout(run, origins, steps, chunk=256):
+    """Regressive forecasts in the series' units of the `steps` values from each origin o,
+    from the true values z[o - T:o]: (len(origins), steps)."""
+    T, path = run.time_steps, regressive_path(run.model)
+    z = torch.as_tensor(run.z, dtype=torch.float32)
+    out = []
+    for i in range(0, len(origins), chunk):
+        windows = torch.stack([z[o - T:o] for o in origins[i:i + chunk]]).unsqueeze(-1).to(run.device)
+        out.append(regress(run.model, windows, steps, path).cpu().double().numpy())
+    return np.concatenate(out) * run.std + run.mean
+
+
+def naive_scale(y, observed, season=1):
+    """MASE's denominator: the mean absolute error of the (seasonal) naive one-step forecast
+    y[t - season] of y[t] over the training part, observed pairs only."""
+    ok = observed[season:] & observed[:-season]
+    scale = float(np.mean(np.abs(y[season:] - y[:-season])[ok])) if ok.any() else float("nan")
+    if not scale > 0:
+        raise DataError(f"the training part is constant at lag {season}: MASE has no scale")
+    return scale
+
+
+def errors(pred, actual, scored, scale):
+    """({mse, rmse, mae, smape, mase} overall, the same per step ahead) over scored cells."""
+    e = np.where(scored, pred - actual, 0.0)
+    denominator = np.abs(pred) + np.abs(actual)
+    ape = np.where(scored & (denominator > 0), 200 * np.abs(e) / np.where(denominator > 0, denominator, 1), 0.0)
+
+    def summary(axis):
+        n = np.maximum(scored.sum(axis), 1)
+        mse, mae = (e ** 2).sum(axis) / n, np.abs(e).sum(axis) / n
+        return {"mse": mse, "rmse": np.sqrt(mse), "mae": mae, "smape": ape.sum(axis) / n, "mase": mae / scale}
+    overall = {k: float(v) for k, v in summary(None).items()}
+    return overall, summary(0)
+
+
+@torch.no_grad()
+def calibrate(run, horizon, level):
+    """Split conformal half-widths per step ahead: for step h, the ceil((n + 1) level)-th
+    smallest absolute error of the n forecasts whose target lies in the validation part, from
+    origins with true history before them. Returns (halfwidth (H,), n (H,)); inf where the
+    validation part is too small for the level."""
+    first = max(run.time_steps, run.train_end - horizon + 1)
+    origins = np.arange(first, run.val_end)
+    pred = rollout(run, origins, horizon)
+    targets = origins[:, None] + np.arange(horizon)
+    inside = (targets >= run.train_end) & (targets < run.val_end)
+    inside[inside] &= run.observed[targets[inside]]
+    residual = np.abs(pred - run.series.values[np.minimum(targets, len(run.z) - 1)])
+    halfwidth, counts = np.full(horizon, np.inf), np.zeros(horizon, int)
+    for h in range(horizon):
+        r = np.sort(residual[inside[:, h], h])
+        k = math.ceil((len(r) + 1) * level / 100)
+        counts[h] = len(r)
+        if 0 < k <= len(r):
+            halfwidth[h] = r[k - 1]
+    return halfwidth, counts
+
+
+def time_step(t):
+    """The regular step of a time axis: its median spacing (1 for a row index)."""
+    if len(t) < 2:
+        return 1
+    diffs = np.diff(t)
+    if np.issubdtype(t.dtype, np.datetime64):
+        return np.median(diffs.astype("timedelta64[s]").astype(np.int64)).astype("timedelta64[s]")
+    return float(np.median(diffs))
+
+
+# ---------------------------------------------------------------- the log's protocol
 
 def load_run(run_dir, device="cpu", weights="model.pt"):
     """(model, config) rebuilt from RUN_DIR/config.json and its weights (model.pt: the ones
@@ -43,12 +294,6 @@ def load_run(run_dir, device="cpu", weights="model.pt"):
         raise runs.RunError(f"not a readable run: {os.path.join(run_dir, weights)} does not fit its model "
                             f"({str(e).splitlines()[0][:120]})") from None
     return model.to(device).eval(), config
-
-
-def next_value(model, x, start_pos=0):
-    """The model's forecast of the value after each window: x (B, T, 1) -> (B,)."""
-    out = model(x, start_pos=start_pos)
-    return out[:, -1, 0] if model.target == "aligned" else out[:, 0]
 
 
 @torch.no_grad()
@@ -67,19 +312,17 @@ def predict_batch(model, z, time_steps, n, device="cpu", positions="sliding", ch
     return torch.cat([next_value(model, x[i:i + chunk]).cpu() for i in range(0, n, chunk)]).numpy()
 
 
-@torch.no_grad()
-def predict_regressive(model, z, time_steps, n, device="cpu", positions="sliding"):
+def predict_regressive(model, z, time_steps, n, device="cpu", positions="sliding", path="recompute"):
     """n forecasts, each fed back as input, starting from the window before the last n values."""
     start = len(z) - n
-    window = torch.as_tensor(z[start - time_steps:start], dtype=torch.float32, device=device)
-    window = window.view(1, time_steps, 1).clone()
-    preds = torch.empty(n, device=device)
-    for i in range(n):
-        start_pos = start - time_steps + i if positions == "absolute" else 0
-        preds[i] = next_value(model, window, start_pos)[0]
-        window = torch.roll(window, -1, dims=1)  # slide by one ...
-        window[0, -1, 0] = preds[i]              # ... and feed the forecast back
-    return preds.cpu().numpy()
+    window = torch.as_tensor(z[start - time_steps:start], dtype=torch.float32, device=device).view(1, -1, 1)
+    first_pos = start - time_steps if positions == "absolute" else None
+    return regress(model, window, n, path, first_pos)[0].cpu().numpy()
+
+
+def predict_regressive_cached(model, z, time_steps, n, device="cpu", positions="sliding"):
+    """predict_regressive with the model's KV cache: the first window once, then one value a step."""
+    return predict_regressive(model, z, time_steps, n, device, positions, path="kv_cache")
 
 
 def regressive_path(model, positions="sliding", kv_cache="auto"):
@@ -106,21 +349,205 @@ def regressive_path(model, positions="sliding", kv_cache="auto"):
     return "kv_cache"
 
 
-@torch.no_grad()
-def predict_regressive_cached(model, z, time_steps, n, device="cpu", positions="sliding"):
-    """predict_regressive with the model's KV cache: the first window once, then one value a step.
+def forecast(run_dir, dataset=None, column=None, predict_rate=None, device="cpu", data_dir=None,
+             positions="sliding", kv_cache="auto"):
+    """Batch and regressive forecasts with the run's model; returns the metrics.
 
-    Positions are absolute, from 0 ("sliding") or from the window's place in the series
-    ("absolute"); regressive_path says when that equals predict_regressive."""
+    Under the log's protocol over the last predict_rate of windows (default 1: the whole series);
+    under chrono over the test part (predict_rate is the log's and is refused). Writes
+    predict_batch.png, predict_regressive.png and metrics.json into RUN/forecasts/{settings}/.
+    kv_cache (auto, on, off): regressive prediction with the model's KV cache; see regressive_path."""
+    if positions not in POSITIONS:
+        raise DataError(f"unknown positions {positions!r}; choose one of {', '.join(POSITIONS)}")
+    run = load(run_dir, device, dataset, column, data_dir)
+    if run.honest and predict_rate is not None:
+        raise DataError("--predict_rate belongs to the log's protocol (--split random); this run is scored "
+                        "on its test part (use --horizon)")
+    predict_rate = 1.0 if predict_rate is None else predict_rate
+    if not 0.0 < predict_rate <= 1.0:
+        raise DataError(f"--predict_rate must be in (0, 1], got {predict_rate}")
+    path = regressive_path(run.model, positions, kv_cache)
+    T, z, series = run.time_steps, run.z, run.series
+    n = len(z) - run.val_end if run.honest else max(1, int(predict_rate * (len(z) - T)))
     start = len(z) - n
-    window = torch.as_tensor(z[start - time_steps:start], dtype=torch.float32, device=device)
-    pos = start - time_steps if positions == "absolute" else 0   # position of window[0]
-    cache = model.new_cache(time_steps)                          # each step sees time_steps values
-    preds = torch.empty(n, device=device)
-    preds[0] = model(window.view(1, time_steps, 1), pos, cache)[0, -1, 0]
-    for i in range(1, n):  # the forecast i - 1, at position pos + time_steps + i - 1, goes in
-        preds[i] = model(preds[i - 1].view(1, 1, 1), pos + time_steps + i - 1, cache)[0, -1, 0]
-    return preds.cpu().numpy()
+    actual, scored = series.values[start:], run.observed[start:]
+    tag = f"{series.name}_{'test' if run.honest else 'log'}" + (f"_rate{predict_rate:g}" if predict_rate != 1 else "") \
+        + ("_absolute" if positions == "absolute" else "")
+    folder = output_folder(run.run_dir, tag)
+    metrics = {"run_dir": run.run_dir, "dataset": series.name, "source": series.source, "column": series.column,
+               "protocol": run.config["split"], "predict_rate": None if run.honest else predict_rate,
+               "n_predicted": n, "start_index": start, "positions": positions, "regressive_path": path,
+               "normalisation": {"mean": run.mean, "std": run.std}, "folder": folder}
+    for kind in ("batch", "regressive"):
+        try:
+            if kind == "batch":
+                pred = predict_batch(run.model, z, T, n, device, positions)
+            else:
+                pred = predict_regressive(run.model, z, T, n, device, positions, path)
+        except ValueError as e:  # e.g. absolute positions past a positional table's block_size
+            raise DataError(f"{kind} prediction with positions {positions}: {e}") from None
+        pred = pred.astype(np.float64) * run.std + run.mean
+        metrics[f"mse_{kind}"] = float(np.mean((pred - actual)[scored] ** 2))
+        metrics[f"mae_{kind}"] = float(np.mean(np.abs(pred - actual)[scored]))
+        title = f"{run.config['run_name']}: {kind} on {series.name}, MSE {metrics[f'mse_{kind}']:.4g}"
+        plot(series, start, pred, title, os.path.join(folder, f"predict_{kind}.png"))
+    runs.write_json(os.path.join(folder, "metrics.json"), metrics)
+    return metrics
+
+
+def cross_dataset(run_dirs, datasets, column=None, predict_rate=None, device="cpu", data_dir=None,
+                  positions="sliding", kv_cache="auto"):
+    """forecast() of every run on every data set: the log's 2025-01-06 matrix.
+
+    Returns (table, png, cells): a markdown table with rows batch and regressive and one column
+    per train-test pair (MSE, original units), the path of one PNG that lays the prediction plots
+    out the same way (in the first run's forecasts/), and {"train-test": forecast metrics}."""
+    cells = {}
+    for run_dir in run_dirs:
+        for dataset in datasets:
+            m = forecast(run_dir, dataset, column, predict_rate, device, data_dir, positions, kv_cache)
+            trained_on = runs.read_json(os.path.join(m["run_dir"], "config.json"))["dataset"]
+            cells[f"{trained_on}-{m['dataset']}"] = m
+    rows = [("batch", "Batch (input is original value)"), ("regressive", "Regressive (add predicted value to input)")]
+    table = ["| Method\\Trainset-Testset | " + " | ".join(cells) + " |", "|---" * (len(cells) + 1) + "|"]
+    table += [f"| {label} | " + " | ".join(f"{m[f'mse_{kind}']:.6g}" for m in cells.values()) + " |"
+              for kind, label in rows]
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(cells), figsize=(5 * len(cells), 4.4), squeeze=False)
+    for col, (pair, m) in enumerate(cells.items()):
+        for row, (kind, label) in enumerate(rows):
+            ax = axes[row, col]
+            ax.imshow(plt.imread(os.path.join(m["folder"], f"predict_{kind}.png")))  # forecast()'s plot
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{pair}, {kind}: MSE {m[f'mse_{kind}']:.4g}", fontsize=9)
+            if col == 0:
+                ax.set_ylabel(label.split(" (")[0])
+    fig.tight_layout()
+    folder = output_folder(next(iter(cells.values()))["run_dir"], f"matrix_{'+'.join(cells)}")
+    png = os.path.join(folder, "predict_matrix.png")
+    runs.write_atomic(png, lambda tmp: fig.savefig(tmp, dpi=150, format="png"))
+    plt.close(fig)
+    return "\n".join(table), png, cells
+
+
+# ---------------------------------------------------------------- files and plots
+
+def output_folder(run_dir, tag):
+    """RUN/forecasts/{tag}: one folder per evaluation setting, so no evaluation replaces another's
+    files (the same settings give the same numbers, so a repeat rewrites them unchanged)."""
+    folder = os.path.join(run_dir, "forecasts", tag)
+    os.makedirs(folder, exist_ok=True)
+    return folder
+
+
+def write_csv(path, header, rows):
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(header)
+            w.writerows(rows)
+    runs.write_atomic(path, write)
+
+
+def write_backtest(run, result, tag=None):
+    """metrics.json, errors_by_step.csv and error_by_horizon.png of a backtest; returns the folder."""
+    H = result["horizon"]
+    tag = tag or f"{run.series.name}_backtest_h{H}_stride{result['stride']}_n{len(result['origins'])}" \
+        + (f"_season{result['season']}" if result["season"] else "") + f"_level{result['interval']['level']:g}"
+    folder = output_folder(run.run_dir, tag)
+    interval = result["interval"]
+    header = ["step"] + [f"{name}_{k}" for name in result["by_step"] for k in ("mse", "rmse", "mae", "smape", "mase")] \
+        + ["interval_halfwidth", "interval_coverage"]
+    rows = [[h + 1] + [result["by_step"][name][k][h] for name in result["by_step"]
+                       for k in ("mse", "rmse", "mae", "smape", "mase")]
+            + [interval["halfwidth"][h], interval["coverage_by_step"][h]] for h in range(H)]
+    write_csv(os.path.join(folder, "errors_by_step.csv"), header, rows)
+    at = sorted({1, H})
+    summary = {
+        "run_dir": run.run_dir, "dataset": run.series.name, "protocol": "chrono: rolling-origin backtest on the test part",
+        "test_part": {"first_index": run.val_end, "n_values": len(run.z) - run.val_end},
+        "horizon": H, "stride": result["stride"], "n_origins": len(result["origins"]),
+        "first_origin": int(result["origins"][0]), "last_origin": int(result["origins"][-1]),
+        "season": result["season"], "mase_scale": result["mase_scale"],
+        "metrics": result["metrics"],
+        "by_step": {name: {k: [float(v) for v in vals] for k, vals in d.items()} for name, d in result["by_step"].items()},
+        "at_step": {f"h{h}": {name: {k: float(v[h - 1]) for k, v in d.items()} for name, d in result["by_step"].items()}
+                    for h in at},
+        "interval": {"level": interval["level"], "coverage": interval["coverage"],
+                     "halfwidth": [float(v) for v in interval["halfwidth"]],
+                     "coverage_by_step": [float(v) for v in interval["coverage_by_step"]],
+                     "n_calibration": [int(v) for v in interval["n_calibration"]],
+                     "calibrated_on": "validation part (split conformal)"},
+        "filled_values_scored": 0,
+    }
+    runs.write_json(os.path.join(folder, "metrics.json"), summary)
+    plot_horizon({run.config["run_name"]: result}, os.path.join(folder, "error_by_horizon.png"))
+    return folder
+
+
+def plot_horizon(results, path, metric="mase"):
+    """Error against steps ahead: one line per run, naive (and seasonal naive) dashed."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for k, (name, result) in enumerate(results.items()):
+        steps = np.arange(1, result["horizon"] + 1)
+        ax.plot(steps, result["by_step"]["model"][metric], marker=".", label=name)
+        if k == 0:
+            for other, style in (("naive", "--"), ("seasonal_naive", ":")):
+                if other in result["by_step"]:
+                    ax.plot(steps, result["by_step"][other][metric], ls=style, color="black", label=other)
+    ax.set_xlabel("steps ahead")
+    ax.set_ylabel(f"{metric.upper()} on the test part")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    runs.write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    plt.close(fig)
+
+
+def write_future(run, ahead):
+    """future.csv and future.png in RUN/forecasts/future_{steps}_level{level}/; returns the folder."""
+    steps = len(ahead["forecast"])
+    folder = output_folder(run.run_dir, f"{run.series.name}_future_{steps}_level{ahead['level'] or 'none'}")
+    level = ahead["level"]
+    lower = ahead["lower"] if ahead["lower"] is not None else [None] * steps
+    upper = ahead["upper"] if ahead["upper"] is not None else [None] * steps
+    time_name = run.series.time_label if run.series.time_label != "sample" else "step"
+    write_csv(os.path.join(folder, "future.csv"),
+              [time_name, "forecast", f"lower_{level}" if level else "lower", f"upper_{level}" if level else "upper"],
+              [[str(t), float(f), "" if lo is None or not np.isfinite(lo) else float(lo),
+                "" if up is None or not np.isfinite(up) else float(up)]
+               for t, f, lo, up in zip(ahead["time"], ahead["forecast"], lower, upper)])
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 4))
+    t, y = run.series.time, run.series.values
+    recent = max(0, len(y) - 4 * steps)
+    ax.plot(t[recent:], y[recent:], color="black", lw=1, label="series")
+    ax.plot(ahead["time"], ahead["forecast"], color="tab:red", lw=1.2, label="forecast")
+    if ahead["lower"] is not None:
+        finite = np.isfinite(ahead["lower"]) & np.isfinite(ahead["upper"])
+        ax.fill_between(ahead["time"][finite], ahead["lower"][finite], ahead["upper"][finite], color="tab:red",
+                        alpha=0.2, label=f"{level}% interval")
+    ax.set_xlabel(run.series.time_label)
+    ax.set_ylabel(run.series.value_label)
+    ax.set_title(f"{run.config['run_name']}: {steps} steps past the end", fontsize=9)
+    ax.legend(loc="best", fontsize=8)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    runs.write_atomic(os.path.join(folder, "future.png"), lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    plt.close(fig)
+    return folder
 
 
 def plot(series, start, prediction, title, path):
@@ -138,101 +565,53 @@ def plot(series, start, prediction, title, path):
     ax.set_ylabel(series.value_label)
     ax.set_title(title)
     ax.legend(loc="best", fontsize=8)
+    fig.autofmt_xdate()
     fig.tight_layout()
     runs.write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)
 
 
-def forecast(run_dir, dataset=None, column=None, predict_rate=1.0, device="cpu", data_dir=None,
-             positions="sliding", kv_cache="auto"):
-    """Batch and regressive forecasts of a data set with the run's model; returns the metrics.
-
-    kv_cache (auto, on, off): regressive prediction with the model's KV cache; see regressive_path."""
-    if not 0.0 < predict_rate <= 1.0:
-        raise DataError(f"predict_rate must be in (0, 1], got {predict_rate}")
-    if positions not in POSITIONS:
-        raise DataError(f"unknown positions {positions!r}; choose one of {', '.join(POSITIONS)}")
-    run_dir = runs.latest_run(run_dir)
-    model, config = load_run(run_dir, device)
-    path = regressive_path(model, positions, kv_cache)
-    if dataset is None:  # the training series: a CSV is found again by its path
-        dataset = config["dataset"] if config["dataset"] in DATASETS else config["source"]
-        column = column or config["column"]
-    series = load_series(dataset, column, data_dir or config.get("data_dir"))
-    z, mean, std = normalise(series.values)
-    time_steps = config["time_steps"]
-    check_time_steps(len(z), time_steps)
-    n = max(1, int(predict_rate * (len(z) - time_steps)))
-    start = len(z) - n
-    actual = series.values[start:]
-    tag = series.name if positions == "sliding" else f"{series.name}_{positions}"
-
-    metrics = {"run_dir": run_dir, "dataset": series.name, "source": series.source, "column": series.column,
-               "predict_rate": predict_rate, "n_predicted": n, "start_index": start, "positions": positions,
-               "regressive_path": path, "normalisation": {"mean": mean, "std": std}}
-    regressive = predict_regressive_cached if path == "kv_cache" else predict_regressive
-    for kind, predict in (("batch", predict_batch), ("regressive", regressive)):
-        try:
-            pred = predict(model, z, time_steps, n, device, positions) * std + mean
-        except ValueError as e:  # e.g. absolute positions past a positional table's block_size
-            raise DataError(f"{kind} prediction with positions {positions}: {e}") from None
-        metrics[f"mse_{kind}"] = float(np.mean((pred - actual) ** 2))
-        metrics[f"mae_{kind}"] = float(np.mean(np.abs(pred - actual)))
-        title = f"{config['run_name']}: {kind} on {series.name}, MSE {metrics[f'mse_{kind}']:.4g}"
-        plot(series, start, pred, title, os.path.join(run_dir, f"predict_{kind}_{tag}.png"))
-    runs.write_json(os.path.join(run_dir, f"metrics_{tag}.json"), metrics)
-    return metrics
+def backtest_line(result, folder):
+    """One line: MASE at step 1, at the horizon and overall, beside naive, and the coverage."""
+    m, s, H = result["metrics"], result["by_step"], result["horizon"]
+    line = (f"test MASE h1 {s['model']['mase'][0]:.3g} h{H} {s['model']['mase'][-1]:.3g} all {m['model']['mase']:.3g}"
+            f"  (naive {s['naive']['mase'][0]:.3g} / {s['naive']['mase'][-1]:.3g} / {m['naive']['mase']:.3g})")
+    if "seasonal_naive" in m:
+        line += f"  (seasonal naive all {m['seasonal_naive']['mase']:.3g})"
+    line += (f"  RMSE {m['model']['rmse']:.4g} (naive {m['naive']['rmse']:.4g})  {result['interval']['level']:g}% "
+             f"interval coverage {result['interval']['coverage']:.0%}  ({len(result['origins'])} origins) -> {folder}")
+    return line
 
 
-def cross_dataset(run_dirs, datasets, column=None, predict_rate=1.0, device="cpu", data_dir=None,
-                  positions="sliding", kv_cache="auto"):
-    """forecast() of every run on every data set: the log's 2025-01-06 matrix.
-
-    Returns (table, png, cells): a markdown table with rows batch and regressive and one column
-    per train-test pair (MSE, original units), the path of one PNG that lays the prediction plots
-    out the same way (in the first run directory), and {"train-test": forecast metrics}."""
-    cells = {}
-    for run_dir in run_dirs:
-        for dataset in datasets:
-            m = forecast(run_dir, dataset, column, predict_rate, device, data_dir, positions, kv_cache)
-            with open(os.path.join(m["run_dir"], "config.json")) as f:
-                trained_on = json.load(f)["dataset"]
-            cells[f"{trained_on}-{m['dataset']}"] = m
-    rows = [("batch", "Batch (input is original value)"), ("regressive", "Regressive (add predicted value to input)")]
-    table = ["| Method\\Trainset-Testset | " + " | ".join(cells) + " |", "|---" * (len(cells) + 1) + "|"]
-    table += [f"| {label} | " + " | ".join(f"{m[f'mse_{kind}']:.6g}" for m in cells.values()) + " |"
-              for kind, label in rows]
-
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, len(cells), figsize=(5 * len(cells), 4.4), squeeze=False)
-    for col, (pair, m) in enumerate(cells.items()):
-        tag = m["dataset"] if m["positions"] == "sliding" else f"{m['dataset']}_{m['positions']}"
-        for row, (kind, label) in enumerate(rows):
-            ax = axes[row, col]
-            ax.imshow(plt.imread(os.path.join(m["run_dir"], f"predict_{kind}_{tag}.png")))  # forecast()'s plot
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(f"{pair}, {kind}: MSE {m[f'mse_{kind}']:.4g}", fontsize=9)
-            if col == 0:
-                ax.set_ylabel(label.split(" (")[0])
-    fig.tight_layout()
-    png = os.path.join(cells[next(iter(cells))]["run_dir"], f"predict_matrix_{'+'.join(cells)}.png")
-    runs.write_atomic(png, lambda tmp: fig.savefig(tmp, dpi=150, format="png"))
-    plt.close(fig)
-    return "\n".join(table), png, cells
+def evaluate(run_dir, device="cpu"):
+    """What train.py runs after training: the backtest at the default horizon and the test-part
+    plots (chrono), or the log's batch and regressive forecasts (random). Returns one line."""
+    run = load(run_dir, device)
+    if not run.honest:
+        m = forecast(run_dir, device=device)
+        return f"mse_batch {m['mse_batch']:.6g}  mse_regressive {m['mse_regressive']:.6g} -> {m['folder']}"
+    horizon = min(DEFAULT_HORIZON, len(run.z) - run.val_end)
+    result = backtest(run, horizon)
+    forecast(run_dir, device=device)
+    return backtest_line(result, write_backtest(run, result))
 
 
 def main(argv=None):
-    parser = runs.Parser(description="Forecast with a trained run directory (batch and regressive).")
+    parser = runs.Parser(description="Evaluate a trained run on its test part, or forecast past the end.")
     parser.add_argument("run_dir", nargs="+", help="a directory written by train.py, or runs/{run_name} for its "
-                        "latest run; several with a comma list of --dataset: the cross-dataset table")
-    parser.add_argument("--dataset", default=None, help="data set to forecast (default: the training set)")
+                        "latest run; several: one horizon curve per run (or the cross-dataset table)")
+    parser.add_argument("--horizon", type=int, default=DEFAULT_HORIZON, help="steps ahead in the backtest")
+    parser.add_argument("--stride", type=int, default=None, help="steps between origins (default: about "
+                        f"{MAX_ORIGINS} origins)")
+    parser.add_argument("--origins", type=int, default=None, help="at most this many origins, evenly spread")
+    parser.add_argument("--season", type=int, default=None, help="seasonal period m: seasonal naive and MASE's scale")
+    parser.add_argument("--level", type=float, default=DEFAULT_LEVEL, help="prediction interval level, percent")
+    parser.add_argument("--future", type=int, default=None, metavar="H", help="forecast H steps past the end")
+    parser.add_argument("--dataset", default=None, help="data set to evaluate (default: the training set)")
     parser.add_argument("--column", default=None, help="value column of a CSV data set")
     parser.add_argument("--data_dir", default=None, help="where y_w, w_y and 4single live")
-    parser.add_argument("--predict_rate", type=float, default=1.0, help="fraction of windows to predict")
+    parser.add_argument("--predict_rate", type=float, default=None,
+                        help="the log's protocol: fraction of windows to predict (default 1)")
     parser.add_argument("--positions", default="sliding",
                         help="sliding: every window numbered 0..T-1 (the log's); absolute: positions in the series")
     parser.add_argument("--kv_cache", default="auto",
@@ -240,24 +619,41 @@ def main(argv=None):
                              "forecasts: causal att models), on, off")
     parser.add_argument("--device", default="cpu", help=f"one of {', '.join(runs.DEVICES)}")
     args = parser.parse_args(argv)
-    if len(args.run_dir) > 1 or "," in (args.dataset or ""):  # the log's 2025-01-06 matrix
-        try:
-            datasets = [d for d in (args.dataset or "").split(",") if d] or [None]
-            table, png, _ = cross_dataset(args.run_dir, datasets, args.column, args.predict_rate,
-                                          runs.pick_device(args.device), args.data_dir, args.positions, args.kv_cache)
-        except runs.UsageError as e:
-            runs.fail(parser.prog, e)
-        print(f"{table}\n-> {png}")
-        return
-    args.run_dir = args.run_dir[0]
     try:
-        m = forecast(args.run_dir, args.dataset, args.column, args.predict_rate,
-                     runs.pick_device(args.device), args.data_dir, args.positions, args.kv_cache)
+        device = runs.pick_device(args.device)
+        if len(args.run_dir) > 1 and "," in (args.dataset or "") or args.dataset and "," in args.dataset:
+            datasets = [d for d in args.dataset.split(",") if d]  # the log's 2025-01-06 matrix
+            table, png, _ = cross_dataset(args.run_dir, datasets, args.column, args.predict_rate, device,
+                                          args.data_dir, args.positions, args.kv_cache)
+            print(f"{table}\n-> {png}")
+            return
+        loaded = [load(r, device, args.dataset, args.column, args.data_dir) for r in args.run_dir]
+        if args.future is not None:
+            for run in loaded:
+                ahead = future(run, args.future, args.level)
+                band = f" with a {args.level:g}% interval" if ahead["level"] else \
+                    " (no interval: the log's protocol keeps no held-out part to calibrate it)"
+                print(f"{args.future} steps past {run.series.time[-1]}{band} -> {write_future(run, ahead)}")
+            return
+        if not all(run.honest for run in loaded) or args.predict_rate is not None or args.positions != "sliding":
+            for r in args.run_dir:
+                m = forecast(r, args.dataset, args.column, args.predict_rate, device, args.data_dir,
+                             args.positions, args.kv_cache)
+                print(f"{m['dataset']}: mse_batch {m['mse_batch']:.6g}  mse_regressive {m['mse_regressive']:.6g}  "
+                      f"mae_batch {m['mae_batch']:.6g}  mae_regressive {m['mae_regressive']:.6g}  "
+                      f"({m['n_predicted']} steps) -> {m['folder']}")
+            return
+        results = {}
+        for run in loaded:
+            result = backtest(run, args.horizon, args.stride, args.origins, args.season, args.level)
+            print(f"{run.config['run_name']}: {backtest_line(result, write_backtest(run, result))}")
+            results[run.config["run_name"]] = result
+        if len(loaded) > 1:
+            folder = output_folder(loaded[0].run_dir, f"compare_h{args.horizon}_{len(loaded)}runs")
+            plot_horizon(results, os.path.join(folder, "error_by_horizon.png"))
+            print(f"-> {os.path.join(folder, 'error_by_horizon.png')}")
     except runs.UsageError as e:
         runs.fail(parser.prog, e)
-    print(f"{m['dataset']}: mse_batch {m['mse_batch']:.6g}  mse_regressive {m['mse_regressive']:.6g}  "
-          f"mae_batch {m['mae_batch']:.6g}  mae_regressive {m['mae_regressive']:.6g}  "
-          f"({m['n_predicted']} steps) -> {m['run_dir']}")
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def resolve_data_dir(data_dir=None):
     return data_dir or default_data_dir()
 
 
-def load_series(dataset="membrane", column=None, data_dir=None):
+def load_series(dataset="membrane", column=None, data_dir=None, fill=None, date_format=None):
     """Load a data set by name or CSV path."""
     if dataset == "membrane":
         return _membrane(column)
