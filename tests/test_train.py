@@ -8,17 +8,19 @@ import sys
 import time
 import types
 
+import numpy as np
 import pytest
 
 from conftest import ROOT, needs_formaldehyde, run_main, run_script
-from train import new_run_dir, run_name
+import runs
+import train as train_module
 
-RUN_FILES = {"config.json", "model.pt", "losses.csv", "loss.png", "metrics.json",
-             "predict_batch_goog.png", "predict_regressive_goog.png", "metrics_goog.json"}
+RUN_FILES = {"config.json", "model.pt", "last.pt", "losses.csv", "loss.png", "metrics.json", "forecasts"}
 
 
 def only_run_dir(out_dir):
-    dirs = [os.path.join(r, d) for r, ds, fs in os.walk(out_dir) for d in ds if "config.json" in os.listdir(os.path.join(r, d))]
+    dirs = [os.path.join(r, d) for r, ds, fs in os.walk(out_dir) for d in ds
+            if "config.json" in os.listdir(os.path.join(r, d))]
     assert len(dirs) == 1, dirs
     return dirs[0]
 
@@ -29,12 +31,31 @@ def train(out_dir, *args):
     return r
 
 
+def run_name(model, model_args, dataset, time_steps, lr):
+    import models
+    return runs.run_name(model, model_args, models.options(models.get(model)), dataset, time_steps, lr)
+
+
 @pytest.fixture(scope="module")
 def goog_run(tmp_path_factory):
-    """vqlnpemlp trained for 2 epochs on a real series (goog), with its forecast."""
+    """vqlnpemlp trained for 2 epochs on a real series (goog) under the log's protocol, with its forecast."""
     out = tmp_path_factory.mktemp("runs")
-    r = train(out, "--model", "vqlnpemlp", "--dataset", "goog", "--epochs", "2", "--d_model", "16")
+    r = train(out, "--model", "vqlnpemlp", "--dataset", "goog", "--epochs", "2", "--d_model", "16", "--split", "random")
     return only_run_dir(out), r.stdout
+
+
+@pytest.fixture(scope="module")
+def sine_run(tmp_path_factory):
+    """naive and linear trained under the default (chrono) protocol on a noisy sine CSV."""
+    out = tmp_path_factory.mktemp("sine")
+    t = np.arange(400)
+    path = out / "sine.csv"
+    rng = np.random.default_rng(1)
+    v = 20 + 5 * np.sin(2 * np.pi * t / 25) + 0.3 * rng.standard_normal(400)
+    path.write_text("t,v\n" + "".join(f"{a},{b}\n" for a, b in zip(t, v)))
+    r = train(out / "runs", "--model", "linear", "--dataset", path, "--epochs", "60", "--time_steps", "50",
+              "--lr", "0.01")
+    return only_run_dir(out / "runs"), r.stdout, path, v
 
 
 def test_run_directory_has_every_file(goog_run):
@@ -49,6 +70,7 @@ def test_run_directory_has_every_file(goog_run):
     assert [r["epoch"] for r in rows] == ["1", "2"]
     metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
     assert metrics["val_loss"] == pytest.approx(float(rows[-1]["val_loss"]))
+    assert metrics["best_epoch"] == 2  # the log's protocol keeps the last epoch
     assert metrics["trainable_parameters"] == 1 * 16 + 16 + 2 * 16 + 16 + 1
     assert metrics["fixed_parameters"] == 512 * 16 + 96 * 16
     assert metrics["codebook_usage"][0]["vocab_size"] == 512
@@ -57,33 +79,41 @@ def test_run_directory_has_every_file(goog_run):
 
 def test_forecast_reproduces_metrics_from_the_run_directory(goog_run, tmp_path):
     run_dir, _ = goog_run
-    before = json.load(open(os.path.join(run_dir, "metrics_goog.json")))
+    before = json.load(open(os.path.join(run_dir, "forecasts", "goog_log", "metrics.json")))
     copy = tmp_path / "copied_run"  # nothing but the run directory itself
     copy.mkdir()
     for f in ("config.json", "model.pt"):
         (copy / f).write_bytes(open(os.path.join(run_dir, f), "rb").read())
     r = run_script("forecast.py", copy)
     assert r.returncode == 0, r.stderr
-    after = json.load(open(copy / "metrics_goog.json"))
+    after = json.load(open(copy / "forecasts" / "goog_log" / "metrics.json"))
     for k in ("mse_batch", "mse_regressive", "mae_batch", "mae_regressive", "n_predicted"):
         assert after[k] == pytest.approx(before[k], rel=1e-6), k
     # predict_rate 1 generates the whole series after the first window
     assert before["n_predicted"] == 1047 - 96 and before["start_index"] == 96
 
 
-def test_training_on_a_csv_forecasts_it(sine_csv, tmp_path):
-    r = train(tmp_path, "--model", "naive", "--dataset", sine_csv)
-    assert "mse_regressive" in r.stdout
-    assert os.path.isfile(os.path.join(only_run_dir(tmp_path), "metrics_sine.json"))
+def test_training_on_a_csv_backtests_it_against_naive(sine_run):
+    run_dir, stdout, _, _ = sine_run
+    assert "test MASE h1" in stdout and "naive" in stdout and "interval coverage" in stdout
+    folders = os.listdir(os.path.join(run_dir, "forecasts"))
+    backtest = [f for f in folders if "_backtest_h24_" in f]
+    assert backtest and "sine_test" in folders
+    for f in ("metrics.json", "errors_by_step.csv", "error_by_horizon.png"):
+        assert os.path.isfile(os.path.join(run_dir, "forecasts", backtest[0], f))
 
 
-def test_forecast_other_dataset_and_rate(goog_run, sine_csv):
+def test_forecast_other_dataset_and_rate_write_their_own_folders(goog_run, sine_csv):
     run_dir, _ = goog_run
+    before = {f: open(os.path.join(run_dir, "forecasts", "goog_log", f), "rb").read()
+              for f in os.listdir(os.path.join(run_dir, "forecasts", "goog_log"))}
     r = run_script("forecast.py", run_dir, "--dataset", sine_csv, "--predict_rate", "0.25")
     assert r.returncode == 0, r.stderr
-    m = json.load(open(os.path.join(run_dir, "metrics_sine.json")))
+    m = json.load(open(os.path.join(run_dir, "forecasts", "sine_log_rate0.25", "metrics.json")))
     assert m["n_predicted"] == int(0.25 * (300 - 96)) and m["normalisation"]["mean"] == pytest.approx(10, abs=0.5)
-    assert os.path.isfile(os.path.join(run_dir, "predict_regressive_sine.png"))
+    assert os.path.isfile(os.path.join(run_dir, "forecasts", "sine_log_rate0.25", "predict_regressive.png"))
+    after = {f: open(os.path.join(run_dir, "forecasts", "goog_log", f), "rb").read() for f in before}
+    assert after == before  # the training-time evaluation is untouched
 
 
 def test_same_seed_same_losses_and_other_seed_differs(tmp_path):
@@ -102,13 +132,17 @@ def test_same_seed_same_losses_and_other_seed_differs(tmp_path):
     (["--model", "vqnope"], "unknown model 'vqnope'; choose one of"),
     (["--model", "lstm", "--vocab_size", "8"], "model lstm does not take --vocab_size; it takes --hidden_size, --num_layers"),
     (["--model", "lstm", "--dataset", "nope"], "unknown data set 'nope'; choose one of membrane, goog, y_w, w_y, 4single"),
-    (["--model", "lstm", "--dataset", "missing.csv"], "CSV file 'missing.csv' not found"),
+    (["--model", "lstm", "--dataset", "missing.csv"], "missing.csv"),
     (["--model", "lstm", "--dataset", "goog", "--column", "price"], "column 'price' not found in goog; columns: open"),
-    (["--model", "lstm", "--split", "shuffle"], "unknown split 'shuffle'; choose one of random, chrono"),
+    (["--model", "lstm", "--split", "shuffle"], "invalid choice: 'shuffle' (choose from 'chrono', 'random')"),
     (["--model", "lstm", "--device", "tpu"], "unknown device 'tpu'; choose one of auto, cpu, cuda, mps"),
-    (["--model", "lstm", "--time_steps", "0"], "time_steps must be at least 1, got 0"),
-    (["--model", "lstm", "--dataset", "goog", "--time_steps", "1046"], "the series has 1047 values; time_steps 1046 needs at least 1048"),
+    (["--model", "lstm", "--time_steps", "0"], "--time_steps must be at least 1, got 0"),
+    (["--model", "lstm", "--dataset", "goog", "--time_steps", "1046", "--split", "random"],
+     "the series has 1047 values; time_steps 1046 needs at least 1048"),
+    (["--model", "lstm", "--dataset", "goog", "--time_steps", "800"], "time_steps 800 needs a training part of at least 802"),
     (["--model", "vqlnmlp", "--d_model", "big"], "--d_model 'big': expected a value like 64"),
+    (["--model", "vqlnmlp", "--vocab_size", "0"], "--vocab_size must be at least 1, got 0"),
+    (["--model", "vqlnpemlp", "--block_size", "10"], "model vqlnpemlp with --block_size 10"),
     (["--model", "lstm", "--epochs", "x"], "argument --epochs: invalid int value: 'x'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
@@ -125,14 +159,20 @@ def test_bad_csv_values_exit_2(tmp_path):
     assert r.returncode == 2 and "row 202 ('oops')" in r.stderr and r.stderr.count("\n") == 1
 
 
-def test_forecast_errors_exit_2(goog_run, tmp_path):
+def test_forecast_errors_exit_2(goog_run, sine_run, tmp_path):
     run_dir, _ = goog_run
-    for args, message in [((tmp_path,), "is not a run directory: config.json is missing"),
+    sine_dir = sine_run[0]
+    for args, message in [((tmp_path,), "holds no complete run"),
                           ((run_dir, "--predict_rate", "1.5"), "predict_rate must be in (0, 1], got 1.5"),
                           ((run_dir, "--positions", "random"), "unknown positions 'random'; choose one of sliding, absolute"),
-                          ((run_dir, "--positions", "absolute"), "exceed the positional table's block_size 96")]:
+                          ((run_dir, "--positions", "absolute"), "exceed the positional table's block_size 96"),
+                          ((sine_dir, "--horizon", "0"), "--horizon must be at least 1, got 0"),
+                          ((sine_dir, "--horizon", "500"), "--horizon 500 is longer than the test part (80 values)"),
+                          ((sine_dir, "--level", "100"), "--level 100.0: expected a percentage"),
+                          ((sine_dir, "--future", "0"), "--future must be at least 1, got 0"),
+                          ((sine_dir, "--predict_rate", "0.5"), "--predict_rate belongs to the log's protocol")]:
         r = run_main("forecast.py", *args)
-        assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, (args, r.stderr)
 
 
 def test_run_names_follow_the_log():
@@ -141,6 +181,9 @@ def test_run_names_follow_the_log():
     assert run_name("mhvqlnmlp_rope", {"vocab_size": 512, "d_model": 64, "n_heads": 8}, "y_w", 96, 0.007) \
         == "mhvqlnmlp_rope_vs512_dm64_nh8_y_w_ts96_lr0.007"
     assert run_name("lstm", {"hidden_size": 64, "num_layers": 2}, "y_w", 112, 0.0005) == "lstm_y_w_ts112_lr0.0005"
+    # an option outside the log's names appears only where it differs from the model's default
+    assert run_name("lstm", {"hidden_size": 128, "num_layers": 2}, "y_w", 112, 0.0005) \
+        == "lstm_hidden_size128_y_w_ts112_lr0.0005"
 
 
 def test_attention_run_names_tell_every_option_apart():
@@ -156,9 +199,28 @@ def test_attention_run_names_tell_every_option_apart():
                     0.001) == "att_dm64_nope_bidir_y_w_ts96_lr0.001"
 
 
-def test_run_directories_are_never_reused(tmp_path):
-    a, b = new_run_dir(tmp_path, "x"), new_run_dir(tmp_path, "x")
-    assert a != b and os.path.isdir(a) and os.path.isdir(b)
+def test_run_directories_are_complete_or_absent_and_never_reused(tmp_path):
+    a, b = runs.new_run_dir(tmp_path, "x"), runs.new_run_dir(tmp_path, "x")
+    assert a != b and os.path.basename(a).startswith(".") and a.endswith(".partial")
+    for p in (a, b):
+        open(os.path.join(p, "config.json"), "w").write("{}")
+    fa, fb = runs.finish_run_dir(a), runs.finish_run_dir(b)
+    assert os.path.basename(fb) == os.path.basename(fa) + "-2" or fa[:-2] == fb[:-2]  # same second: -2
+    c = runs.new_run_dir(tmp_path, "x")
+    runs.discard_run_dir(c)
+    assert sorted(os.listdir(tmp_path / "x")) == sorted({os.path.basename(fa), os.path.basename(fb)})
+
+
+def test_a_failed_start_leaves_no_run_directory_and_latest_skips_partials(tmp_path):
+    r = run_main("train.py", "--model", "vqlnpemlp", "--block_size", "10", "--out_dir", tmp_path, "--dataset", "goog")
+    assert r.returncode == 2 and not os.listdir(tmp_path)
+    good = tmp_path / "m" / "2020-01-01-00-00-00"
+    good.mkdir(parents=True)
+    (good / "config.json").write_text("{}")
+    (good / "model.pt").write_bytes(b"x")
+    (tmp_path / "m" / ".2030-01-01-00-00-00-abcd.partial").mkdir()
+    (tmp_path / "m" / ".2030-01-01-00-00-00-abcd.partial" / "config.json").write_text("{}")
+    assert runs.latest_run(str(tmp_path / "m")) == str(good)
 
 
 def test_ctrl_c_saves_and_marks_the_run_interrupted(tmp_path):
@@ -166,9 +228,9 @@ def test_ctrl_c_saves_and_marks_the_run_interrupted(tmp_path):
                              "--epochs", "1000", "--out_dir", str(tmp_path), "--no_forecast"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
-    while time.time() < deadline and not any(f == "config.json" for _, _, fs in os.walk(tmp_path) for f in fs):
+    while time.time() < deadline and not any(".partial" in d for _, ds, _ in os.walk(tmp_path) for d in ds):
         time.sleep(0.2)
-    time.sleep(2)  # into the training loop
+    time.sleep(3)  # into the training loop
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
@@ -190,12 +252,13 @@ def test_list_shows_every_model_and_method_two_arithmetic():
 
 @needs_formaldehyde
 def test_lstm_on_y_w_uses_the_logs_layout(tmp_path):
-    train(tmp_path, "--model", "lstm", "--dataset", "y_w", "--epochs", "1", "--no_forecast")
+    train(tmp_path, "--model", "lstm", "--dataset", "y_w", "--epochs", "1", "--no_forecast", "--split", "random")
     run_dir = only_run_dir(tmp_path)
     assert os.path.basename(os.path.dirname(run_dir)) == "lstm_y_w_ts112_lr0.0005"
     config = json.load(open(os.path.join(run_dir, "config.json")))
-    assert config["target"] == "last" and config["batch_size"] == 64 and config["n_windows"] == 733 - 112
-    assert config["n_train"] == 497 and config["n_val"] == 124
+    assert config["target"] == "last" and config["batch_size"] == 64
+    # the log's code: int(0.8 n) of the 733 - 112 windows train
+    assert config["n_windows"] == {"train": int(0.8 * 621), "val": 621 - int(0.8 * 621)}
 
 
 FAULTS_PER_STEP = """
