@@ -9,19 +9,30 @@ and values are linear maps of the window's own values, so positions interact, an
 lets position t see only the values up to t:
 
     x (B, T, 1) -> Linear(1, d_model) -> positional encoding on the input (pe_type randn, sinpe,
-    or rope with pe_on "input") -> LayerNorm (in_ln) -> q, k, v = Linear(d_model, d_model)
-    -> LayerNorm on q and on k (q_ln, k_ln) -> RoPE on q and k (pe_type rope, pe_on "qk")
-    -> softmax(q k^T / sqrt(d_model)) v, causal or not -> Linear(d_model, 1) -> (B, T, 1)
+    or rope with pe_on "input") -> LayerNorm (in_ln) -> q, k, v = Linear(d_model, d_model, no bias)
+    -> RoPE on q and k (pe_type rope, pe_on "qk") -> LayerNorm on q and on k (q_ln, k_ln)
+    -> softmax(q k^T / sqrt(d_model)) v, causal or not -> Linear(d_model, 1, no bias) -> (B, T, 1)
 
-The LayerNorms on q and k come before the rotation: RoPE must be the last map before the dot
-product, or q . k stops depending on position differences only. There is no output projection:
-Linear(d_model, 1) right after it would make one linear map of the two.
+There is no output projection: Linear(d_model, 1) right after it would make one linear map of
+the two.
 
-Positions: start_pos numbers x[:, 0]. randn is the log's fixed 0.01 * N(0, 1) table, block_size
-rows (positions past it are an error); sinpe (Vaswani et al. 2017) and rope (Su et al. 2021) are
-computed for any position. With pe_type none or rope on q and k the outputs depend on positions
-only through their differences (relative_positions): numbering a window from 0 or from its place
-in the series gives the same outputs.
+The defaults are the original code's (simple-sequence-prediction, src/model/att.py at 5b97253;
+tests/test_reference.py checks them against its outputs). Three options switch to what this
+project did before (docs/DEPARTURES.md):
+    bias=True             biases on q, k, v and the decoder (the original has none: +3 d_model + 1
+                          parameters).
+    pe_std=0.01           the randn table's std; the original's simplepe table is 0.02 * N(0, 1),
+                          the log's vqlnpemlp used 0.01.
+    rope_before_ln=False  with pe_on "qk", LayerNorm q and k first and rotate last. The original
+                          rotates first; a LayerNorm after the rotation is not a rotation, so with
+                          q_ln or k_ln q . k then depends on absolute positions, not only on their
+                          differences. Rotating last keeps q . k relative (relative_positions).
+
+Positions: start_pos numbers x[:, 0]. randn is a fixed pe_std * N(0, 1) table, block_size rows
+(positions past it are an error); sinpe (Vaswani et al. 2017) and rope (Su et al. 2021) are
+computed for any position. With pe_type none, or rope on q and k with no LayerNorm after the
+rotation, the outputs depend on positions only through their differences (relative_positions):
+numbering a window from 0 or from its place in the series gives the same outputs.
 
 causal=False lets every position see the whole window. Trained on the next value at every
 position (target "aligned"), position t then sees its own target x[t + 1]: the training and
@@ -103,7 +114,7 @@ class Model(nn.Module):
     train_defaults = dict(time_steps=96, batch_size=32, lr=0.001, epochs=50)  # benchmarks/att_sweep.py
 
     def __init__(self, d_model=64, block_size=96, pe_type="rope", pe_on="input", in_ln=False,
-                 q_ln=False, k_ln=False, causal=True):
+                 q_ln=False, k_ln=False, causal=True, bias=False, pe_std=0.02, rope_before_ln=True):
         super().__init__()
         if pe_type not in PE_TYPES:
             raise ValueError(f"pe_type {pe_type!r} is not one of {', '.join(PE_TYPES)}")
@@ -117,18 +128,20 @@ class Model(nn.Module):
         if pe_type in ("sinpe", "rope") and d_model % 2:
             raise ValueError(f"pe_type {pe_type} works on pairs of features and needs an even d_model, got {d_model}")
         self.pe_type, self.pe_on, self.causal, self.block_size = pe_type, pe_on, causal, block_size
-        self.relative_positions = pe_type == "none" or pe_on == "qk"
+        self.rope_before_ln = rope_before_ln
+        self.relative_positions = pe_type == "none" or (pe_on == "qk" and not (rope_before_ln and (q_ln or k_ln)))
         self.encoder = nn.Linear(1, d_model)
         self.in_ln = nn.LayerNorm(d_model) if in_ln else nn.Identity()
-        self.q, self.k, self.v = (nn.Linear(d_model, d_model) for _ in range(3))
+        self.q, self.k, self.v = (nn.Linear(d_model, d_model, bias=bias) for _ in range(3))
         self.q_ln = nn.LayerNorm(d_model) if q_ln else nn.Identity()
         self.k_ln = nn.LayerNorm(d_model) if k_ln else nn.Identity()
-        self.decoder = nn.Linear(d_model, 1)
+        self.decoder = nn.Linear(d_model, 1, bias=bias)
         for layer in (self.encoder, self.q, self.k, self.v, self.decoder):  # the log's init
             nn.init.xavier_uniform_(layer.weight)
-            nn.init.zeros_(layer.bias)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
         if pe_type == "randn":
-            self.register_buffer("pe", 0.01 * torch.randn(block_size, d_model))  # fixed, as in the log
+            self.register_buffer("pe", pe_std * torch.randn(block_size, d_model))  # fixed, as in the log
 
     def new_cache(self, window=None):
         """An empty KV cache for forward(x, start_pos, cache): generation one value at a time.
@@ -164,9 +177,14 @@ class Model(nn.Module):
         anywhere, each later one at the position after the previous call's last."""
         B, T, _ = x.shape
         h = self.embed(x, start_pos)                             # (B, T, D)
-        q, k, v = self.q_ln(self.q(h)), self.k_ln(self.k(h)), self.v(h)
-        if self.pe_type == "rope" and self.pe_on == "qk":
+        q, k, v = self.q(h), self.k(h), self.v(h)                # (B, T, D) each
+        rope_qk = self.pe_type == "rope" and self.pe_on == "qk"
+        if rope_qk:
             cos, sin = rope_angles(start_pos, T, q.shape[-1], x.device)
+        if rope_qk and self.rope_before_ln:                      # the original's order
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k = self.q_ln(q), self.k_ln(k)
+        if rope_qk and not self.rope_before_ln:                  # rotation last: q . k stays relative
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         first_pos = start_pos
         if cache is not None:

@@ -10,16 +10,26 @@ a group of n_heads / kv_heads query heads (kv_heads = n_heads is plain multi-hea
 kv_heads = 1 multi-query attention). The cache holds kv_heads heads, not n_heads.
 
     x (B, T, 1) -> Linear(1, d_model) -> positional encoding on the input (pe_type randn, sinpe,
-    or rope with pe_on "input") -> LayerNorm (in_ln) -> q (n_heads heads), k, v (kv_heads heads)
+    or rope with pe_on "input") -> LayerNorm (in_ln) -> q (n_heads heads), k, v (kv_heads heads),
+    linear maps with no bias -> RoPE on each head of q and k (pe_type rope, pe_on "qk")
     -> LayerNorm on each head of q and of k (q_ln, k_ln; one LayerNorm(head_size) each, shared
-    by the heads) -> RoPE on each head of q and k (pe_type rope, pe_on "qk") -> per head
-    softmax(q k^T / sqrt(head_size)) v, causal or not -> heads side by side -> Linear(d_model, 1)
+    by the heads) -> per head softmax(q k^T / sqrt(head_size)) v, causal or not -> heads side
+    by side -> Linear(d_model, 1, no bias)
 
-As in att: LayerNorms before the rotation (q . k then depends on position differences only),
-no output projection (Linear(d_model, 1) absorbs it), randn is the log's fixed 0.01 * N(0, 1)
+As in att: no output projection (Linear(d_model, 1) absorbs it), randn is a fixed pe_std * N(0, 1)
 table of block_size rows, sinpe and rope take any position; relative_positions when pe_type is
-none or rope on q and k. causal=False leaks each position's target into the aligned loss (see
-att).
+none, or rope on q and k with no LayerNorm after the rotation. causal=False leaks each
+position's target into the aligned loss (see att).
+
+The defaults are the original code's (simple-sequence-prediction, src/model/att_mh.py at
+5b97253; tests/test_reference.py checks them against its outputs). Three options switch to what
+this project did before (docs/DEPARTURES.md):
+    bias=True             biases on q, k, v and the decoder (the original has none: +(n_heads +
+                          2 kv_heads) head_size + 1 parameters).
+    pe_std=0.01           the randn table's std; the original's simplepe table is 0.02 * N(0, 1).
+    rope_before_ln=False  with pe_on "qk", LayerNorm each head of q and k first and rotate last,
+                          so that q . k depends on position differences only; the original
+                          rotates first (see att).
 
 KV cache (causal only), llama's start_pos vocabulary:
     cache = model.new_cache()
@@ -96,7 +106,8 @@ class Model(nn.Module):
     train_defaults = dict(time_steps=96, batch_size=32, lr=0.001, epochs=50)  # benchmarks/att_sweep.py
 
     def __init__(self, d_model=64, n_heads=4, kv_heads=2, block_size=96, pe_type="rope", pe_on="input",
-                 in_ln=False, q_ln=False, k_ln=False, causal=True):
+                 in_ln=False, q_ln=False, k_ln=False, causal=True, bias=False, pe_std=0.02,
+                 rope_before_ln=True):
         super().__init__()
         if pe_type not in PE_TYPES:
             raise ValueError(f"pe_type {pe_type!r} is not one of {', '.join(PE_TYPES)}")
@@ -124,20 +135,22 @@ class Model(nn.Module):
                              f"{what}, got {rotated}")
         self.pe_type, self.pe_on, self.causal, self.block_size = pe_type, pe_on, causal, block_size
         self.n_heads, self.kv_heads, self.head_size = n_heads, kv_heads, head_size
-        self.relative_positions = pe_type == "none" or pe_on == "qk"
+        self.rope_before_ln = rope_before_ln
+        self.relative_positions = pe_type == "none" or (pe_on == "qk" and not (rope_before_ln and (q_ln or k_ln)))
         self.encoder = nn.Linear(1, d_model)
         self.in_ln = nn.LayerNorm(d_model) if in_ln else nn.Identity()
-        self.q = nn.Linear(d_model, n_heads * head_size)
-        self.k = nn.Linear(d_model, kv_heads * head_size)
-        self.v = nn.Linear(d_model, kv_heads * head_size)
+        self.q = nn.Linear(d_model, n_heads * head_size, bias=bias)
+        self.k = nn.Linear(d_model, kv_heads * head_size, bias=bias)
+        self.v = nn.Linear(d_model, kv_heads * head_size, bias=bias)
         self.q_ln = nn.LayerNorm(head_size) if q_ln else nn.Identity()
         self.k_ln = nn.LayerNorm(head_size) if k_ln else nn.Identity()
-        self.decoder = nn.Linear(d_model, 1)
+        self.decoder = nn.Linear(d_model, 1, bias=bias)
         for layer in (self.encoder, self.q, self.k, self.v, self.decoder):  # the log's init
             nn.init.xavier_uniform_(layer.weight)
-            nn.init.zeros_(layer.bias)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
         if pe_type == "randn":
-            self.register_buffer("pe", 0.01 * torch.randn(block_size, d_model))  # fixed, as in the log
+            self.register_buffer("pe", pe_std * torch.randn(block_size, d_model))  # fixed, as in the log
 
     def new_cache(self, window=None):
         """An empty KV cache for forward(x, start_pos, cache): generation one value at a time.
@@ -174,11 +187,16 @@ class Model(nn.Module):
         B, T, _ = x.shape
         h = self.embed(x, start_pos)                             # (B, T, D)
         heads = lambda t, n: t.view(B, T, n, self.head_size).transpose(1, 2)  # (B, n, T, hs)
-        q = self.q_ln(heads(self.q(h), self.n_heads))            # (B, nh, T, hs)
-        k = self.k_ln(heads(self.k(h), self.kv_heads))           # (B, kvh, T, hs)
+        q = heads(self.q(h), self.n_heads)                       # (B, nh, T, hs)
+        k = heads(self.k(h), self.kv_heads)                      # (B, kvh, T, hs)
         v = heads(self.v(h), self.kv_heads)                      # (B, kvh, T, hs)
-        if self.pe_type == "rope" and self.pe_on == "qk":
+        rope_qk = self.pe_type == "rope" and self.pe_on == "qk"
+        if rope_qk:
             cos, sin = rope_angles(start_pos, T, q.shape[-1], x.device)
+        if rope_qk and self.rope_before_ln:                      # the original's order
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k = self.q_ln(q), self.k_ln(k)
+        if rope_qk and not self.rope_before_ln:                  # rotation last: q . k stays relative
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         first_pos = start_pos
         if cache is not None:

@@ -83,12 +83,12 @@ def test_kv_heads_equal_to_n_heads_is_plain_multi_head_attention():
     assert torch.allclose(model(x), plain_attention(model, x), atol=1e-6)
 
 
-@pytest.mark.parametrize("kv_heads", [1, 2])
-def test_grouped_heads_equal_multi_head_attention_with_copied_kv_heads(kv_heads):
-    gqa = build("att_mh", kv_heads=kv_heads, k_ln=True, block_size=24)
-    mha = build("att_mh", kv_heads=4, k_ln=True, block_size=24, seed=1)
+@pytest.mark.parametrize("kv_heads,bias", [(1, False), (2, False), (2, True)])
+def test_grouped_heads_equal_multi_head_attention_with_copied_kv_heads(kv_heads, bias):
+    gqa = build("att_mh", kv_heads=kv_heads, k_ln=True, block_size=24, bias=bias)
+    mha = build("att_mh", kv_heads=4, k_ln=True, block_size=24, bias=bias, seed=1)
     state, group, hs = gqa.state_dict(), 4 // kv_heads, gqa.head_size
-    for key in ("k.weight", "k.bias", "v.weight", "v.bias"):  # kv head j serves query heads j*group ...
+    for key in [k for k in state if k.split(".")[0] in ("k", "v")]:  # kv head j serves query heads j*group ...
         w = state[key]
         state[key] = w.view(kv_heads, hs, *w.shape[1:]).repeat_interleave(group, 0).flatten(0, 1)
     mha.load_state_dict(state)
@@ -103,6 +103,35 @@ def test_one_head_att_mh_is_att():
     mh.load_state_dict(att.state_dict())
     x = torch.randn(2, 24, 1)
     assert torch.allclose(att(x), mh(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["att", "att_mh"])
+def test_bias_adds_one_bias_per_projected_feature(name):
+    """The original's projections have no bias; bias=True adds one to q, k, v and the decoder."""
+    plain, biased = build(name), build(name, bias=True)
+    count = lambda m: sum(p.numel() for p in m.parameters())
+    projected = sum(m.out_features for m in (plain.q, plain.k, plain.v, plain.decoder))
+    assert count(biased) - count(plain) == projected
+    assert all(m.bias is None for m in (plain.q, plain.k, plain.v, plain.decoder))
+
+
+@pytest.mark.parametrize("name", ["att", "att_mh"])
+def test_pe_std_scales_the_random_table(name):
+    tables = [build(name, ("randn", "input"), block_size=512, pe_std=std).pe for std in (0.02, 0.01)]
+    assert torch.allclose(tables[0], 2 * tables[1])              # the same draw, seed 0
+    assert abs(tables[0].std().item() - 0.02) < 0.001
+
+
+@pytest.mark.parametrize("name", ["att", "att_mh"])
+def test_rope_before_ln_makes_positions_absolute_and_after_keeps_them_relative(name):
+    """The original rotates q and k, then normalises them: q . k then depends on absolute positions.
+    rope_before_ln=False rotates last, and renumbering a window changes nothing."""
+    x = torch.randn(2, 16, 1)
+    for before in (True, False):
+        model = build(name, ("rope", "qk"), block_size=16, q_ln=True, k_ln=True, rope_before_ln=before)
+        same = torch.allclose(model(x, start_pos=0), model(x, start_pos=37), atol=1e-5)
+        assert model.relative_positions == same == (not before)
+    assert build(name, ("rope", "qk"), rope_before_ln=True).relative_positions  # no LayerNorm after it
 
 
 FLAGS = [dict(in_ln=False, q_ln=False, k_ln=False, causal=True), dict(in_ln=True, q_ln=True, k_ln=True, causal=False)]
@@ -128,7 +157,7 @@ def test_every_option_builds_and_trains_one_step(name, pe, flags):
 def test_cache_equals_sliding_recomputation_past_block_size(name, pe):
     """Relative positions: cached generation with absolute positions (up to 5 x block_size here)
     equals recomputing every window numbered from 0, forecast after forecast."""
-    model = build(name, pe, block_size=32, d_model=32)
+    model = build(name, pe, block_size=32, d_model=32, bias=True)  # biases: the forecasts do not die out
     z = series(200)
     assert regressive_path(model, "sliding") == "kv_cache"
     slid = predict_regressive(model, z, 32, 160)
