@@ -12,7 +12,7 @@ import models
 from conftest import run_script
 from forecast import forecast, load_run
 from models.mhcvqlnmlp import LOG_EXAMPLES, memory
-from train import run_name
+from runs import run_name
 
 # (model, constructor arguments): both orders of both models, small enough to be quick.
 CONFIGS = [
@@ -158,7 +158,7 @@ def test_invalid_split_on_the_command_line_exits_2():
 def test_run_names_carry_order_levels_heads():
     def name(model, **kwargs):
         args = {**models.options(models.get(model)), **kwargs}
-        return run_name(model, args, "y_w", 96, 0.007)
+        return run_name(model, args, models.options(models.get(model)), "y_w", 96, 0.007)
     assert name("cvqlnmlp") == "cvqlnmlp_inc_l32-128-512_dm64_y_w_ts96_lr0.007"
     assert name("cvqlnmlp", order="dec", levels=(512, 128, 32)) == "cvqlnmlp_dec_l512-128-32_dm64_y_w_ts96_lr0.007"
     assert name("mhcvqlnmlp") == "mhcvqlnmlp_dec_l4-16-32_h5-2-1_dm60_y_w_ts96_lr0.007"
@@ -172,7 +172,7 @@ def test_run_names_carry_order_levels_heads():
 
 def test_train_and_forecast_end_to_end(tmp_path):
     r = run_script("train.py", "--model", "cvqlnmlp", "--order", "dec", "--levels", "16-8", "--d_model", "8",
-                   "--trainable_codebooks", "true", "--dataset", "goog", "--epochs", "1", "--no_forecast",
+                   "--trainable_codebooks", "true", "--dataset", "goog", "--epochs", "1", "--no_forecast", "--split", "random",
                    "--out_dir", tmp_path)
     assert r.returncode == 0, r.stderr
     run_dir = r.stdout.strip().splitlines()[-1].removeprefix("-> ")
