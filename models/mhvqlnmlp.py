@@ -17,50 +17,10 @@ import math
 import torch
 import torch.nn as nn
 
-
-# Scores per block of queries: 2 MB of float32, about one core's L2 cache.
-BLOCK = 2 ** 19
-
-
-class CodebookRead(torch.autograd.Function):
-    """sum_h softmax(q_h @ codes_h.T * scale) @ codes_h @ w_h, with its backward written out.
-
-    Each head's read is decoded by its slice w_h of the decoder's weights: values_h = codes_h @ w_h
-    is one number per code (see Model.forward). With the read r_h = P_h @ codes_h and
-    u_h = P_h @ (values_h * codes_h), both (N, hs), the gradients have a closed form,
-        d out_h / d q_h = scale * (u_h - out_h * r_h),    d out_h / d w_h = r_h,
-    so the forward gets r and u from its one pass over the probabilities P and keeps nothing of
-    size V for the backward. It walks the queries in blocks of about BLOCK scores, reusing one
-    buffer: the scores stay in cache instead of a fresh (H, N, V) tensor (50 MB for 8 heads x 512
-    codes x 3072 queries) being page-faulted in and read back at every step.
-    """
-
-    @staticmethod
-    def forward(ctx, q, codes, w, scale):  # q (H, N, hs), codes (H, V, hs), w (H, hs, 1)
-        (H, N, hs), V = q.shape, codes.shape[1]
-        keys = codes.mT * scale                                 # (H, hs, V)
-        both = torch.cat((codes, codes * (codes @ w)), dim=-1)  # (H, V, 2 hs): codes, values * codes
-        rows = max(1, min(N, BLOCK // (H * V)))
-        block = q.new_empty(H * rows * V)
-        ru = q.new_empty(H, N, 2 * hs)
-        for i in range(0, N, rows):
-            n = min(rows, N - i)
-            p = block[:H * n * V].view(H, n, V)
-            torch.bmm(q[:, i:i + n], keys, out=p)               # scores
-            torch.softmax(p, dim=-1, out=p)                     # in place
-            ru[:, i:i + n] = p @ both
-        r, u = ru.split(hs, dim=-1)                             # (H, N, hs) each
-        out = r @ w                                             # (H, N, 1): one read per head
-        ctx.save_for_backward(r, u, out)
-        ctx.scale = scale
-        return out.sum(0)                                       # (N, 1): the heads summed
-
-    @staticmethod
-    def backward(ctx, g):                                       # g (N, 1)
-        r, u, out = ctx.saved_tensors
-        grad_q = (u - out * r) * (g * ctx.scale)                # (H, N, hs)
-        grad_w = r.mT @ g                                       # (H, hs, 1)
-        return grad_q, None, grad_w, None  # the codebook is fixed: no gradient
+try:
+    from . import _kernels as kernels
+except ImportError:  # run as a file, python models/NAME.py: the kernels are beside it
+    import _kernels as kernels
 
 
 class Model(nn.Module):
@@ -89,17 +49,15 @@ class Model(nn.Module):
         return self.ln(self.encoder(x).view(B, T, self.n_heads, -1))
 
     def forward(self, x, start_pos=0):
-        # The output at t depends on x at t alone, and overlapping windows repeat values: read
-        # the codebook once per distinct value (exact, and several times less work in training).
-        distinct, index = torch.unique(x, return_inverse=True)  # (U,), (B, T, 1)
-        q = self.query(distinct.view(1, -1, 1), start_pos)      # (1, U, H, hs)
-        # The decoder is affine and each head's read weights sum to one, so decoding the
-        # concatenated reads equals summing each head's read of its decoded codes,
-        # decoder(concat_h P_h @ E_h) == sum_h P_h @ (E_h @ W_h) + bias: one number per code.
-        w = self.decoder.weight.view(self.n_heads, -1, 1)       # (H, hs, 1): head h's slice
+        # No positions: the output at t depends on x at t alone, and overlapping windows repeat
+        # values, so read once per distinct value.
+        return kernels.per_distinct_value(self.read, x)         # self.read(x): (B, T, 1)
+
+    def read(self, x, start_pos=0):
+        q = self.query(x, start_pos)                            # (B, T, H, hs)
         scale = 1 / math.sqrt(self.decoder.in_features)         # 1/sqrt(d_model), as the log
-        out = CodebookRead.apply(q[0].transpose(0, 1), self.codebook, w, scale)  # (U, 1)
-        return (out + self.decoder.bias).view(-1)[index]        # (B, T, 1)
+        # decoder(concat_h softmax(q_h @ E_h.T * scale) @ E_h), E_h head h's codebook: (B, T, 1)
+        return kernels.codebook_read(q, self.codebook, self.decoder, scale)
 
     def code_probs(self, x, start_pos=0):
         """The reads' softmax over codes, (B, T, H, V), for codebook-usage statistics."""

@@ -2,10 +2,13 @@
 
 Research log 2024-12-23 (run mhvqlnmlp_sinpe_vs512_dm64_nh8: 8 heads).
 
-Parent: mhvqlnmlp; the change is pe = sinusoidal_table(block_size, d_model), a buffer, added
-after the encoder and before the split into heads, and 8 heads by default. Positions are
-numbered from start_pos and must stay below block_size. With positions the output at t depends
-on t too, so the parent's once-per-distinct-value read goes.
+Parent: mhvqlnmlp; the change is a sinusoidal table pe, a buffer, added to the encoded values
+before the LayerNorms, and 8 heads by default. pe_per_head=True (the default, the log's code):
+one table of width head_size, added after the split into heads, the same in every head;
+pe_per_head=False (this repository's earlier reading): one table of width d_model, added before
+the split, so each head gets its own slice of the frequencies. Positions are numbered from
+start_pos and must stay below block_size. With positions the output at t depends on t too, so
+the parent's once-per-distinct-value read goes.
 Shapes: x (B, T, 1) -> (B, T, 1); the output at t forecasts the value at t + 1.
 """
 import math
@@ -13,50 +16,10 @@ import math
 import torch
 import torch.nn as nn
 
-
-# Scores per block of queries: 2 MB of float32, about one core's L2 cache.
-BLOCK = 2 ** 19
-
-
-class CodebookRead(torch.autograd.Function):
-    """sum_h softmax(q_h @ codes_h.T * scale) @ codes_h @ w_h, with its backward written out.
-
-    Each head's read is decoded by its slice w_h of the decoder's weights: values_h = codes_h @ w_h
-    is one number per code (see Model.forward). With the read r_h = P_h @ codes_h and
-    u_h = P_h @ (values_h * codes_h), both (N, hs), the gradients have a closed form,
-        d out_h / d q_h = scale * (u_h - out_h * r_h),    d out_h / d w_h = r_h,
-    so the forward gets r and u from its one pass over the probabilities P and keeps nothing of
-    size V for the backward. It walks the queries in blocks of about BLOCK scores, reusing one
-    buffer: the scores stay in cache instead of a fresh (H, N, V) tensor (50 MB for 8 heads x 512
-    codes x 3072 queries) being page-faulted in and read back at every step.
-    """
-
-    @staticmethod
-    def forward(ctx, q, codes, w, scale):  # q (H, N, hs), codes (H, V, hs), w (H, hs, 1)
-        (H, N, hs), V = q.shape, codes.shape[1]
-        keys = codes.mT * scale                                 # (H, hs, V)
-        both = torch.cat((codes, codes * (codes @ w)), dim=-1)  # (H, V, 2 hs): codes, values * codes
-        rows = max(1, min(N, BLOCK // (H * V)))
-        block = q.new_empty(H * rows * V)
-        ru = q.new_empty(H, N, 2 * hs)
-        for i in range(0, N, rows):
-            n = min(rows, N - i)
-            p = block[:H * n * V].view(H, n, V)
-            torch.bmm(q[:, i:i + n], keys, out=p)               # scores
-            torch.softmax(p, dim=-1, out=p)                     # in place
-            ru[:, i:i + n] = p @ both
-        r, u = ru.split(hs, dim=-1)                             # (H, N, hs) each
-        out = r @ w                                             # (H, N, 1): one read per head
-        ctx.save_for_backward(r, u, out)
-        ctx.scale = scale
-        return out.sum(0)                                       # (N, 1): the heads summed
-
-    @staticmethod
-    def backward(ctx, g):                                       # g (N, 1)
-        r, u, out = ctx.saved_tensors
-        grad_q = (u - out * r) * (g * ctx.scale)                # (H, N, hs)
-        grad_w = r.mT @ g                                       # (H, hs, 1)
-        return grad_q, None, grad_w, None  # the codebook is fixed: no gradient
+try:
+    from . import _kernels as kernels
+except ImportError:  # run as a file, python models/NAME.py: the kernels are beside it
+    import _kernels as kernels
 
 
 def sinusoidal_table(block_size, d_model):
@@ -71,13 +34,15 @@ class Model(nn.Module):
     target = "aligned"  # trained on the next value at every position
     train_defaults = dict(time_steps=96, batch_size=32, lr=0.007, epochs=50)
 
-    def __init__(self, vocab_size=512, d_model=64, n_heads=8, block_size=96):
+    def __init__(self, vocab_size=512, d_model=64, n_heads=8, block_size=96, pe_per_head=True):
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
         self.n_heads = n_heads
         self.encoder = nn.Linear(1, d_model)
-        self.register_buffer("pe", sinusoidal_table(block_size, d_model))  # fixed
+        self.pe_per_head = pe_per_head
+        width = d_model // n_heads if pe_per_head else d_model
+        self.register_buffer("pe", sinusoidal_table(block_size, width))  # fixed
         self.ln = nn.LayerNorm(d_model // n_heads)  # normalises each head on its own
         self.register_buffer("codebook", torch.randn(n_heads, vocab_size, d_model // n_heads))  # fixed
         self.decoder = nn.Linear(d_model, 1)
@@ -95,18 +60,16 @@ class Model(nn.Module):
         if start_pos + T > block_size:
             raise ValueError(f"positions {start_pos}..{start_pos + T - 1} exceed the positional "
                              f"table's block_size {block_size}")
-        h = self.encoder(x) + self.pe[start_pos:start_pos + T]  # (B, T, D)
-        return self.ln(h.view(B, T, self.n_heads, -1))
+        h, pe = self.encoder(x), self.pe[start_pos:start_pos + T]  # (B, T, D), (T, hs) or (T, D)
+        if self.pe_per_head:                                    # one table, the same in every head
+            return self.ln(h.view(B, T, self.n_heads, -1) + pe[:, None])
+        return self.ln((h + pe).view(B, T, self.n_heads, -1))  # one table split across the heads
 
     def forward(self, x, start_pos=0):
         q = self.query(x, start_pos)                            # (B, T, H, hs)
-        # The decoder is affine and each head's read weights sum to one, so decoding the
-        # concatenated reads equals summing each head's read of its decoded codes,
-        # decoder(concat_h P_h @ E_h) == sum_h P_h @ (E_h @ W_h) + bias: one number per code.
-        w = self.decoder.weight.view(self.n_heads, -1, 1)       # (H, hs, 1): head h's slice
         scale = 1 / math.sqrt(self.decoder.in_features)         # 1/sqrt(d_model), as the log
-        out = CodebookRead.apply(q.flatten(0, 1).transpose(0, 1), self.codebook, w, scale)  # (B*T, 1)
-        return (out + self.decoder.bias).view(x.shape)          # (B, T, 1)
+        # decoder(concat_h softmax(q_h @ E_h.T * scale) @ E_h), E_h head h's codebook: (B, T, 1)
+        return kernels.codebook_read(q, self.codebook, self.decoder, scale)
 
     def code_probs(self, x, start_pos=0):
         """The reads' softmax over codes, (B, T, H, V), for codebook-usage statistics."""

@@ -1,12 +1,16 @@
 """vqlnmlp_sinpe: vqlnmlp with the Transformer's sinusoidal position encoding.
 
 Research log 2024-12-22 (next step: "consider using the transformer2017 PE") and 2024-12-23.
-The fixed table sin/cos(position / 10000 ** (2i / d_model)) of shape (block_size, d_model), a
-buffer, is added to the encoded values before the LayerNorm, where vqlnpemlp adds 0.01 * N(0, 1).
+Each value is encoded to d_model, compared with every code of a codebook drawn once from
+N(0, 1), and replaced by the softmax-weighted sum of the codes, then decoded. The codebook is
+a buffer: it is saved with the model but never trained. The read is attention whose keys and
+values are both the codebook, with scale 1/sqrt(d_model).
 
-Parent: vqlnmlp; the change is pe = sinusoidal_table(block_size, d_model) added after the
-encoder. Positions are numbered from start_pos and must stay below block_size. With positions
-the output at t depends on t too, so the parent's once-per-distinct-value read goes.
+Parent: vqlnmlp; the change is pe = sinusoidal_table(block_size, d_model), the fixed table
+sin/cos(position / 10000 ** (2i / d_model)), a buffer, added after the encoder and before the
+LayerNorm, where vqlnpemlp adds 0.01 * N(0, 1). Positions are numbered from start_pos and must
+stay below block_size. With positions the output at t depends on t too, so the parent's
+once-per-distinct-value read goes.
 Shapes: x (B, T, 1) -> (B, T, 1); the output at t forecasts the value at t + 1.
 """
 import math
@@ -14,31 +18,10 @@ import math
 import torch
 import torch.nn as nn
 
-
-class CodebookRead(torch.autograd.Function):
-    """softmax(q @ codes.T * scale) @ values, with its backward written out.
-
-    The values are the decoded codes, one number per code (see Model.forward), so the gradient
-    of the scores has a closed form, P * g * (values - out), computed in the memory of P
-    instead of through autograd's softmax Jacobian: the same numbers in about half the time.
-    """
-
-    @staticmethod
-    def forward(ctx, q, codes, values, scale):  # q (B, T, D), codes (V, D), values (V, 1)
-        p = (q * scale) @ codes.T                               # (B, T, V); scale the smaller side
-        torch.softmax(p, dim=-1, out=p)                         # in place, in the scores' memory
-        out = p @ values                                        # (B, T, 1)
-        ctx.save_for_backward(p, codes, values, out)
-        ctx.scale = scale
-        return out
-
-    @staticmethod
-    def backward(ctx, g):                                       # g (B, T, 1)
-        p, codes, values, out = ctx.saved_tensors
-        grad_values = p.flatten(0, 1).T @ g.flatten(0, 1)       # (V, 1)
-        grad_scores = p.mul_(values.T - out).mul_(g)            # (B, T, V), reuses p
-        grad_q = grad_scores @ codes * ctx.scale                # (B, T, D)
-        return grad_q, None, grad_values, None  # the codebook is fixed: no gradient
+try:
+    from . import _kernels as kernels
+except ImportError:  # run as a file, python models/NAME.py: the kernels are beside it
+    import _kernels as kernels
 
 
 def sinusoidal_table(block_size, d_model):
@@ -69,19 +52,20 @@ class Model(nn.Module):
 
         start_pos is the position of x[:, 0] in the series; positions run up to block_size - 1.
         """
-        T, block_size = x.shape[1], self.pe.shape[0]
-        if start_pos + T > block_size:
+        return self.ln(self.encoder(x) + self.positions(start_pos, x.shape[1]))
+
+    def positions(self, start_pos, T):
+        """The rows of pe for positions start_pos .. start_pos + T - 1: (T, D)."""
+        if start_pos + T > self.pe.shape[0]:
             raise ValueError(f"positions {start_pos}..{start_pos + T - 1} exceed the positional "
-                             f"table's block_size {block_size}")
-        return self.ln(self.encoder(x) + self.pe[start_pos:start_pos + T])
+                             f"table's block_size {self.pe.shape[0]}")
+        return self.pe[start_pos:start_pos + T]
 
     def forward(self, x, start_pos=0):
-        q = self.query(x, start_pos)                            # (B, T, D)
-        # The decoder is affine and the read's weights sum to one, so decoding the read equals
-        # reading the decoded codes, decoder(P @ codebook) == P @ decoder(codebook): the read
-        # then carries one number per code instead of d_model.
-        values = self.decoder(self.codebook)                    # (V, 1)
-        return CodebookRead.apply(q, self.codebook, values, 1 / math.sqrt(q.shape[-1]))  # (B, T, 1)
+        pe = self.positions(start_pos, x.shape[1])              # (T, D)
+        scale = 1 / math.sqrt(pe.shape[-1])                     # 1/sqrt(D)
+        # decoder(softmax(ln(encoder(x) + pe) @ E.T * scale) @ E), E the codebook: (B, T, 1)
+        return kernels.layernorm_read(x, self.encoder, pe, self.ln, self.codebook, self.decoder, scale)
 
     def code_probs(self, x, start_pos=0):
         """The read's softmax over codes, (B, T, heads=1, V), for codebook-usage statistics."""

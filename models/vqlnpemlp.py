@@ -12,40 +12,16 @@ added after the encoder and before the LayerNorm. Its std must be much smaller t
 input's, or training becomes difficult (the log). Positions are numbered from start_pos. With
 positions the output at t depends on t too, so the parent's once-per-distinct-value read goes.
 Shapes: x (B, T, 1) -> (B, T, 1); the output at t forecasts the value at t + 1.
-
-query() and code_probs() compute the read as written above. forward() computes the same numbers
-faster (see scores_factors): the encoder's input is one number, so LayerNorm(encoder(x) + pe)
-is known in closed form and the scores of a position over all codes need three numbers per
-position and three rows per position, not a d_model-deep product.
 """
 import math
 
 import torch
 import torch.nn as nn
 
-
-class RankThreeRead(torch.autograd.Function):
-    """softmax(f @ g) @ values at every position, with its backward written out.
-
-    f (T, B, 3) and g (T, 3, V) are the scores' factors (see Model.scores_factors); values are
-    the decoded codes, one number per code (see Model.forward), so the gradient of the scores
-    has a closed form, P * grad * (values - out), computed in the memory of P.
-    """
-
-    @staticmethod
-    def forward(ctx, f, g, values):                              # values (V, 1)
-        p = torch.bmm(f, g)                                      # (T, B, V) scores
-        torch.softmax(p, dim=-1, out=p)                          # in place, in the scores' memory
-        out = p @ values                                         # (T, B, 1)
-        ctx.save_for_backward(f, g, p, values, out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):                                     # grad (T, B, 1)
-        f, g, p, values, out = ctx.saved_tensors
-        grad_values = p.flatten(0, 1).T @ grad.flatten(0, 1)     # (V, 1)
-        grad_scores = p.mul_(values.T - out).mul_(grad)          # (T, B, V), reuses p
-        return grad_scores @ g.transpose(1, 2), f.transpose(1, 2) @ grad_scores, grad_values
+try:
+    from . import _kernels as kernels
+except ImportError:  # run as a file, python models/NAME.py: the kernels are beside it
+    import _kernels as kernels
 
 
 class Model(nn.Module):
@@ -77,35 +53,11 @@ class Model(nn.Module):
                              f"table's block_size {self.pe.shape[0]}")
         return self.pe[start_pos:start_pos + T]
 
-    def scores_factors(self, x, start_pos=0):
-        """f (T, B, 3) and g (T, 3, V) with f @ g == query(x) @ codebook.T / sqrt(d_model).
-
-        With u = encoder(x) + pe_t = x w + b + pe_t, LayerNorm subtracts the mean over features,
-        u - mean(u) = x a + e_t with a = w - mean(w) and e_t = (b + pe_t) - mean(b + pe_t), and
-        divides by r = sqrt(mean((x a + e_t)^2) + eps), a quadratic in x. So the score of code c is
-            q . c = (x / r) (gamma * a) . c  +  (1 / r) (gamma * e_t) . c  +  beta . c:
-        three numbers per position, [x / r, 1 / r, 1], times three rows per position and code.
-        """
-        T, D = x.shape[1], self.codebook.shape[1]
-        w = self.encoder.weight[:, 0]
-        a = w - w.mean()                                             # (D,)
-        e = self.encoder.bias + self.positions(start_pos, T)
-        e = e - e.mean(-1, keepdim=True)                             # (T, D)
-        xt = x[..., 0].T                                             # (T, B)
-        var = xt * xt * (a @ a / D) + xt * (2 / D * (e @ a)).unsqueeze(1) + (e * e).mean(-1, keepdim=True)
-        inv_r = torch.rsqrt(var + self.ln.eps)                       # (T, B)
-        f = torch.stack([xt * inv_r, inv_r, torch.ones_like(inv_r)], -1)                  # (T, B, 3)
-        gamma, beta = self.ln.weight, self.ln.bias
-        rows = torch.stack([(gamma * a).expand(T, D), gamma * e, beta.expand(T, D)], 1)  # (T, 3, D)
-        return f, rows @ (self.codebook.T / math.sqrt(D))            # (T, 3, V)
-
     def forward(self, x, start_pos=0):
-        # The decoder is affine and the read's weights sum to one, so decoding the read equals
-        # reading the decoded codes, decoder(P @ codebook) == P @ decoder(codebook): the read
-        # then carries one number per code instead of d_model.
-        values = self.decoder(self.codebook)                         # (V, 1)
-        out = RankThreeRead.apply(*self.scores_factors(x, start_pos), values)  # (T, B, 1)
-        return out.transpose(0, 1)                                   # (B, T, 1)
+        pe = self.positions(start_pos, x.shape[1])              # (T, D)
+        scale = 1 / math.sqrt(pe.shape[-1])                     # 1/sqrt(D)
+        # decoder(softmax(ln(encoder(x) + pe) @ E.T * scale) @ E), E the codebook: (B, T, 1)
+        return kernels.layernorm_read(x, self.encoder, pe, self.ln, self.codebook, self.decoder, scale)
 
     def code_probs(self, x, start_pos=0):
         """The read's softmax over codes, (B, T, heads=1, V), for codebook-usage statistics."""

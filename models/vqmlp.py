@@ -14,31 +14,10 @@ import math
 import torch
 import torch.nn as nn
 
-
-class CodebookRead(torch.autograd.Function):
-    """softmax(q @ codes.T * scale) @ values, with its backward written out.
-
-    The values are the decoded codes, one number per code (see Model.forward), so the gradient
-    of the scores has a closed form, P * g * (values - out), computed in the memory of P
-    instead of through autograd's softmax Jacobian: the same numbers in about half the time.
-    """
-
-    @staticmethod
-    def forward(ctx, q, codes, values, scale):  # q (B, T, D), codes (V, D), values (V, 1)
-        p = (q * scale) @ codes.T                               # (B, T, V); scale the smaller side
-        torch.softmax(p, dim=-1, out=p)                         # in place, in the scores' memory
-        out = p @ values                                        # (B, T, 1)
-        ctx.save_for_backward(p, codes, values, out)
-        ctx.scale = scale
-        return out
-
-    @staticmethod
-    def backward(ctx, g):                                       # g (B, T, 1)
-        p, codes, values, out = ctx.saved_tensors
-        grad_values = p.flatten(0, 1).T @ g.flatten(0, 1)       # (V, 1)
-        grad_scores = p.mul_(values.T - out).mul_(g)            # (B, T, V), reuses p
-        grad_q = grad_scores @ codes * ctx.scale                # (B, T, D)
-        return grad_q, None, grad_values, None  # the codebook is fixed: no gradient
+try:
+    from . import _kernels as kernels
+except ImportError:  # run as a file, python models/NAME.py: the kernels are beside it
+    import _kernels as kernels
 
 
 class Model(nn.Module):
@@ -62,16 +41,15 @@ class Model(nn.Module):
         return self.encoder(x)
 
     def forward(self, x, start_pos=0):
-        # The output at t depends on x at t alone, and overlapping windows repeat values: read
-        # the codebook once per distinct value (exact, and several times less work in training).
-        distinct, index = torch.unique(x, return_inverse=True)  # (U,), (B, T, 1)
-        q = self.query(distinct.view(1, -1, 1), start_pos)      # (1, U, D)
-        # The decoder is affine and the read's weights sum to one, so decoding the read equals
-        # reading the decoded codes, decoder(P @ codebook) == P @ decoder(codebook): the read
-        # then carries one number per code instead of d_model.
-        values = self.decoder(self.codebook)                    # (V, 1)
-        out = CodebookRead.apply(q, self.codebook, values, 1 / math.sqrt(q.shape[-1]))  # (1, U, 1)
-        return out.view(-1)[index]                              # (B, T, 1)
+        # No positions: the output at t depends on x at t alone, and overlapping windows repeat
+        # values, so read once per distinct value.
+        return kernels.per_distinct_value(self.read, x)         # self.read(x): (B, T, 1)
+
+    def read(self, x, start_pos=0):
+        q = self.query(x, start_pos)                            # (B, T, D)
+        scale = 1 / math.sqrt(q.shape[-1])                      # 1/sqrt(D)
+        # decoder(softmax(q @ E.T * scale) @ E), E the codebook: (B, T, 1)
+        return kernels.codebook_read(q, self.codebook, self.decoder, scale)
 
     def code_probs(self, x, start_pos=0):
         """The read's softmax over codes, (B, T, heads=1, V), for codebook-usage statistics."""
