@@ -38,8 +38,8 @@ def test_csv_column_choice_and_dates(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    ("t,v\n0,1\n1,abc\n2,3\n3,nan\n", "row 3 ('abc'), row 5 ('nan')"),
-    ("t,v\n0,1\n1,inf\n", "row 3 ('inf')"),
+    ("t,v\n0,1\n1,abc\n2,3\n3,nan\n", "column 'v' of .* has non-numeric values: row 3 ('abc');"),
+    ("t,v\n0,1\n1,inf\n2,3\n3,nan\n", "missing values (empty, NaN or inf): row 3 ('inf'), row 5 ('nan');"),
 ])
 def test_bad_values_name_their_rows(tmp_path, content, message):
     path = tmp_path / "bad.csv"
