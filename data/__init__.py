@@ -292,7 +292,7 @@ def _time_axis(header, cols, numbers, col, date_format):
     if _looks_like_numbers(numbers[0]) and not date_format:
         complete = all(v == v for v in numbers[0])
         increasing = complete and len(numbers[0]) > 1 and all(b > a for a, b in zip(numbers[0], numbers[0][1:]))
-        return "number" if (_time_like(header[0]) or increasing) and others else None
+        return "number" if _time_like(header[0]) or (increasing and others) else None
     first = next((c for c in cols[0] if c), "")
     if date_format or _time_like(header[0]) or _looks_like_date(first):
         return "date"
@@ -326,8 +326,8 @@ def _value_column(header, cols, numbers, axis, path):
         time = f" besides the time axis {header[0]!r}" if axis else ""
         raise DataError(f"CSV file {path} has no numeric column{time}; columns: {', '.join(header)}")
     last = [v for v in numbers[candidates[-1]] if v == v]
-    steps = np.diff(last)
-    if len(candidates) > 1 and len(last) > 2 and steps[0] > 0 and np.all(steps == steps[0]):
+    steps = [b - a for a, b in zip(last, last[1:])]  # Python floats: inf for 1e308 - -1e308, no warning
+    if len(candidates) > 1 and len(steps) > 1 and 0 < steps[0] < math.inf and all(d == steps[0] for d in steps):
         raise DataError(f"CSV file {path}: which column is the series? {header[candidates[-1]]!r} counts up "
                         f"by {steps[0]:g} on every row like an index; candidates: "
                         f"{', '.join(header[j] for j in candidates)}; choose one with --column")
