@@ -243,7 +243,8 @@ def _table(path, text):
         raise DataError(f"CSV file {path} is empty")
     has_header = any(_number(c) is None and not _looks_like_date(c) for c in rows[0])
     if has_header:
-        header = [h or f"column{i}" for i, h in enumerate(rows[0])]
+        # a quoted name may hold line breaks; messages and run names need it on one line
+        header = [" ".join(h.split()) or f"column{i}" for i, h in enumerate(rows[0])]
         rows, lines = rows[1:], lines[1:]
         if not rows:
             raise DataError(f"CSV file {path} has a header ({', '.join(header)}) but no data rows")
