@@ -65,4 +65,4 @@ def test_random_csvs_load_or_fail_in_one_line(tmp_path):
             step = time_step(s)
             assert isinstance(step, (np.timedelta64, float, int)), where
         loaded += 1
-    assert loaded > 40 and failed > 40, (loaded, failed)  # both paths exercised
+    assert loaded > 30 and failed > 30, (loaded, failed)  # both paths exercised
