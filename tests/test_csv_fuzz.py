@@ -3,7 +3,6 @@ consistent Series, or raises DataError with a one-line message; never another ex
 import random
 
 import numpy as np
-import pytest
 
 from data import FILL_MODES, DataError, load_series, time_step
 
