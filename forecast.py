@@ -41,7 +41,8 @@ import torch
 
 import models
 import runs
-from data import DATASETS, DataError, boundaries, check_time_steps, load_series, make_windows, normalise
+from data import DATASETS, FILL_MODES, DataError, boundaries, check_time_steps, load_series, make_windows,
+                  normalise, time_step
 
 POSITIONS = ("sliding", "absolute")
 KV_CACHE = ("auto", "on", "off")
@@ -95,8 +96,7 @@ def load(run_dir, device="cpu", dataset=None, column=None, data_dir=None, fill=N
                             f"PATH (and --column) to point at the series")
     series = load_series(dataset, column, data_dir or config.get("data_dir"), fill=fill, date_format=date_format)
     check_time_steps(len(series.values), config["time_steps"])
-    observed = getattr(series, "observed", None)
-    observed = np.ones(len(series.values), bool) if observed is None else np.asarray(observed, bool)
+    observed = np.ones(len(series.values), bool) if series.observed is None else np.asarray(series.observed, bool)
     n = len(series.values)
     if config["split"] == "chrono":
         train_end, val_end = boundaries(n, config["fractions"])
@@ -112,7 +112,8 @@ def load(run_dir, device="cpu", dataset=None, column=None, data_dir=None, fill=N
     return Run(run_dir, model, config, series, z, mean, std, train_end, val_end, observed, device)
 
 
-def backtest(run, horizon=DEFAULT_HORIZON, stride=None, origins=None, season=None, level=DEFAULT_LEVEL):
+def backtest(run, horizon=DEFAULT_HORIZON, stride=None, origins=None, season=None, level=DEFAULT_LEVEL,
+             kv_cache="auto"):
     """Rolling-origin backtest on the test part.
 
     Origins o run from the first test value to the last that leaves `horizon` values after it,
@@ -139,7 +140,7 @@ def backtest(run, horizon=DEFAULT_HORIZON, stride=None, origins=None, season=Non
         chosen = chosen[np.unique(np.linspace(0, len(chosen) - 1, origins).round().astype(int))]
     y = run.series.values
     steps = chosen[:, None] + np.arange(horizon)                    # (K, H) value indices forecast
-    pred = rollout(run, chosen, horizon)
+    pred = rollout(run, chosen, horizon, kv_cache)
     actual, scored = y[steps], run.observed[steps]
     forecasts = {"model": pred, "naive": np.repeat(y[chosen - 1, None], horizon, axis=1)}
     if season:
@@ -160,7 +161,7 @@ def backtest(run, horizon=DEFAULT_HORIZON, stride=None, origins=None, season=Non
                          "coverage_by_step": coverage_by_step}}
 
 
-def future(run, steps, level=DEFAULT_LEVEL):
+def future(run, steps, level=DEFAULT_LEVEL, kv_cache="auto"):
     """Forecast `steps` values past the end of the series from its last time_steps values.
     Returns {time (steps,), forecast, lower, upper, level}: time continues the series' own
     regular step (its median spacing; the row index without a time column). The interval is
@@ -168,14 +169,12 @@ def future(run, steps, level=DEFAULT_LEVEL):
     runs.check_positive(future=steps)
     if not 0 < level < 100:
         raise DataError(f"--level {level}: expected a percentage between 0 and 100, e.g. 80")
-    pred = rollout(run, np.array([len(run.z)]), steps)[0]
+    pred = rollout(run, np.array([len(run.z)]), steps, kv_cache)[0]
     lower = upper = None
     if run.honest:
         halfwidth, _ = calibrate(run, steps, level)
         lower, upper = pred - halfwidth, pred + halfwidth
-    t = run.series.time
-    step = time_step(t)
-    time = t[-1] + step * np.arange(1, steps + 1)
+    time = run.series.time[-1] + time_step(run.series) * np.arange(1, steps + 1)
     return {"time": time, "forecast": pred, "lower": lower, "upper": upper, "level": level if run.honest else None}
 
 
@@ -211,10 +210,10 @@ def regress(model, windows, steps, path="recompute", first_pos=None):
     return preds
 
 
-def rollout(run, origins, steps, chunk=256):
+def rollout(run, origins, steps, kv_cache="auto", chunk=256):
     """Regressive forecasts in the series' units of the `steps` values from each origin o,
-    from the true values z[o - T:o]: (len(origins), steps)."""
-    T, path = run.time_steps, regressive_path(run.model)
+    from the true values z[o - T:o]: (len(origins), steps). kv_cache: see regressive_path."""
+    T, path = run.time_steps, regressive_path(run.model, "sliding", kv_cache)
     z = torch.as_tensor(run.z, dtype=torch.float32)
     out = []
     for i in range(0, len(origins), chunk):
@@ -268,16 +267,6 @@ def calibrate(run, horizon, level):
         if 0 < k <= len(r):
             halfwidth[h] = r[k - 1]
     return halfwidth, counts
-
-
-def time_step(t):
-    """The regular step of a time axis: its median spacing (1 for a row index)."""
-    if len(t) < 2:
-        return 1
-    diffs = np.diff(t)
-    if np.issubdtype(t.dtype, np.datetime64):
-        return np.median(diffs.astype("timedelta64[s]").astype(np.int64)).astype("timedelta64[s]")
-    return float(np.median(diffs))
 
 
 # ---------------------------------------------------------------- the log's protocol
@@ -610,6 +599,8 @@ def main(argv=None):
     parser.add_argument("--dataset", default=None, help="data set to evaluate (default: the training set)")
     parser.add_argument("--column", default=None, help="value column of a CSV data set")
     parser.add_argument("--data_dir", default=None, help="where y_w, w_y and 4single live")
+    parser.add_argument("--fill", default=None, help=f"gaps in another CSV: {', '.join(FILL_MODES)}")
+    parser.add_argument("--date_format", default=None, help="strptime format of another CSV's dates")
     parser.add_argument("--predict_rate", type=float, default=None,
                         help="the log's protocol: fraction of windows to predict (default 1)")
     parser.add_argument("--positions", default="sliding",
@@ -621,16 +612,17 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         device = runs.pick_device(args.device)
-        if len(args.run_dir) > 1 and "," in (args.dataset or "") or args.dataset and "," in args.dataset:
+        if args.dataset and "," in args.dataset:
             datasets = [d for d in args.dataset.split(",") if d]  # the log's 2025-01-06 matrix
             table, png, _ = cross_dataset(args.run_dir, datasets, args.column, args.predict_rate, device,
                                           args.data_dir, args.positions, args.kv_cache)
             print(f"{table}\n-> {png}")
             return
-        loaded = [load(r, device, args.dataset, args.column, args.data_dir) for r in args.run_dir]
+        loaded = [load(r, device, args.dataset, args.column, args.data_dir, args.fill, args.date_format)
+                  for r in args.run_dir]
         if args.future is not None:
             for run in loaded:
-                ahead = future(run, args.future, args.level)
+                ahead = future(run, args.future, args.level, args.kv_cache)
                 band = f" with a {args.level:g}% interval" if ahead["level"] else \
                     " (no interval: the log's protocol keeps no held-out part to calibrate it)"
                 print(f"{args.future} steps past {run.series.time[-1]}{band} -> {write_future(run, ahead)}")
@@ -645,7 +637,7 @@ def main(argv=None):
             return
         results = {}
         for run in loaded:
-            result = backtest(run, args.horizon, args.stride, args.origins, args.season, args.level)
+            result = backtest(run, args.horizon, args.stride, args.origins, args.season, args.level, args.kv_cache)
             print(f"{run.config['run_name']}: {backtest_line(result, write_backtest(run, result))}")
             results[run.config["run_name"]] = result
         if len(loaded) > 1:

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 import models
 import runs
-from data import DATASETS, DEFAULT_FRACTIONS, SPLITS, DataError, load_series, split_series
+from data import DATASETS, DEFAULT_FRACTIONS, FILL_MODES, SPLITS, DataError, load_series, split_series
 
 TRAINING = ("time_steps", "batch_size", "lr", "epochs")
 
@@ -57,7 +57,7 @@ def train(args, model_args):
     keep_freed_memory()
 
     # Data: window tensors of the training and validation parts (split_series never reads the test part)
-    series = load_series(args.dataset, args.column, args.data_dir)
+    series = load_series(args.dataset, args.column, args.data_dir, args.fill, args.date_format)
     fractions = (1 - args.val_fraction - args.test_fraction, args.val_fraction, args.test_fraction)
     data = split_series(series.values, hp["time_steps"], cls.target, args.split, fractions)
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
@@ -92,7 +92,8 @@ def train(args, model_args):
         config = {
             "run_name": name, "model": args.model, "model_args": model_args, "target": cls.target, **hp,
             "dataset": series.name, "column": series.column, "source": series.source,
-            "sha256": series.sha256, "data_dir": args.data_dir, "split": args.split,
+            "sha256": series.sha256, "data_dir": args.data_dir, "fill": args.fill, "filled": series.filled,
+            "date_format": args.date_format, "split": args.split,
             "fractions": list(fractions) if honest else None,
             "parts": {"train_end": data.train_end, "val_end": data.val_end, "n_values": len(data.z)},
             "seed": args.seed, "device": device, "normalisation": {"mean": data.mean, "std": data.std},
@@ -219,6 +220,7 @@ def load_resume(args):
     if config["dataset"] not in DATASETS:
         args.dataset = config["source"]
     args.data_dir = args.data_dir or config.get("data_dir")
+    args.fill, args.date_format = config.get("fill"), config.get("date_format")
     args.split, args.seed, args.epochs = config["split"], config["seed"], epochs
     for k in ("time_steps", "batch_size", "lr"):
         setattr(args, k, config[k])
@@ -324,6 +326,9 @@ def base_parser():
     p.add_argument("--column", default=None, help="value column of a CSV: a name or a 0-based index "
                    "(default: the last numeric column)")
     p.add_argument("--data_dir", default=None, help="where y_w, w_y, 4single live (default: data/ or $VQSEQ_DATA_DIR)")
+    p.add_argument("--fill", default=None, help=f"gaps in a CSV: {', '.join(FILL_MODES)} (default: gaps are an error)")
+    p.add_argument("--date_format", default=None, help="strptime format of a CSV's dates where day and month "
+                   "are ambiguous, e.g. %%d/%%m/%%Y")
     p.add_argument("--time_steps", type=int, default=None, help="window length (default: the model's)")
     p.add_argument("--batch_size", type=int, default=None, help="(default: the model's)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the model's)")

@@ -5,15 +5,44 @@ A data set is one of
   so the default run needs no download;
 - `y_w`, `w_y`, `4single`: the research log's formaldehyde series, read from the data
   directory (`data/`, or $VQSEQ_DATA_DIR, or --data_dir); `python data/download.py` gets them;
-- a path to any CSV file, with `column` naming the value column (default: the last numeric one).
+- a path to any CSV file, read the way a careful user would read it:
+  - encoding: UTF-8, with or without a byte-order mark, or UTF-16 with one (Excel's "Unicode
+    text"). Anything else is an error that names the first bad byte and its line: we do not
+    guess a legacy code page, because a wrong guess silently changes the column names;
+  - delimiter: comma, semicolon or tab, whichever splits the first lines into the same number
+    of cells (ties: tab, then semicolon, then comma). With a semicolon or tab, a decimal comma
+    ("1,5") reads as 1.5;
+  - header: the first row, unless every cell in it is a number or a date;
+  - time axis: the first column, when its cells are dates, or it is named like a time (t, ds,
+    year, time..., date...), or it is a strictly increasing number column and another numeric
+    column exists (then the other one is the series). Dates are ISO (2024-01-02,
+    2024-01-02T13:00:00Z, stored in UTC) or 2024/01/02, 01/02/2024, 02.01.2024, with an
+    optional 13:00 or 13:00:05. Dots mean day.month.year; with slashes or dashes the whole column
+    decides the order (a first field over 12 is a day, a second over 12 is a day) and where no
+    cell decides it, `date_format` (a strptime format such as "%d/%m/%Y") must. Without a time
+    axis the time is the row index. Series.time holds datetime64 values for dates;
+  - value column: `column` (a name, or a 0-based index such as "2"), else the last column, other
+    than the time axis, whose non-empty cells are all numbers. A column that counts (the same
+    step on every row, like an id) is as likely an index as a value, so when it is the last of
+    several candidates the choice is left to the user (--column);
+  - gaps: empty cells, NA, N/A, null, none, NaN and inf in the value column are missing values.
+    By default they are an error naming their rows; `fill` "interpolate" (linear in the row
+    index; a gap at either end takes the nearest observed value), "ffill" (the previous observed
+    value; a gap at the start takes the first observed one) or "drop" (the rows go) fills them.
+    Series.observed is False where a value was filled, so metrics never score one. Text in the
+    value column is never filled: it is an error naming its rows. The time column must be
+    complete.
 
 Everything a user can get wrong raises DataError with a one-line message.
 """
 import csv
 import hashlib
+import io
 import math
 import os
+import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import numpy as np
 import torch
@@ -27,6 +56,10 @@ SPLITS = ("chrono", "random")  # chrono: train/validation/test in time; random: 
 DEFAULT_FRACTIONS = (0.7, 0.1, 0.2)  # train, validation, test (TSLib's convention)
 SPLIT_SEED = 42  # the log's random_split generator seed
 MEMBRANE_DECIMATION = 4
+FILL_MODES = ("interpolate", "ffill", "drop")
+DELIMITERS = ("\t", ";", ",")  # in order of preference when two split the file equally well
+MISSING = {"", "na", "n/a", "nan", "null", "none"}  # float() reads nan and inf itself
+SHOWN = 5  # bad cells named in one error message
 
 
 class DataError(UsageError):
@@ -36,13 +69,19 @@ class DataError(UsageError):
 @dataclass
 class Series:
     name: str               # used in run names and output file names
-    values: np.ndarray      # (N,) float64, original units
-    time: np.ndarray        # (N,) x axis for plots: numbers, dates, or the sample index
+    values: np.ndarray      # (N,) float64, original units, all finite
+    time: np.ndarray        # (N,) x axis for plots: numbers, datetime64, or the sample index
     time_label: str
     value_label: str
     source: str             # where it came from (an absolute path, or a description)
     column: str
     sha256: str = None      # of a CSV file's bytes; None for the embedded series
+    observed: np.ndarray = None  # (N,) bool, False where `fill` made the value up
+    filled: int = 0         # how many values were made up
+
+    def __post_init__(self):
+        if self.observed is None:
+            self.observed = np.ones(len(self.values), dtype=bool)
 
 
 def resolve_data_dir(data_dir=None):
@@ -50,7 +89,11 @@ def resolve_data_dir(data_dir=None):
 
 
 def load_series(dataset="membrane", column=None, data_dir=None, fill=None, date_format=None):
-    """Load a data set by name or CSV path."""
+    """Load a data set by name or CSV path. fill: None (gaps are an error), "interpolate",
+    "ffill" or "drop". date_format: a strptime format for the CSV's time column."""
+    if fill is not None and fill not in FILL_MODES:
+        raise DataError(f"unknown fill {fill!r}; choose one of {', '.join(FILL_MODES)}")
+    dataset = os.fspath(dataset)
     if dataset == "membrane":
         return _membrane(column)
     if dataset == "goog":
@@ -61,13 +104,30 @@ def load_series(dataset="membrane", column=None, data_dir=None, fill=None, date_
             raise DataError(
                 f"data set {dataset!r}: {path} not found; run `python data/download.py` "
                 f"(or point --data_dir / ${DATA_DIR_ENV} at a folder holding {FILES[dataset][0]})")
-        return _csv(path, column, name=dataset)
-    if dataset.lower().endswith(".csv") or os.path.sep in dataset:
+        return _csv(path, column, dataset, fill, date_format)
+    if dataset.lower().endswith(".csv") or os.path.sep in dataset or os.path.isfile(dataset):
         if not os.path.isfile(dataset):
-            raise DataError(f"CSV file {dataset!r} not found")
-        return _csv(dataset, column, name=os.path.splitext(os.path.basename(dataset))[0])
+            what = "is a folder, not a file" if os.path.isdir(dataset) else "not found"
+            raise DataError(f"CSV file {dataset!r} {what} (looked for {os.path.abspath(dataset)})")
+        name = os.path.splitext(os.path.basename(dataset))[0]
+        return _csv(dataset, column, name, fill, date_format)
     raise DataError(f"unknown data set {dataset!r}; choose one of {', '.join(DATASETS)} "
                     f"or give a path to a .csv file")
+
+
+def time_step(series):
+    """The series' regular step, the median spacing of its time: a numpy timedelta64 for dates,
+    a float for a number column, an int for the sample index (1 for a CSV without a time axis).
+    forecast.py continues the time axis past the end with it."""
+    t = series.time
+    if len(t) < 2:
+        raise DataError(f"series {series.name!r} has {len(t)} time value(s); a time step needs two")
+    gaps = np.diff(t)
+    if t.dtype.kind == "M":
+        unit = np.datetime_data(gaps.dtype)[0]
+        return np.timedelta64(int(np.median(gaps.astype(np.int64))), unit)
+    step = float(np.median(gaps))
+    return int(step) if t.dtype.kind in "iu" and step.is_integer() else step
 
 
 def _sample_data(filename):
@@ -97,64 +157,319 @@ def _goog(column):
                   f"GOOG {column} (USD)", "matplotlib sample data goog.npz", column)
 
 
-def _is_number(text):
+# ---------------------------------------------------------------- CSV files
+
+def _csv(path, column, name, fill, date_format):
+    path = os.path.abspath(path)
     try:
-        float(text)
-        return True
-    except ValueError:
-        return False
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise DataError(f"cannot read CSV file {path}: {e.strerror}") from None
+    header, body, lines = _table(path, _decode(path, raw))
+    cols = [[row[i] if i < len(row) else "" for row in body] for i in range(len(header))]
+    numbers = [[_number(c) for c in col] for col in cols]  # None where a cell is not a number
 
+    col = None if column is None else _column_index(column, header, path)
+    axis = _time_axis(header, cols, numbers, col, date_format)
+    col = _value_column(header, cols, numbers, axis, path) if col is None else col
+    if axis and col == 0:
+        axis = None  # the user asked for the first column: it is the series, not its time
 
-def _csv(path, column, name):
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = [r for r in csv.reader(f) if any(cell.strip() for cell in r)]
-    if not rows:
-        raise DataError(f"CSV file {path!r} is empty")
-    has_header = not all(_is_number(cell) for cell in rows[0])
-    header = [h.strip() for h in rows[0]] if has_header else [f"column{i}" for i in range(len(rows[0]))]
-    body = rows[1:] if has_header else rows
-    if not body:
-        raise DataError(f"CSV file {path!r} has a header but no data rows")
-    first_line = 2 if has_header else 1
-    if column is None:
-        numeric = [i for i in range(len(header)) if i < len(body[0]) and _is_number(body[0][i])]
-        if not numeric:
-            raise DataError(f"CSV file {path!r} has no numeric column; columns: {', '.join(header)}")
-        col = numeric[-1]
-    elif column in header:
-        col = header.index(column)
+    values, observed = _values(header[col], cols[col], numbers[col], lines, path)
+    if axis == "date":
+        time = _dates(header[0], cols[0], lines, path, date_format)
+    elif axis == "number":
+        time = np.array(numbers[0], dtype=np.float64)
+        if not np.isfinite(time).all():
+            raise DataError(f"time column {header[0]!r} of {path} has empty, NaN or inf cells: "
+                            f"{_rows(cols[0], lines, ~np.isfinite(time))}; fill them in or remove those rows")
     else:
-        raise DataError(f"column {column!r} not found in {path}; columns: {', '.join(header)}")
-
-    values, bad = [], []
-    for k, row in enumerate(body):
-        cell = row[col].strip() if col < len(row) else ""
-        try:
-            v = float(cell)
-        except ValueError:
-            v = math.nan
-        if not math.isfinite(v):
-            bad.append((k + first_line, cell))
-        values.append(v)
-    if bad:
-        shown = ", ".join(f"row {line} ({cell!r})" for line, cell in bad[:5])
-        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-        raise DataError(f"column {header[col]!r} of {path} has non-numeric, NaN or inf values: {shown}{more}")
-
-    time, time_label = np.arange(len(values)), "sample"
-    if col != 0 and len(header) > 1:  # the first column, if it is not the value, is the x axis
-        cells = [row[0].strip() if row else "" for row in body]
-        if all(_is_number(c) for c in cells):
-            time, time_label = np.array([float(c) for c in cells]), header[0]
+        time = np.arange(len(values))
+    filled = 0
+    if not observed.all():
+        if fill is None:
+            raise DataError(f"column {header[col]!r} of {path} has missing values (empty, NaN or inf): "
+                            f"{_rows(cols[col], lines, ~observed)}; fill them with --fill {'|'.join(FILL_MODES)}")
+        if fill == "drop":
+            values, time = values[observed], time[observed]
+            observed = observed[observed]
         else:
+            values, filled = _fill(values, observed, fill), int((~observed).sum())
+    return Series(name, values, time, header[0] if axis else "sample", header[col], path, header[col],
+                  hashlib.sha256(raw).hexdigest(), observed, filled)
+
+
+def _decode(path, raw):
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 with a byte-order mark: Excel's "Unicode text"
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError:
+            raise DataError(f"CSV file {path} starts like UTF-16 but does not decode as it; save it as UTF-8") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise DataError(f"CSV file {path} is not UTF-8: byte 0x{raw[e.start]:02x} at line {line}; "
+                        f"save it as UTF-8") from None
+
+
+def _delimiter(text):
+    """The delimiter that splits the first lines into the most rows of one width (>= 2 cells)."""
+    sample = [line for line in text.splitlines()[:50] if line.strip()]
+    best, best_score = ",", None
+    for rank, d in enumerate(reversed(DELIMITERS)):
+        widths = [len(r) for r in csv.reader(sample, delimiter=d)]
+        if widths and widths[0] >= 2:
+            score = (sum(w == widths[0] for w in widths), rank)
+            if best_score is None or score > best_score:
+                best, best_score = d, score
+    return best
+
+
+def _table(path, text):
+    """(header, body rows, file line of each body row); cells stripped, blank rows skipped."""
+    delimiter = _delimiter(text)
+    try:
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        rows, lines = [], []
+        for r in reader:
+            if any(cell.strip() for cell in r):
+                rows.append([_decimal(cell.strip(), delimiter) for cell in r])
+                lines.append(reader.line_num)
+    except csv.Error as e:
+        raise DataError(f"CSV file {path} cannot be read as CSV: {e}") from None
+    if not rows:
+        raise DataError(f"CSV file {path} is empty")
+    has_header = any(_number(c) is None and not _looks_like_date(c) for c in rows[0])
+    if has_header:
+        # a quoted name may hold line breaks; messages and run names need it on one line
+        header = [" ".join(h.split()) or f"column{i}" for i, h in enumerate(rows[0])]
+        rows, lines = rows[1:], lines[1:]
+        if not rows:
+            raise DataError(f"CSV file {path} has a header ({', '.join(header)}) but no data rows")
+    else:
+        header = [f"column{i}" for i in range(max(map(len, rows)))]
+    for row, line in zip(rows, lines):
+        if any(row[len(header):]):  # trailing empty cells (a delimiter at the end of a row) are harmless
+            raise DataError(f"CSV file {path}: row {line} has {len(row)} cells but the header names "
+                            f"{len(header)} columns ({', '.join(header)}); delimiter {delimiter!r}")
+    return header, rows, lines
+
+
+def _decimal(cell, delimiter):
+    # where the comma does not separate cells, "1,5" is the decimal comma of most of Europe
+    if delimiter != "," and re.fullmatch(r"[+-]?\d+,\d+(?:[eE][+-]?\d+)?", cell):
+        return cell.replace(",", ".")
+    return cell
+
+
+def _number(cell):
+    """float(cell), None for text; missing cells (empty, NA, NaN, inf) read as nan."""
+    if cell.lower() in MISSING:
+        return math.nan
+    try:
+        v = float(cell)
+    except ValueError:
+        return None
+    return v if math.isfinite(v) else math.nan
+
+
+def _looks_like_numbers(numbers):
+    """Every non-missing cell is a number and at least one is."""
+    return all(v is not None for v in numbers) and any(v == v for v in numbers)
+
+
+def _time_like(name):
+    base = re.sub(r"\s*[(\[].*", "", name).strip().lower()  # "time(h)" -> "time"
+    return base in ("t", "ds", "year") or base.startswith(("time", "date"))
+
+
+def _time_axis(header, cols, numbers, col, date_format):
+    """What the first column is: "date", "number", or None (not a time axis)."""
+    if len(header) < 2 or col == 0:
+        return None
+    others = any(_mostly_numbers(numbers[j]) for j in range(1, len(header)) if col in (None, j))
+    if _looks_like_numbers(numbers[0]) and not date_format:
+        complete = all(v == v for v in numbers[0])
+        increasing = complete and len(numbers[0]) > 1 and all(b > a for a, b in zip(numbers[0], numbers[0][1:]))
+        return "number" if _time_like(header[0]) or (increasing and others) else None
+    first = next((c for c in cols[0] if c), "")
+    if date_format or _time_like(header[0]) or _looks_like_date(first):
+        return "date"
+    return None
+
+
+def _mostly_numbers(numbers):
+    finite = sum(v is not None and v == v for v in numbers)
+    return finite > 0 and finite > sum(v is None for v in numbers)
+
+
+def _column_index(column, header, path):
+    choices = f"columns: {', '.join(header)} (or an index 0-{len(header) - 1})"
+    if isinstance(column, str) and column in header:
+        return header.index(column)
+    if isinstance(column, int) or str(column).strip().isdigit():
+        if int(column) < len(header):
+            return int(column)
+        raise DataError(f"column {column!r} not found in {path}: it has {len(header)} columns; {choices}")
+    raise DataError(f"column {column!r} not found in {path}; {choices}")
+
+
+def _value_column(header, cols, numbers, axis, path):
+    """The last column besides the time axis whose non-empty cells are all numbers."""
+    candidates = [j for j in range(len(header)) if not (j == 0 and axis) and _looks_like_numbers(numbers[j])]
+    if not candidates:
+        # a number column spoilt by a few text cells: pick it, so that the error names those cells
+        mostly = [j for j in range(len(header)) if not (j == 0 and axis) and _mostly_numbers(numbers[j])]
+        if mostly:
+            return mostly[-1]
+        time = f" besides the time axis {header[0]!r}" if axis else ""
+        raise DataError(f"CSV file {path} has no numeric column{time}; columns: {', '.join(header)}")
+    last = [v for v in numbers[candidates[-1]] if v == v]
+    steps = [b - a for a, b in zip(last, last[1:])]  # Python floats: inf for 1e308 - -1e308, no warning
+    if len(candidates) > 1 and len(steps) > 1 and 0 < steps[0] < math.inf and all(d == steps[0] for d in steps):
+        raise DataError(f"CSV file {path}: which column is the series? {header[candidates[-1]]!r} counts up "
+                        f"by {steps[0]:g} on every row like an index; candidates: "
+                        f"{', '.join(header[j] for j in candidates)}; choose one with --column")
+    return candidates[-1]
+
+
+def _rows(cells, lines, mask):
+    """'row 3 ('abc'), row 7 ('') and 4 more' for the cells where mask is True."""
+    bad = [(line, cell) for cell, line, m in zip(cells, lines, mask) if m]
+    more = f" and {len(bad) - SHOWN} more" if len(bad) > SHOWN else ""
+    return ", ".join(f"row {line} ({cell!r})" for line, cell in bad[:SHOWN]) + more
+
+
+def _values(name, cells, numbers, lines, path):
+    """(values, observed) of the value column; text cells are an error."""
+    text = [v is None for v in numbers]
+    if any(text):
+        raise DataError(f"column {name!r} of {path} has non-numeric values: {_rows(cells, lines, text)}; "
+                        f"fix those cells or choose another column with --column")
+    values = np.array(numbers, dtype=np.float64)
+    observed = np.isfinite(values)
+    if not observed.any():
+        raise DataError(f"column {name!r} of {path} has no values, only empty, NaN or inf cells")
+    return values, observed
+
+
+def _fill(values, observed, fill):
+    """Fill the gaps (observed False) by "ffill" or "interpolate"; see the module docstring."""
+    seen = np.flatnonzero(observed)
+    gaps = np.flatnonzero(~observed)
+    k = np.searchsorted(seen, gaps)
+    before = seen[np.maximum(k - 1, 0)]          # the first observed one for a gap at the start
+    after = seen[np.minimum(k, len(seen) - 1)]   # the last observed one for a gap at the end
+    out = values.copy()
+    if fill == "ffill":
+        out[gaps] = values[before]
+        return out
+    w = np.where(after > before, (gaps - before) / np.maximum(after - before, 1), 0.0)
+    a, b = values[before], values[after]
+    # a (1 - w) + b w rather than a + (b - a) w: b - a overflows for values near 1e308
+    out[gaps] = np.clip(a * (1 - w) + b * w, np.minimum(a, b), np.maximum(a, b))
+    return out
+
+
+# ---------------------------------------------------------------- dates
+
+# 2024/01/02, 01/02/2024, 02.01.2024, 01-02-2024, each with an optional 13:00, 13:00:05 or 13:00:05.25
+_NUMERIC_DATE = re.compile(r"(\d{1,4})([/.-])(\d{1,2})\2(\d{1,4})"
+                           r"(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?)?")
+
+
+def _iso(cell):
+    try:
+        t = datetime.fromisoformat(cell)
+    except ValueError:
+        return None
+    return t.astimezone(timezone.utc).replace(tzinfo=None) if t.tzinfo else t
+
+
+def _looks_like_date(cell):
+    if _number(cell) is not None:
+        return False
+    m = _NUMERIC_DATE.fullmatch(cell)
+    return bool(m and (len(m[1]) == 4 or len(m[4]) == 4)) or _iso(cell) is not None
+
+
+def _dates(name, cells, lines, path, date_format):
+    """The time column as datetime64: days where every time is midnight, else seconds or finer."""
+    missing = [c == "" for c in cells]
+    if any(missing):
+        raise DataError(f"time column {name!r} of {path} has empty cells: {_rows(cells, lines, missing)}; "
+                        f"fill them in or remove those rows")
+    times = [None] * len(cells)
+    if date_format:
+        for k, (cell, line) in enumerate(zip(cells, lines)):
             try:
-                time, time_label = np.array(cells, dtype="datetime64"), header[0]
+                times[k] = datetime.strptime(cell, date_format)
             except ValueError:
-                pass
-    with open(path, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()
-    return Series(name, np.array(values, dtype=np.float64), time, time_label, header[col],
-                  os.path.abspath(path), header[col], digest)
+                raise DataError(f"time column {name!r} of {path}: {cell!r} at row {line} does not match "
+                                f"--date_format {date_format!r}") from None
+        return _datetime64(times)
+    unordered = []  # 01/02/2024 style: the column as a whole decides day/month order
+    for k, cell in enumerate(cells):
+        m = _NUMERIC_DATE.fullmatch(cell)
+        if m and len(m[1]) == 4:
+            times[k] = (m, int(m[1]), int(m[3]), int(m[4]))
+        elif m and len(m[4]) == 4 and m[2] == ".":
+            times[k] = (m, int(m[4]), int(m[3]), int(m[1]))
+        elif m and len(m[4]) == 4:
+            unordered.append(k)
+        else:
+            times[k] = _iso(cell)
+            if times[k] is None:
+                raise DataError(f"time column {name!r} of {path}: {cell!r} at row {lines[k]} is not a date "
+                                f"(ISO 2024-01-02, 2024/01/02 13:00, 02.01.2024, 01/02/2024); give its "
+                                f"format with --date_format, e.g. '%d/%m/%Y %H:%M'")
+    if unordered:
+        day_first = _day_first(name, cells, lines, path, unordered)
+        for k in unordered:
+            m = _NUMERIC_DATE.fullmatch(cells[k])
+            day, month = (int(m[1]), int(m[3])) if day_first else (int(m[3]), int(m[1]))
+            times[k] = (m, int(m[4]), month, day)
+    for k, t in enumerate(times):
+        if isinstance(t, tuple):
+            m, year, month, day = t
+            clock = [int(m[i] or 0) for i in (5, 6, 7)] + [int((m[8] or "0").ljust(6, "0"))]
+            try:
+                times[k] = datetime(year, month, day, *clock)
+            except ValueError as e:
+                raise DataError(f"time column {name!r} of {path}: {cells[k]!r} at row {lines[k]} is not a "
+                                f"valid date ({e})") from None
+    return _datetime64(times)
+
+
+def _day_first(name, cells, lines, path, unordered):
+    """Whether 01/02/2024-style cells are day/month: a first field over 12 must be a day, a
+    second over 12 must be a day too; where no cell says, the user must (date_format)."""
+    first = [int(_NUMERIC_DATE.fullmatch(cells[k])[1]) for k in unordered]
+    second = [int(_NUMERIC_DATE.fullmatch(cells[k])[3]) for k in unordered]
+    day_first = next((k for k, a in zip(unordered, first) if a > 12), None)
+    month_first = next((k for k, b in zip(unordered, second) if b > 12), None)
+    m = _NUMERIC_DATE.fullmatch(cells[unordered[0]])
+    sep = m[2]
+    clock = " %H:%M:%S" if m[7] else " %H:%M" if m[5] else ""
+    formats = f"--date_format '%d{sep}%m{sep}%Y{clock}' or '%m{sep}%d{sep}%Y{clock}'"
+    if day_first is not None and month_first is not None:
+        raise DataError(f"time column {name!r} of {path} mixes day/month ({cells[day_first]!r} at row "
+                        f"{lines[day_first]}) and month/day ({cells[month_first]!r} at row {lines[month_first]}); "
+                        f"fix the column or give its format with {formats}")
+    if day_first is None and month_first is None and any(a != b for a, b in zip(first, second)):
+        k = unordered[0]
+        raise DataError(f"time column {name!r} of {path}: dates like {cells[k]!r} (row {lines[k]}) could be "
+                        f"day/month or month/day; say which with {formats}")
+    return day_first is not None
+
+
+def _datetime64(times):
+    if all(t.hour == t.minute == t.second == t.microsecond == 0 for t in times):
+        return np.array([t.date() for t in times], dtype="datetime64[D]")
+    unit = "s" if all(t.microsecond == 0 for t in times) else "us"
+    return np.array(times, dtype=f"datetime64[{unit}]")
 
 
 def normalise(values, mean=None, std=None):

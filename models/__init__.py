@@ -44,7 +44,7 @@ def names():
     found = []
     for filename in sorted(os.listdir(MODELS_DIR)):
         name, ext = os.path.splitext(filename)
-        if ext == ".py" and not name.startswith("_") and hasattr(_module(name).Model, "target"):
+        if ext == ".py" and not name.startswith("_") and hasattr(getattr(_module(name), "Model", None), "target"):
             found.append(name)
     return found
 
@@ -86,10 +86,8 @@ def build(name, example=None, **kwargs):
     if unknown:
         takes = ", ".join(f"--{k}" for k in valid) or "no model options"
         raise ModelError(f"model {name} does not take --{unknown[0]}; it takes {takes}")
-    for k, v in kwargs.items():
-        sizes = v if isinstance(v, (tuple, list)) else (v,)
-        if isinstance(valid[k], (int, tuple)) and not isinstance(valid[k], bool) and \
-                any(isinstance(s, int) and s < 1 for s in sizes):
+    for k, v in kwargs.items():  # sizes; tuples (levels, heads) are checked by their constructors
+        if type(valid[k]) is int and type(v) is int and v < 1:
             raise ModelError(f"model {name}: --{k} must be at least 1, got {v}")
     try:
         model = cls(**kwargs)

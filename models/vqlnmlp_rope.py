@@ -17,9 +17,9 @@ import torch
 import torch.nn as nn
 
 try:
-    from . import _kernels as kernels
+    from . import kernels
 except ImportError:  # run as a file, python models/NAME.py: the kernels are beside it
-    import _kernels as kernels
+    import kernels
 
 
 def rope(x, start_pos):

@@ -245,7 +245,7 @@ def test_bad_combinations_are_one_line_errors(name, kwargs, message):
 def test_train_turns_a_bad_combination_into_exit_2(tmp_path):
     r = run_script("train.py", "--model", "att_mh", "--n_heads", "4", "--kv_heads", "3", "--out_dir", tmp_path, "--no_forecast")
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
-    assert "model att_mh: kv_heads 3 does not divide n_heads 4; choose kv_heads among 1, 2, 4" in r.stderr
+    assert "model att_mh with --kv_heads 3: kv_heads 3 does not divide n_heads 4; choose kv_heads among 1, 2, 4" in r.stderr
     assert not os.listdir(tmp_path)
 
 
@@ -265,8 +265,8 @@ def att_runs(tmp_path_factory):
 
 def test_forecast_records_the_path_and_the_cache_changes_nothing(att_runs):
     run_dir, csv = att_runs["att_mh"], att_runs["csv"]
-    forecast(run_dir, csv)                                       # kv_cache auto, as train.py calls it
-    with open(os.path.join(run_dir, "metrics_sine.json")) as f:
+    m = forecast(run_dir, csv)                                   # kv_cache auto, as train.py calls it
+    with open(os.path.join(m["folder"], "metrics.json")) as f:
         assert json.load(f)["regressive_path"] == "kv_cache"
     off = forecast(run_dir, csv, kv_cache="off")
     on = forecast(run_dir, csv, kv_cache="on")

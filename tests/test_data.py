@@ -9,7 +9,7 @@ import torch
 
 from conftest import needs_formaldehyde, run_script
 from data import (DATASETS, DataError, check_time_steps, load_series, make_windows, normalise,
-                  split_indices)
+                  split_indices, time_step)
 from data.download import FILES, default_data_dir
 
 
@@ -38,8 +38,8 @@ def test_csv_column_choice_and_dates(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    ("t,v\n0,1\n1,abc\n2,3\n3,nan\n", "row 3 ('abc'), row 5 ('nan')"),
-    ("t,v\n0,1\n1,inf\n", "row 3 ('inf')"),
+    ("t,v\n0,1\n1,abc\n2,3\n3,nan\n", "column 'v' of .* has non-numeric values: row 3 ('abc');"),
+    ("t,v\n0,1\n1,inf\n2,3\n3,nan\n", "missing values (empty, NaN or inf): row 3 ('inf'), row 5 ('nan');"),
 ])
 def test_bad_values_name_their_rows(tmp_path, content, message):
     path = tmp_path / "bad.csv"
@@ -133,3 +133,176 @@ def test_download_verifies_checksums(tmp_path):
 
 def test_dataset_names_are_the_logs():
     assert DATASETS == ("membrane", "goog", "y_w", "w_y", "4single")
+
+
+# ---------------------------------------------------------------- CSV files as users write them
+
+def write(tmp_path, content, name="data.csv"):
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return str(path)
+
+
+def error(path, *fragments, **kwargs):
+    """The one-line DataError that load_series(path, **kwargs) raises, checked for fragments."""
+    with pytest.raises(DataError) as e:
+        load_series(path, **kwargs)
+    message = str(e.value)
+    assert "\n" not in message, message
+    for fragment in fragments:
+        assert fragment in message, message
+    return message
+
+
+@pytest.mark.parametrize("content", [
+    "date;temp\n2024-01-01;1.5\n2024-01-02;-2\n2024-01-03;4\n",
+    "date\ttemp\n2024-01-01\t1.5\n2024-01-02\t-2\n2024-01-03\t4\n",
+    b"\xef\xbb\xbfdate,temp\r\n2024-01-01,1.5\r\n2024-01-02,-2\r\n2024-01-03,4\r\n",  # Excel's UTF-8
+    "date;temp\n2024-01-01;1,5\n2024-01-02;-2\n2024-01-03;4,0\n",                    # decimal comma
+    "date\ttemp\n2024-01-01\t1.5\n2024-01-02\t-2\n2024-01-03\t4\n".encode("utf-16"),
+])
+def test_delimiters_and_encodings(tmp_path, content):
+    s = load_series(write(tmp_path, content))
+    assert s.column == "temp" and s.time_label == "date"
+    assert s.values.tolist() == [1.5, -2.0, 4.0]
+    assert s.time.tolist() == [np.datetime64("2024-01-01").item(), np.datetime64("2024-01-02").item(),
+                               np.datetime64("2024-01-03").item()]
+
+
+def test_latin1_is_one_line_naming_the_byte(tmp_path):
+    path = write(tmp_path, "date,température\n2024-01-01,1\n".encode("latin-1"))
+    error(path, "is not UTF-8: byte 0xe9 at line 1; save it as UTF-8", path)
+
+
+def test_path_and_checksum(tmp_path, monkeypatch):
+    path = write(tmp_path, "t,v\n0,1\n1,2\n")
+    monkeypatch.chdir(tmp_path)
+    s = load_series("data.csv")
+    assert s.source == path and s.sha256 == hashlib.sha256(open(path, "rb").read()).hexdigest()
+    error("nope.csv", "CSV file 'nope.csv' not found", str(tmp_path / "nope.csv"))
+
+
+def test_text_label_column_is_not_the_series(tmp_path):
+    error(write(tmp_path, "date,label\n2024-01-01,a\n2024-01-02,b\n"),
+          "has no numeric column besides the time axis 'date'; columns: date, label")
+    s = load_series(write(tmp_path, "date,co2,label\n2024-01-01,1,a\n2024-01-02,2,b\n2024-01-03,5,c\n"))
+    assert s.column == "co2" and s.values.tolist() == [1, 2, 5]
+
+
+def test_value_column_is_read_from_all_rows(tmp_path):
+    # the first co2 cell is empty: co2 is still the series (with a gap), never the year
+    path = write(tmp_path, "year,co2\n2000,\n2001,3\n2002,4\n")
+    error(path, "column 'co2'", "missing values (empty, NaN or inf): row 2 ('')",
+          "--fill interpolate|ffill|drop")
+    s = load_series(path, fill="drop")
+    assert s.column == "co2" and s.values.tolist() == [3, 4] and s.time.tolist() == [2001, 2002]
+    error(write(tmp_path, "date,co2\n2024-01-01,\n2024-01-02,3\n"), "column 'co2'", "row 2 ('')", "--fill")
+
+
+def test_time_axis_of_numbers(tmp_path):
+    # a strictly increasing first column is the time, unless it is the only number column
+    s = load_series(write(tmp_path, "a,b\n1,5\n2,3\n4,6\n"))
+    assert s.column == "b" and s.time_label == "a" and s.time.tolist() == [1, 2, 4]
+    s = load_series(write(tmp_path, "a,note\n1,x\n2,y\n4,z\n"))
+    assert s.column == "a" and s.time_label == "sample" and s.time.tolist() == [0, 1, 2]
+    s = load_series(write(tmp_path, "a,b\n3,5\n2,3\n4,6\n"))  # not increasing: the index is the time
+    assert s.column == "b" and s.time.tolist() == [0, 1, 2]
+    s = load_series(write(tmp_path, "5\n6\n7\n"))  # no header, one column
+    assert s.column == "column0" and s.values.tolist() == [5, 6, 7]
+
+
+def test_column_by_name_or_index(tmp_path):
+    path = write(tmp_path, "date,a,b\n2024-01-01,1,10\n2024-01-02,2,20\n2024-01-03,3,31\n")
+    assert load_series(path, "1").values.tolist() == [1, 2, 3]
+    assert load_series(path, 2).values.tolist() == [10, 20, 31]
+    assert load_series(path, "a").column == "a"
+    error(path, "column '3' not found", "it has 3 columns", "columns: date, a, b (or an index 0-2)", column="3")
+    error(path, "column 'date' of", "non-numeric values: row 2 ('2024-01-01')", column="0")
+
+
+def test_a_counting_last_column_is_ambiguous(tmp_path):
+    path = write(tmp_path, "date,temp,id\n2024-01-01,4.5,1\n2024-01-02,3.5,2\n2024-01-03,5,3\n")
+    error(path, "'id' counts up by 1", "candidates: temp, id", "--column")
+    assert load_series(path, "temp").values.tolist() == [4.5, 3.5, 5]
+
+
+@pytest.mark.parametrize("cells, expected", [
+    (["2024-01-02", "2024-01-03"], ["2024-01-02", "2024-01-03"]),
+    (["2024-01-02T13:00:00", "2024-01-02T14:00:00"], ["2024-01-02T13:00:00", "2024-01-02T14:00:00"]),
+    (["2024-01-02T13:00:00+01:00", "2024-01-02T14:00Z"], ["2024-01-02T12:00:00", "2024-01-02T14:00:00"]),
+    (["2024/01/02 13:00", "2024/01/02 14:00"], ["2024-01-02T13:00:00", "2024-01-02T14:00:00"]),
+    (["02.01.2024", "03.01.2024"], ["2024-01-02", "2024-01-03"]),           # day.month.year
+    (["02.01.2024 13:00:05", "02.01.2024 13:00:06"], ["2024-01-02T13:00:05", "2024-01-02T13:00:06"]),
+    (["13/01/2024", "01/02/2024"], ["2024-01-13", "2024-02-01"]),          # 13 can only be a day
+    (["01/13/2024", "02/01/2024"], ["2024-01-13", "2024-02-01"]),          # 13 can only be a day
+    (["01-13-2024 08:30", "02-01-2024 09:30"], ["2024-01-13T08:30:00", "2024-02-01T09:30:00"]),
+    (["05/05/2024", "06/06/2024"], ["2024-05-05", "2024-06-06"]),          # either order agrees
+])
+def test_dates(tmp_path, cells, expected):
+    s = load_series(write(tmp_path, "when,v\n" + "".join(f"{c},{k}\n" for k, c in enumerate(cells))))
+    assert s.time.dtype.kind == "M" and s.time_label == "when"
+    assert s.time.tolist() == np.array(expected, dtype=s.time.dtype).tolist()
+
+
+def test_ambiguous_day_month_needs_date_format(tmp_path):
+    path = write(tmp_path, "date,v\n01/02/2024,1\n02/02/2024,2\n03/02/2024,3\n")
+    error(path, "'01/02/2024' (row 2) could be day/month or month/day",
+          "--date_format '%d/%m/%Y' or '%m/%d/%Y'")
+    s = load_series(path, date_format="%d/%m/%Y")
+    assert s.time.tolist() == np.array(["2024-02-01", "2024-02-02", "2024-02-03"], dtype="datetime64[D]").tolist()
+    s = load_series(path, date_format="%m/%d/%Y")
+    assert str(s.time[2]) == "2024-03-02"
+    error(path, "'01/02/2024' at row 2 does not match --date_format '%d.%m.%Y'", date_format="%d.%m.%Y")
+    error(write(tmp_path, "date,v\n13/01/2024,1\n01/13/2024,2\n"), "mixes day/month ('13/01/2024' at row 2)",
+          "month/day ('01/13/2024' at row 3)")
+    error(write(tmp_path, "date,v\n2024-01-01,1\nsoon,2\n"), "'soon' at row 3 is not a date", "--date_format")
+    error(write(tmp_path, "date,v\n2024-02-30,1\n"), "'2024-02-30' at row 2 is not a valid date (day is out of range")
+
+
+def test_time_step(tmp_path):
+    daily = load_series(write(tmp_path, "date,v\n2024-01-01,1\n2024-01-02,2\n2024-01-03,3\n2024-01-05,4\n"))
+    assert time_step(daily) == np.timedelta64(1, "D")
+    hourly = load_series(write(tmp_path, "time,v\n2024-01-01 00:00,1\n2024-01-01 01:00,2\n2024-01-01 02:00,3\n"))
+    assert time_step(hourly) == np.timedelta64(3600, "s")
+    assert hourly.time[-1] + time_step(hourly) == np.datetime64("2024-01-01T03:00")
+    assert time_step(load_series(write(tmp_path, "t,v\n0,1\n0.5,2\n1.0,3\n"))) == 0.5
+    assert time_step(load_series(write(tmp_path, "v\n1\n2\n3\n"))) == 1
+    assert time_step(load_series("goog")) == np.timedelta64(1, "D")
+
+
+GAPPY = "t,v\n0,\n1,2\n2,nan\n3,\n4,8\n5,inf\n"  # v: _ 2 _ _ 8 _
+
+
+@pytest.mark.parametrize("fill, values, observed", [
+    ("interpolate", [2, 2, 4, 6, 8, 8], [0, 1, 0, 0, 1, 0]),   # ends take the nearest observed value
+    ("ffill", [2, 2, 2, 2, 8, 8], [0, 1, 0, 0, 1, 0]),         # the start takes the first observed one
+    ("drop", [2, 8], [1, 1]),
+])
+def test_fill_modes(tmp_path, fill, values, observed):
+    path = write(tmp_path, GAPPY)
+    error(path, "row 2 (''), row 4 ('nan'), row 5 (''), row 7 ('inf')", "--fill interpolate|ffill|drop")
+    s = load_series(path, fill=fill)
+    assert s.values.tolist() == values and s.observed.tolist() == [bool(o) for o in observed]
+    assert s.filled == observed.count(0) and len(s.time) == len(s.values)
+    if fill == "drop":
+        assert s.time.tolist() == [1, 4]
+    error(path, "unknown fill 'mean'; choose one of interpolate, ffill, drop", fill="mean")
+
+
+def test_fill_never_overflows_and_leaves_text_alone(tmp_path):
+    s = load_series(write(tmp_path, "t,v\n0,1e308\n1,\n2,-1e308\n"), fill="interpolate")
+    assert s.values.tolist() == [1e308, 0.0, -1e308]
+    error(write(tmp_path, "t,v\n0,1\n1,n.a.\n2,3\n"), "non-numeric values: row 3 ('n.a.')", fill="interpolate")
+    path = write(tmp_path, "t,v\n0,\n1,nan\n")
+    error(path, "no numeric column besides the time axis 't'", fill="ffill")
+    error(path, "column 'v'", "has no values, only empty, NaN or inf cells", fill="ffill", column="v")
+
+
+def test_header_only_ragged_rows_and_empty_time_cells(tmp_path):
+    error(write(tmp_path, "date,v\n"), "has a header (date, v) but no data rows")
+    error(write(tmp_path, "date,v\n2024-01-01,1,7\n"), "row 2 has 3 cells but the header names 2 columns")
+    assert load_series(write(tmp_path, "date,v,\n2024-01-01,1,\n2024-01-02,2,\n")).values.tolist() == [1, 2]
+    s = load_series(write(tmp_path, "date,a,b\n2024-01-01,1,2\n2024-01-02,3\n"), fill="ffill")  # short row
+    assert s.values.tolist() == [2, 2] and s.observed.tolist() == [True, False]
+    error(write(tmp_path, "date,v\n2024-01-01,1\n,2\n"), "time column 'date'", "empty cells: row 3 ('')")
+    error(write(tmp_path, "time,v\n0,1\n,2\n"), "time column 'time'", "row 3 ('')")

@@ -1,4 +1,4 @@
-"""models/_kernels.py: every kernel equals its textbook formula in float64, outputs and gradients."""
+"""models/kernels.py: every kernel equals its textbook formula in float64, outputs and gradients."""
 import os
 import re
 
@@ -8,7 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from conftest import ROOT
-from models import _kernels as kernels
+from models import kernels
 
 
 def linear(n_in, n_out):
@@ -105,7 +105,7 @@ def test_per_distinct_value_equals_the_function_on_every_value(shape, values):
 def test_no_autograd_function_outside_the_kernel_module():
     models_dir = os.path.join(ROOT, "models")
     for filename in sorted(os.listdir(models_dir)):
-        if filename.endswith(".py") and filename != "_kernels.py":
+        if filename.endswith(".py") and filename != "kernels.py":
             source = open(os.path.join(models_dir, filename)).read()
             assert not re.search(r"autograd\s*\.\s*Function|\bFunction\)", source), \
-                f"models/{filename} defines an autograd Function: it belongs in models/_kernels.py"
+                f"models/{filename} defines an autograd Function: it belongs in models/kernels.py"

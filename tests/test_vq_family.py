@@ -16,7 +16,7 @@ LINEAGE = {"vqlnmlp": "vqmlp", "vqlnpemlp": "vqlnmlp", "vqlnmlp_sinpe": "vqlnmlp
            "mhvqlnmlp": "vqlnmlp", "mhvqlnpemlp": "mhvqlnmlp", "mhvqlnmlp_sinpe": "mhvqlnmlp",
            "mhvqlnmlp_rope": "mhvqlnmlp"}
 # The bound on changed lines (diff's < and > lines, docstrings included): the size of a new
-# function plus its call and docstring. The speed tricks live in models/_kernels.py, so no variant
+# function plus its call and docstring. The speed tricks live in models/kernels.py, so no variant
 # needs more.
 DIFF_BOUND = 50
 POSITIONAL = ["vqlnpemlp", "vqlnmlp_sinpe", "vqlnmlp_rope", "mhvqlnpemlp", "mhvqlnmlp_sinpe", "mhvqlnmlp_rope"]

@@ -2,7 +2,7 @@
 
 A model file's forward is the textbook computation; where a trick below is measurably faster, the
 model calls it in one line with the formula in a comment beside the call. Each kernel computes its
-formula exactly (the same numbers up to rounding; tests/test_kernels.py checks every one against
+formula exactly (the same numbers up to rounding; tests/testkernels.py checks every one against
 the formula in float64, outputs and gradients), so reading the formula is reading the model.
 
 Timings: one training step (forward + backward; 32 windows of 96 values of the log's y_w series,
