@@ -41,8 +41,8 @@ import torch
 
 import models
 import runs
-from data import DATASETS, FILL_MODES, DataError, boundaries, check_time_steps, load_series, make_windows,
-                  normalise, time_step
+from data import (DATASETS, FILL_MODES, DataError, boundaries, check_time_steps, load_series, make_windows,
+                  normalise, time_step)
 
 POSITIONS = ("sliding", "absolute")
 KV_CACHE = ("auto", "on", "off")
