@@ -51,7 +51,10 @@ def commands(block):
             yield line
 
 
-CASES = {"quick_start": [QUICK_TRAIN], **bash_blocks()}
+# The quick start's training skips its forecast here (a regressive pass over the whole series,
+# the longest part of that command): the README's other blocks and tests/test_train.py run
+# train.py's forecast; this case checks the run directory the quick start promises.
+CASES = {"quick_start": [QUICK_TRAIN + " --epochs 1 --no_forecast"], **bash_blocks()}
 
 
 def copy_repo(dest):
