@@ -25,7 +25,7 @@ SWEEP_ONLY = ("--jobs", "--dry_run")
 def split_options(argv):
     """argv as [(option, value)]; flags (--no_forecast, ...) and stray words have value None."""
     import train
-    flags = {s for a in train.base_parser()._actions if a.nargs == 0 for s in a.option_strings}
+    flags = {s for a in train.base_parser()._actions if a.nargs == 0 for s in a.option_strings} | {"--dry_run"}
     items, i = [], 0
     while i < len(argv):
         token = argv[i]
