@@ -30,12 +30,13 @@ from concurrent.futures import ThreadPoolExecutor
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COPY_IGNORE = shutil.ignore_patterns(".git", "runs", "docs", "__pycache__", ".pytest_cache", "*.png")
 BITE = "tests/test_bite.py::"
+HONEST = "tests/test_honest.py::"
 
 MUTATIONS = [
     # forecasts back in original units: z * std + mean, not z + mean
     ("denormalise_without_std", "forecast.py",
-     "pred = predict(model, z, time_steps, n, device, positions) * std + mean",
-     "pred = predict(model, z, time_steps, n, device, positions) + mean",
+     "pred = pred.astype(np.float64) * run.std + run.mean",
+     "pred = pred.astype(np.float64) + run.mean",
      [BITE + "test_naive_forecasts_are_the_series_shifted_by_one_in_original_units"]),
     # the run's stored statistics, mean and std swapped
     ("stored_mean_std_swapped", "train.py",
@@ -104,6 +105,47 @@ MUTATIONS = [
      "mallopt(M_MMAP_THRESHOLD, limit)  # blocks below this come from the heap, not a fresh mmap",
      "pass",
      ["tests/test_train.py::test_keep_freed_memory_reuses_a_freed_block_without_page_faults"]),
+    # --- issue 14, the honest protocol ---
+    # backtest forecasts back in original units without the std
+    ("backtest_denormalise_without_std", "forecast.py",
+     "return np.concatenate(out) * run.std + run.mean",
+     "return np.concatenate(out) + run.mean",
+     [HONEST + "test_a_model_that_is_exact_has_mase_near_zero_and_naive_does_not"]),
+    # the naive baseline peeks at the value it forecasts
+    ("naive_sees_the_origin", "forecast.py",
+     'forecasts = {"model": pred, "naive": np.repeat(y[chosen - 1, None], horizon, axis=1)}',
+     'forecasts = {"model": pred, "naive": np.repeat(y[chosen, None], horizon, axis=1)}',
+     [HONEST + "test_backtest_naive_matches_a_hand_computation"]),
+    # MASE scaled by the level of the series instead of naive's error
+    ("mase_scale_wrong", "forecast.py",
+     "scale = float(np.mean(np.abs(y[season:] - y[:-season])[ok])) if ok.any() else float(\"nan\")",
+     "scale = float(np.mean(np.abs(y[season:])[ok])) if ok.any() else float(\"nan\")",
+     [HONEST + "test_naive_mase_on_the_training_part_is_one_by_construction"]),
+    # the conformal quantile without the (n + 1) correction and at half the level
+    ("interval_quantile_wrong", "forecast.py",
+     "k = math.ceil((len(r) + 1) * level / 100)",
+     "k = math.ceil(len(r) * level / 200)",
+     [HONEST + "test_intervals_reach_their_nominal_coverage_on_a_noisy_series"]),
+    # future timestamps start at the last observed time instead of one step after it
+    ("future_time_off_by_one", "forecast.py",
+     "time = run.series.time[-1] + time_step(run.series) * np.arange(1, steps + 1)",
+     "time = run.series.time[-1] + time_step(run.series) * np.arange(steps)",
+     [HONEST + "test_future_continues_daily_and_hourly_timestamps"]),
+    # resume forgets the shuffling state: not the same as an uninterrupted run
+    ("resume_forgets_shuffle", "train.py",
+     'shuffle.set_state(resumed["last"]["shuffle"])',
+     'pass',
+     [HONEST + "test_resume_gives_the_same_weights_as_an_uninterrupted_run"]),
+    # chrono keeps the last epoch instead of the best validation epoch
+    ("best_epoch_ignored", "train.py",
+     "if score < best[\"score\"]:",
+     "if True:",
+     [HONEST + "test_chrono_keeps_the_best_validation_epoch"]),
+    # --- issue 16, fidelity: a model that departs from the original's outputs ---
+    ("att_pe_std", "models/att.py",
+     "pe_std=0.02",
+     "pe_std=0.01",
+     ["tests/test_reference.py"]),
 ]
 
 
