@@ -59,6 +59,9 @@ def train(args, model_args):
     # Data: window tensors of the training and validation parts (split_series never reads the test part)
     series = load_series(args.dataset, args.column, args.data_dir, args.fill, args.date_format)
     fractions = (1 - args.val_fraction - args.test_fraction, args.val_fraction, args.test_fraction)
+    if args.split == "chrono" and not (args.val_fraction > 0 and args.test_fraction > 0 and fractions[0] > 0):
+        raise DataError(f"--val_fraction {args.val_fraction} --test_fraction {args.test_fraction}: each must be "
+                        f"above 0 and together below 1 (training takes the rest), e.g. 0.1 and 0.2")
     data = split_series(series.values, hp["time_steps"], cls.target, args.split, fractions)
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
     x_val, y_val = data.x_val.to(device), data.y_val.to(device)

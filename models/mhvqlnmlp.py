@@ -30,7 +30,8 @@ class Model(nn.Module):
     def __init__(self, vocab_size=512, d_model=64, n_heads=2):
         super().__init__()
         if d_model % n_heads:
-            raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
+            raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}; choose n_heads among "
+                             f"{', '.join(str(h) for h in range(1, d_model + 1) if d_model % h == 0)}")
         self.n_heads = n_heads
         self.encoder = nn.Linear(1, d_model)
         self.ln = nn.LayerNorm(d_model // n_heads)  # normalises each head on its own

@@ -40,7 +40,8 @@ class Model(nn.Module):
     def __init__(self, vocab_size=512, d_model=64, n_heads=8):
         super().__init__()
         if d_model % n_heads:
-            raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
+            raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}; choose n_heads among "
+                             f"{', '.join(str(h) for h in range(1, d_model + 1) if d_model % h == 0)}")
         if (d_model // n_heads) % 2:
             raise ValueError(f"RoPE rotates pairs of dimensions: head_size {d_model // n_heads} must be even")
         self.n_heads = n_heads
