@@ -92,7 +92,7 @@ def main():
     seeds = [int(s) for s in args.seeds.split(",")]
 
     t0 = time.perf_counter()
-    print(f"| data set | split | model | val_mse_last | mse_batch | mse_regressive | parameters | seconds |")
+    print("| data set | split | model | val_mse_last | mse_batch | mse_regressive | parameters | seconds |")
     print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         out_dir = args.out_dir or tmp
