@@ -47,6 +47,8 @@ def main():
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.steps < 1 or min(args.time_steps) < 1:
+        parser.error(f"--steps and --time_steps must be at least 1, got {args.steps} and {min(args.time_steps)}")
     try:
         device = runs.pick_device(args.device)
     except runs.UsageError as e:
@@ -62,8 +64,9 @@ def main():
         model = models.build("att_mh", block_size=T, pe_on="qk").to(device).eval()
         t = np.arange(T + args.steps)
         z = np.sin(t / 30) + 0.1 * np.random.default_rng(0).standard_normal(len(t))
-        predict_regressive_cached(model, z[:T + 20], T, 20, device)  # warm up both paths
-        predict_regressive(model, z[:T + 20], T, 20, device)
+        warm = min(20, args.steps)
+        predict_regressive_cached(model, z[:T + warm], T, warm, device)  # warm up both paths
+        predict_regressive(model, z[:T + warm], T, warm, device)
         slid, t_slid = timed(lambda: predict_regressive(model, z, T, args.steps, device), device)
         cached, t_cached = timed(lambda: predict_regressive_cached(model, z, T, args.steps, device), device)
         diff = float(np.abs(slid - cached).max())
