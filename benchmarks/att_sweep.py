@@ -5,13 +5,13 @@
     python benchmarks/att_sweep.py --configs 17 18 --seeds 0 --epochs 5   # a quick look
 
 Each config is one `python train.py --model ... --dataset y_w --split random` run (the log's
-protocol, 50 epochs unless --epochs), then forecast.py's batch and regressive forecasts over the
-whole series (predict_rate 1). Printed: val_mse_last (normalised), mse_batch and mse_regressive in
+protocol, named explicitly so the table does not move with train.py's default; 50 epochs unless
+--epochs), then forecast.py's batch and regressive forecasts over the whole series (predict_rate
+1, RUN/forecasts/y_w_log/). Printed: val_mse_last (normalised), mse_batch and mse_regressive in
 (ug/m^3)^2, averaged over the seeds, and the regressive MSE of each seed. The noise floor of y_w
 is about 1060-1095 (../shared/data/README.md); the log's attention runs reached about 1100-1170
 regressive MSE and its lstm about 1500. Needs the formaldehyde series in the data directory.
 """
-import argparse
 import os
 import sys
 import tempfile
@@ -22,6 +22,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import runs  # noqa: E402
 import train  # noqa: E402
 from forecast import forecast  # noqa: E402
 
@@ -75,7 +76,7 @@ def run(model, extra, seed, epochs, out_dir):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = runs.Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", type=int, nargs="*", help="indices into CONFIGS (default: all)")
     parser.add_argument("--stage", type=int, default=None, help="only the configs of this stage (1 or 2)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -84,6 +85,9 @@ def main():
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    bad = [i for i in args.configs or [] if not 0 <= i < len(CONFIGS)]
+    if bad:
+        parser.error(f"--configs {bad[0]}: expected an index from 0 to {len(CONFIGS) - 1}")
     chosen = args.configs if args.configs else [i for i, c in enumerate(CONFIGS) if args.stage in (None, c[0])]
     print(f"y_w, split random, seeds {args.seeds}, {torch.get_num_threads()} threads")
     print("| # | stage | model | options | val_mse_last | mse_batch | mse_regressive | per seed | path | s per run |")

@@ -6,15 +6,17 @@ random and the chrono split.
     python benchmarks/cascade.py --seeds 0,1,2      # mean and spread over three seeds
     python benchmarks/cascade.py --quick            # 1 epoch, y_w, random split: a smoke test
 
-Every run is the log's protocol with the model's own training defaults (50 epochs, Adam; VQ
-models time_steps 96, lr 0.007, batch 32; lstm time_steps 112, lr 0.0005, batch 64), trained
-in this process by train.train and forecast by forecast.forecast over the whole series
-(predict_rate 1). Printed per run: val_mse_last (normalised units; the number that compares
-across models), mse_batch and mse_regressive (original units; only the regressive one is a
-long-term forecast), parameters (trainable + fixed) and seconds of training. Needs the
+Every run has the model's own training defaults (50 epochs, Adam; VQ models time_steps 96,
+lr 0.007, batch 32; lstm time_steps 112, lr 0.0005, batch 64) and names its split: `--split
+random` is the log's protocol (forecasts over the whole series, predict_rate 1, as in the log's
+tables), `--split chrono` train.py's three-way split in time (70/10/20: val_mse_last on the
+validation part at the best epoch, forecasts over the test part, which training never read).
+Trained in this process by train.train, forecast by forecast.forecast (RUN/forecasts/). Printed
+per run: val_mse_last (normalised units; the number that compares across models), mse_batch and
+mse_regressive (original units; only the regressive one is a long-term forecast), parameters
+(trainable + fixed) and seconds of training. Needs the
 formaldehyde series (python data/download.py, or $VQSEQ_DATA_DIR).
 """
-import argparse
 import os
 import statistics
 import sys
@@ -26,9 +28,8 @@ sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
 
-import models  # noqa: E402
+import runs  # noqa: E402
 import train  # noqa: E402
-from data import DataError  # noqa: E402
 from forecast import forecast  # noqa: E402
 
 # (label, train.py options). vqlnmlp vs672 has as many codes as the cascades (32 + 128 + 512),
@@ -45,6 +46,7 @@ RUNS = [
                                        "--heads", "5-2-1", "--d_model", "60"]),
 ]
 METRICS = ("val_mse_last", "mse_batch", "mse_regressive")
+SPLITS = ("random", "chrono")
 
 
 def one_run(options, dataset, split, seed, out_dir, epochs, data_dir):
@@ -66,7 +68,7 @@ def cell(values, digits):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = runs.Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="y_w,4single")
     parser.add_argument("--splits", default="random,chrono")
     parser.add_argument("--seeds", default="0", help="comma list; more than one prints mean ± std")
@@ -77,13 +79,20 @@ def main():
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1: on a shared, busy machine more threads wait on each other)")
     args = parser.parse_args()
+    if args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     if args.quick:
         args.datasets, args.splits, args.epochs = "y_w", "random", 1
+    bad = [s for s in args.splits.split(",") if s not in SPLITS]
+    if bad:
+        parser.error(f"unknown split {bad[0]!r} in --splits; choose from {', '.join(SPLITS)}")
+    if not all(s.strip().isdigit() for s in args.seeds.split(",")):
+        parser.error(f"--seeds {args.seeds!r}: expected a comma list of whole numbers, e.g. 0,1,2")
     seeds = [int(s) for s in args.seeds.split(",")]
 
     t0 = time.perf_counter()
-    print(f"| data set | split | model | val_mse_last | mse_batch | mse_regressive | parameters | seconds |")
+    print("| data set | split | model | val_mse_last | mse_batch | mse_regressive | parameters | seconds |")
     print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         out_dir = args.out_dir or tmp
@@ -93,8 +102,8 @@ def main():
                     try:
                         results = [one_run(options, dataset, split, s, out_dir, args.epochs, args.data_dir)
                                    for s in seeds]
-                    except (DataError, models.ModelError) as e:
-                        sys.exit(f"benchmarks/cascade.py: error: {e}")
+                    except runs.UsageError as e:  # DataError, ModelError: one line, exit 2
+                        parser.error(e)
                     cells = [cell([r[k] for r in results], 4) for k in METRICS]
                     seconds = statistics.mean(r["seconds"] for r in results)
                     print(f"| {dataset} | {split} | {label} | {' | '.join(cells)} | {results[0]['params']} "

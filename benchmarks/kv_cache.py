@@ -13,7 +13,6 @@ Printed: steps per second of each, their ratio, and the largest difference betwe
 forecasts (normalised units; the target is identical outputs within 1e-5). Timings on a shared
 machine are noisy: repeat them.
 """
-import argparse
 import os
 import sys
 import time
@@ -25,7 +24,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import models  # noqa: E402
-from forecast import pick_device, predict_regressive, predict_regressive_cached  # noqa: E402
+import runs  # noqa: E402
+from forecast import predict_regressive, predict_regressive_cached  # noqa: E402
 
 
 def timed(f, device):
@@ -39,7 +39,7 @@ def timed(f, device):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = runs.Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--time_steps", type=int, nargs="+", default=[96, 512, 1024])
     parser.add_argument("--device", default="cpu")
@@ -47,7 +47,12 @@ def main():
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
+    if args.steps < 1 or min(args.time_steps) < 1:
+        parser.error(f"--steps and --time_steps must be at least 1, got {args.steps} and {min(args.time_steps)}")
+    try:
+        device = runs.pick_device(args.device)
+    except runs.UsageError as e:
+        parser.error(e)
     name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     defaults = models.options(models.get("att_mh"))
     shown = ", ".join(f"{k} {defaults[k]}" for k in ("d_model", "n_heads", "kv_heads", "pe_type"))
@@ -59,8 +64,9 @@ def main():
         model = models.build("att_mh", block_size=T, pe_on="qk").to(device).eval()
         t = np.arange(T + args.steps)
         z = np.sin(t / 30) + 0.1 * np.random.default_rng(0).standard_normal(len(t))
-        predict_regressive_cached(model, z[:T + 20], T, 20, device)  # warm up both paths
-        predict_regressive(model, z[:T + 20], T, 20, device)
+        warm = min(20, args.steps)
+        predict_regressive_cached(model, z[:T + warm], T, warm, device)  # warm up both paths
+        predict_regressive(model, z[:T + warm], T, warm, device)
         slid, t_slid = timed(lambda: predict_regressive(model, z, T, args.steps, device), device)
         cached, t_cached = timed(lambda: predict_regressive_cached(model, z, T, args.steps, device), device)
         diff = float(np.abs(slid - cached).max())

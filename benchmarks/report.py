@@ -3,10 +3,15 @@
     python benchmarks/report.py              # the full report (needs the formaldehyde data)
     python benchmarks/report.py --quick      # a tiny version that checks the pipeline (the tests run it)
 
-Trains every run of the log's tables with `train.py` sweeps (`--jobs 2`: two trainings at once,
-one thread each) into a fresh runs/report-{timestamp}/, three seeds each, under the log's random
-split and again under the chrono split, then writes docs/RESULTS.md and its plots (docs/*.png,
-ours). Tables: noise floors and the naive and linear baselines; 2024-12-21 (lstm, vqlnmlp,
+Trains every run of the log's tables with sweep.py's run_sweep (`--jobs 2`: two trainings at
+once, one thread each) into a fresh runs/report-{timestamp}/, three seeds each. Every training
+names its split: `--split random` (the log's protocol) for every table of the log, so those
+numbers do not move with train.py's default, and `--split chrono` again for the comparison at
+the end. chrono is train.py's three-way split in time: train on the first 70% of the series,
+validate on the next 10% (model.pt is the epoch with the lowest val_mse_last; normalisation from
+the training part), and the last 20% is a test part training never reads. The report's *tail*
+columns forecast that same last 20% with every run, whichever split it trained under. Then it
+writes docs/RESULTS.md and its plots (docs/*.png, ours). Tables: noise floors and the naive and linear baselines; 2024-12-21 (lstm, vqlnmlp,
 vqlnpemlp); 2024-12-22 (the log's top-5 multi-head configurations, a reduced grid with its
 parameter ranking, and a heads sweep); 2024-12-23 (positional encodings: val loss and regressive
 MSE); 2025-01-06 (cross-dataset); then the chrono split. Cells are mean +- sample standard
@@ -14,9 +19,7 @@ deviation over the seeds. `--quick`: one seed, one epoch, time_steps 16, a few r
 without the formaldehyde data it substitutes the embedded series and says so; it writes into its
 runs directory, not docs/ (unless --out says otherwise).
 """
-import argparse
 import datetime
-import json
 import os
 import platform
 import resource
@@ -31,19 +34,20 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+import forecast  # noqa: E402
 import models  # noqa: E402
+import runs  # noqa: E402
+import sweep  # noqa: E402
 import train  # noqa: E402
-from benchmarks.results import load_run as load_record, log_table, markdown, rank_table  # noqa: E402
-from data import DataError, load_series, normalise  # noqa: E402
+from benchmarks.results import load_record, log_table, markdown, rank_table  # noqa: E402
+from data import DEFAULT_FRACTIONS, DataError, boundaries, load_series  # noqa: E402
 from data.download import FILES, default_data_dir  # noqa: E402
-from forecast import (cross_dataset, fail, forecast, load_run, plot, predict_batch,  # noqa: E402
-                      predict_regressive, predict_regressive_cached, regressive_path)
 
 SERIES = ("y_w", "w_y", "4single")
 STAND_IN = {"y_w": "goog", "w_y": "membrane", "4single": "membrane"}  # --quick without the data
 NOISE_FLOOR = {"y_w": "1060-1095", "w_y": "about 1900", "4single": "1060-1190"}  # ../shared/data/README.md
-SPLITS = ("random", "chrono")
-TAIL = 0.2  # forecasts of the last 20% of the series: the chrono split's validation part
+SPLITS = ("random", "chrono")  # every training names its split; random is the log's
+TAIL = DEFAULT_FRACTIONS[2]  # forecasts of the last 20% of the series: the chrono split's test part
 
 
 def exp(label, *argv, log=None, quick=False, dataset="y_w", seeds="all", chrono=True):
@@ -213,7 +217,7 @@ class Report:
                             owners[tuple(argv)] = (self.key(e), split)
                             commands.append(argv)
         print(f"report: {len(commands)} trainings, {self.args.jobs} at a time, into {self.runs_dir}", flush=True)
-        done, failed = train.run_sweep(commands, self.args.jobs, log=lambda s: print(s, flush=True))
+        done, failed = sweep.run_sweep(commands, self.args.jobs, log=lambda s: print(s, flush=True))
         self.failed = failed
         for argv, run_dir in done:
             record = load_record(run_dir)
@@ -222,18 +226,22 @@ class Report:
 
     def tail(self, run_dir, record):
         """Batch and regressive MSE (original units) of the last TAIL of the run's own series, and the
-        regressive forecast (for plots): data the chrono split never trained on."""
-        model, config = load_run(run_dir)
-        series = load_series(config["dataset"], config["column"], config.get("data_dir"))
-        z, mu, sd = normalise(series.values)
-        T = config["time_steps"]
-        n = max(1, int(TAIL * (len(z) - T)))
-        actual = series.values[-n:]
-        regressive = predict_regressive_cached if regressive_path(model) == "kv_cache" else predict_regressive
+        regressive forecast (for plots): the chrono split's test part, which no chrono run trained on.
+        The series is normalised as the run was trained (forecast.load): chrono with its training
+        part's statistics, random with the whole series'."""
+        run = forecast.load(run_dir)
+        T, z = run.time_steps, run.z
+        n = len(z) - boundaries(len(z), DEFAULT_FRACTIONS)[1]
+        actual, scored = run.series.values[-n:], run.observed[-n:]
+        path = forecast.regressive_path(run.model)
         out = {}
-        for kind, predict in (("batch", predict_batch), ("regressive", regressive)):
-            pred = predict(model, z, T, n) * sd + mu
-            out[kind] = float(np.mean((pred - actual) ** 2))
+        for kind in ("batch", "regressive"):
+            if kind == "batch":
+                pred = forecast.predict_batch(run.model, z, T, n)
+            else:
+                pred = forecast.predict_regressive(run.model, z, T, n, path=path)
+            pred = pred.astype(np.float64) * run.std + run.mean
+            out[kind] = float(np.mean(((pred - actual) ** 2)[scored]))
         out["prediction"], out["start"] = pred, len(z) - n
         return out
 
@@ -241,10 +249,10 @@ class Report:
         return self.results.get((self.key(e), split), [])
 
     def values(self, e, metric, split="random"):
-        runs = self.get(e, split)
+        records = self.get(e, split)
         if metric.startswith("tail_"):
-            return [r["tail"][metric[5:]] for r in runs]
-        return [r[metric] for r in runs]
+            return [r["tail"][metric[5:]] for r in records]
+        return [r[metric] for r in records]
 
     # -- plots ------------------------------------------------------------------------------
     def compose(self, grid, row_labels, path, title):
@@ -273,20 +281,22 @@ class Report:
         return os.path.basename(path)
 
     def run_png(self, e, kind, split="random"):
-        runs = self.get(e, split)
-        if not runs:
+        records = self.get(e, split)
+        if not records:
             return None
-        r = runs[0]  # the first seed
-        return os.path.join(r["dir"], f"predict_{kind}_{self.ds(e['dataset'])}.png"), f"{r['file']}"
+        r = records[0]  # the first seed
+        if not r["forecast_dir"]:
+            return None
+        return os.path.join(r["forecast_dir"], f"predict_{kind}.png"), f"{r['file']}"
 
     def tail_png(self, e, split, tmp):
-        runs = self.get(e, split)
-        if not runs:
+        records = self.get(e, split)
+        if not records:
             return None
-        r = runs[0]
+        r = records[0]
         series = load_series(self.ds(e["dataset"]), None, self.args.data_dir)
         path = os.path.join(tmp, f"tail_{len(os.listdir(tmp))}.png")
-        plot(series, r["tail"]["start"], r["tail"]["prediction"],
+        forecast.plot(series, r["tail"]["start"], r["tail"]["prediction"],
              f"{e['label']}, {split}: regressive MSE {r['tail']['regressive']:.4g}", path)
         return path, f"{split} split, seed {r['options']['seed']}"
 
@@ -378,9 +388,9 @@ def write_report(rep, out_dir, tmp):
           f"seed 0 only: the log's full sweep is too slow for two CPU cores). Our top 5 of each model in the "
           f"log's format, by val loss:\n")
         for m in ("mhvqlnmlp", "mhvqlnpemlp"):
-            runs = [r for r in grid_runs if r["options"]["model"] == m]
-            if runs:
-                w(log_table(runs, "val_loss", 5) + "\n")
+            of_model = [r for r in grid_runs if r["options"]["model"] == m]
+            if of_model:
+                w(log_table(of_model, "val_loss", 5) + "\n")
         w("Which options matter (the parameter ranking of the same runs, by val loss; `model` separates "
           "the two families, whose val losses differ by their targets' positions):\n")
         w(rank_table(grid_runs, "val_loss", 10) + "\n")
@@ -420,10 +430,15 @@ def write_report(rep, out_dir, tmp):
 
     # -- chrono
     w("## The same under the chrono split\n")
-    w("`--split chrono` trains on the first 80% of the windows and validates on the last 20%. Under the "
-      "log's random split a validation window shares all but one value with its training neighbours, so "
-      "its val loss measures interpolation between memorised windows. *tail* columns: forecasts of the "
-      "held-out last 20% (the chrono models never saw it, the random-split models trained on it).\n")
+    w("`--split chrono` (train.py's default) cuts the series in time: it trains on the first 70%, validates "
+      "on the next 10% (model.pt is the epoch with the lowest val_mse_last there) and keeps the last 20% as "
+      "a test part that training never reads; it normalises with the training part's statistics. So "
+      "*val_mse_last chrono* is measured on the 70-80% stretch of the series, *val_mse_last random* on the "
+      "log's random 20% of overlapping windows. Under the log's random split a validation window shares all "
+      "but one value with its training neighbours, so its val loss measures interpolation between memorised "
+      "windows. *tail* columns: forecasts of the last 20%, the chrono test part (the chrono models never saw "
+      "it, the random-split models trained on it). `forecast.py RUN` backtests a chrono run on its test "
+      "part beside the naive forecast (MASE; RUN/forecasts/).\n")
     chrono_rows = baselines() + LOG_1221 + HEADS_1222 + PE_1223
     body = {}
     for e in chrono_rows:
@@ -485,7 +500,8 @@ def chrono_statement(rep, rows):
     lines = [
         f"- val_mse_last rose from the random to the chrono split by a factor of {np.median(ratio):.3g} (median "
         f"over the {len(trained)} trained models above; range {min(ratio):.3g} to {max(ratio):.3g}); naive's by "
-        f"{nv['chrono'] / nv['random']:.3g}, since the last 20% of y_w is a different stretch of the series.",
+        f"{nv['chrono'] / nv['random']:.3g}, since the chrono validation part (70-80% of y_w) is one stretch "
+        f"of the series, not windows from all of it.",
         f"- Models that beat the naive forecast on val_mse_last: {len(beat['random'])} of {len(trained)} under "
         f"the random split, {len(beat['chrono'])} of {len(trained)} under chrono.",
         f"- Best val_mse_last: {best['random']['label']} under random, {best['chrono']['label']} under chrono.",
@@ -502,33 +518,36 @@ def cross_tables(rep, out_dir):
     tests = list(dict.fromkeys(rep.ds(d) for d in SERIES))
     text = []
     for split in SPLITS:
-        runs = [rep.get(e, split) for e in CROSS]
-        firsts = [r[0]["dir"] for r in runs if r]
+        seeds_of = [rep.get(e, split) for e in CROSS]
+        firsts = [r[0]["dir"] for r in seeds_of if r]
         if not firsts:
             continue
-        _, png, first = cross_dataset(firsts, tests)
+        _, png, first = forecast.cross_dataset(firsts, tests)
         cells = {pair: [m] for pair, m in first.items()}
-        for r in (r for rs in runs for r in rs[1:]):  # the other seeds
+        for r in (r for rs in seeds_of for r in rs[1:]):  # the other seeds
             for d in tests:
-                m = forecast(r["dir"], d)
+                m = forecast.forecast(r["dir"], d)
                 cells[f"{r['options']['dataset']}-{m['dataset']}"].append(m)
         body = [[label] + [ms([m[f"mse_{kind}"] for m in cells[p]]) for p in cells]
                 for kind, label in (("batch", "Batch (input is original value)"),
                                     ("regressive", "Regressive (add predicted value to input)"))]
         naive = {rep.ds(b["dataset"]): b for b in baselines() if b["argv"][1] == "naive"}
-        body.append(["naive on the test series, batch"] +
-                    [ms(rep.values(naive[p.split("-", 1)[1]], "mse_batch")) for p in cells])
+        body.append([f"naive on the test series, batch ({split} split)"] +
+                    [ms(rep.values(naive[cells[p][0]["dataset"]], "mse_batch", split)) if cells[p][0]["dataset"]
+                     in naive else "-" for p in cells])
         name = "results_20250106.png" if split == "random" else f"results_20250106_{split}.png"
         shutil.copyfile(png, os.path.join(out_dir, name))
-        text.append(f"Trained with the {split} split (MSE in original units over the whole test series, as in "
-                    f"the log; {len(rep.seeds)} seed(s)):\n")
+        where = "the whole test series, as in the log" if split == "random" else \
+            "the test part of each test series (its last 20%), normalised with that series' training part"
+        text.append(f"Trained with the {split} split (MSE in original units over {where}; "
+                    f"{len(rep.seeds)} seed(s)):\n")
         text.append(markdown(["Method\\Trainset-Testset", *cells], body) + "\n")
         text.append(f"![2025-01-06 matrix, {split} split]({name})\n")
     return "\n".join(text) if text else "(no runs)"
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = runs.Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one seed, one epoch, a few rows: checks the pipeline")
     parser.add_argument("--jobs", type=int, default=2, help="trainings at once, one thread each")
     parser.add_argument("--seeds", default="0,1,2", help="comma list")
@@ -539,13 +558,13 @@ def main(argv=None):
     parser.add_argument("--data_dir", default=None, help="where y_w, w_y, 4single live")
     args = parser.parse_args(argv)
     if args.jobs < 1:
-        fail("report.py", f"--jobs must be at least 1, got {args.jobs}")
+        runs.fail("report.py", f"--jobs must be at least 1, got {args.jobs}")
     if not all(s.strip().isdigit() for s in args.seeds.split(",")):
-        fail("report.py", f"--seeds {args.seeds!r}: expected a comma list of whole numbers, e.g. 0,1,2")
+        runs.fail("report.py", f"--seeds {args.seeds!r}: expected a comma list of whole numbers, e.g. 0,1,2")
     try:
         rep = Report(args)
     except DataError as e:
-        fail("report.py", e)
+        runs.fail("report.py", e)
     if args.out is None:
         args.out = os.path.join(rep.runs_dir, "docs") if args.quick else os.path.join(ROOT, "docs")
     t0, load0 = time.perf_counter(), os.getloadavg()[0]
@@ -570,9 +589,11 @@ def main(argv=None):
         f"**Time.** {wall / 60:.1f} minutes wall with `--jobs {args.jobs}` on a machine with {os.cpu_count()} "
         f"cores (load average {load0:.1f} at the start and {load1:.1f} at the end{busy}); {where}.\n"))
     path = os.path.join(args.out, "RESULTS.md")
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
+
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+    runs.write_atomic(path, write)
     print(f"{len(rep.failed)} failed runs; {wall / 60:.1f} min wall, {cpu / 60:.1f} CPU-min -> {path}")
 
 

@@ -7,22 +7,30 @@
     python benchmarks/results.py runs --rank                    # average rank of each option=value and pair
 
 A run is a directory holding config.json and metrics.json (train.py writes both; a run still in
-progress has no metrics.json and is left out, and so are vqvae_imagenet.py's runs). mse_batch and mse_regressive come from
-metrics_{dataset}.json, the forecast of the run's own series (absent with --no_forecast: shown as -).
+progress has no metrics.json and is left out, and so are vqvae_imagenet.py's runs). Every setting
+is read from config.json (model, model_args, dataset, split, seed, time_steps, lr, ...), never
+parsed back out of the run name. mse_batch and mse_regressive come from forecast.py's evaluation
+of the run's own series, RUN/forecasts/{dataset}_log/metrics.json (--split random: over the whole
+series, as in the log) or RUN/forecasts/{dataset}_test/metrics.json (--split chrono: over the test
+part); absent with --no_forecast: shown as -. Compare runs of one split (--filter split=random).
 Every metric is lower-is-better. `--filter` takes a comma list; a run is kept if one term matches:
 a model name, KEY=VALUE (any option, e.g. split=chrono, dataset=y_w, n_heads=16), or a glob
 pattern on File (run_name/timestamp; a term without * or ? matches anywhere in it).
 Runs with the same configuration and different seeds are separate rows in the ranked and wide
 tables; the pivot averages them (mean +- sample standard deviation, n).
 """
-import argparse
 import fnmatch
 import itertools
-import json
 import math
 import os
 import statistics
 import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import runs  # noqa: E402
 
 METRICS = ("val_loss", "val_mse_last", "mse_batch", "mse_regressive")
 COMMON = ("model", "dataset", "split", "seed", "time_steps", "batch_size", "lr", "epochs")
@@ -46,29 +54,34 @@ def pe_variant(model):
     return model, "Original"
 
 
-def load_run(run_dir, root=None):
-    """One run as a flat record: file, dir, options (strings), derived fields, metrics; None if unfinished."""
+def forecast_folder(run_dir, config):
+    """Where forecast.py's evaluation of the run's own series is: RUN/forecasts/{dataset}_log
+    (the log's protocol) or RUN/forecasts/{dataset}_test (chrono: the test part)."""
+    tag = "test" if config.get("split") == "chrono" else "log"
+    return os.path.join(run_dir, "forecasts", f"{config['dataset']}_{tag}")
+
+
+def load_record(run_dir):
+    """One run as a flat record: file, dir, options (strings), derived fields, metrics; None if
+    unfinished (no metrics.json) or not a train.py run. Settings come from config.json alone."""
     try:
-        with open(os.path.join(run_dir, "config.json")) as f:
-            config = json.load(f)
-        with open(os.path.join(run_dir, "metrics.json")) as f:
-            metrics = json.load(f)
-    except (OSError, ValueError):
+        config = runs.read_json(os.path.join(run_dir, "config.json"))
+        metrics = runs.read_json(os.path.join(run_dir, "metrics.json"))
+    except runs.RunError:
         return None
     if "dataset" not in config or "run_name" not in config:  # not a train.py run (vqvae_imagenet.py's)
         return None
-    forecast = {}
+    folder = forecast_folder(run_dir, config)
     try:
-        with open(os.path.join(run_dir, f"metrics_{config['dataset']}.json")) as f:
-            forecast = json.load(f)
-    except (OSError, ValueError):
-        pass
+        forecast = runs.read_json(os.path.join(folder, "metrics.json"))
+    except runs.RunError:  # trained with --no_forecast
+        forecast, folder = {}, None
     options = {k: fmt(config[k]) for k in COMMON if k in config}
     options.update({k: fmt(v) for k, v in config.get("model_args", {}).items()})
     family, pe = pe_variant(config["model"])
-    parts = os.path.normpath(run_dir).split(os.sep)
-    record = {"file": "/".join(parts[-2:]), "dir": run_dir, "options": options,
-              "derived": {"family": family, "pe": pe}, "run_name": config.get("run_name", parts[-2]),
+    record = {"file": f"{config['run_name']}/{os.path.basename(os.path.normpath(run_dir))}", "dir": run_dir,
+              "options": options, "derived": {"family": family, "pe": pe}, "run_name": config["run_name"],
+              "forecast_dir": folder,
               "train_loss": metrics.get("train_loss"), "val_loss": metrics.get("val_loss"),
               "val_mse_last": metrics.get("val_mse_last"), "mse_batch": forecast.get("mse_batch"),
               "mse_regressive": forecast.get("mse_regressive"),
@@ -79,15 +92,18 @@ def load_run(run_dir, root=None):
 
 def load_runs(root):
     """Every finished run under root, in path order."""
-    runs = []
+    records = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
+        if os.path.basename(dirpath).startswith("."):  # a run still being written (.{timestamp}.partial)
+            dirnames[:] = []
+            continue
         if "config.json" in filenames:
-            run = load_run(dirpath, root)
-            if run:
-                runs.append(run)
+            record = load_record(dirpath)
+            if record:
+                records.append(record)
             dirnames[:] = []  # a run directory holds no runs
-    return runs
+    return records
 
 
 def field(run, key):
@@ -118,15 +134,15 @@ def matches(run, term):
     return fnmatch.fnmatchcase(run["file"], pattern)
 
 
-def select(runs, filters=None):
+def select(records, filters=None):
     """Runs matching any of the comma-separated filter terms (all runs without a filter).
     A bare model name keeps that model only (vqlnmlp does not match mhvqlnmlp)."""
     if not filters:
-        return list(runs)
+        return list(records)
     terms = [t for t in filters.split(",") if t]
-    models_named = {t for t in terms if "=" not in t and any(r["options"].get("model") == t for r in runs)}
+    models_named = {t for t in terms if "=" not in t and any(r["options"].get("model") == t for r in records)}
     keep = []
-    for run in runs:
+    for run in records:
         for t in terms:
             if (run["options"].get("model") == t) if t in models_named else matches(run, t):
                 keep.append(run)
@@ -139,10 +155,10 @@ def check_metric(metric):
         raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
 
 
-def ranked(runs, metric="val_loss"):
+def ranked(records, metric="val_loss"):
     """Runs that have the metric, best (lowest) first; ties keep path order."""
     check_metric(metric)
-    return sorted([r for r in runs if _finite(r[metric])], key=lambda r: r[metric])
+    return sorted([r for r in records if _finite(r[metric])], key=lambda r: r[metric])
 
 
 def _finite(x):
@@ -163,9 +179,9 @@ def markdown(header, rows, align=None):
     return "\n".join([line(cells[0]), rule] + [line(r) for r in cells[1:]])
 
 
-def log_table(runs, metric="val_loss", top=None):
+def log_table(records, metric="val_loss", top=None):
     """The log's table: | File | Loss |, best first."""
-    best = ranked(runs, metric)[:top]
+    best = ranked(records, metric)[:top]
     return markdown(["File", "Loss" if metric == "val_loss" else metric],
                     [[r["file"], number(r[metric])] for r in best])
 
@@ -173,10 +189,10 @@ def log_table(runs, metric="val_loss", top=None):
 WIDE = ("train_loss", "val_loss", "val_mse_last", "mse_batch", "mse_regressive")
 
 
-def wide_table(runs, metric="val_loss", top=None):
+def wide_table(records, metric="val_loss", top=None):
     """Every number of each run, sorted by metric (runs without it last)."""
-    order = ranked(runs, metric)
-    order += [r for r in runs if r not in order]
+    order = ranked(records, metric)
+    order += [r for r in records if r not in order]
     rows = [[r["file"]] + [number(r[k]) for k in WIDE] + [r["params"], number(r["seconds"], 3)]
             for r in order[:top]]
     return markdown(["File", *WIDE, "params", "seconds"], rows)
@@ -199,18 +215,18 @@ def mean_sd(values):
     return m, f"{number(m, 4)} +- {number(statistics.stdev(values), 2)} ({len(values)})"
 
 
-def pivot_table(runs, rows, cols, metric="val_loss"):
+def pivot_table(records, rows, cols, metric="val_loss"):
     """Rows by one field, columns by another, each cell the mean +- sd of the metric over its runs;
     the best cell of each row in bold, as the log marks it."""
     check_metric(metric)
-    runs = [r for r in runs if _finite(r[metric]) and field(r, rows) is not None and field(r, cols) is not None]
-    row_values = sorted({field(r, rows) for r in runs}, key=_sort_key)
-    col_values = sorted({field(r, cols) for r in runs}, key=_sort_key)
+    records = [r for r in records if _finite(r[metric]) and field(r, rows) is not None and field(r, cols) is not None]
+    row_values = sorted({field(r, rows) for r in records}, key=_sort_key)
+    col_values = sorted({field(r, cols) for r in records}, key=_sort_key)
     body = []
     for rv in row_values:
         cells = {}
         for cv in col_values:
-            values = [r[metric] for r in runs if field(r, rows) == rv and field(r, cols) == cv]
+            values = [r[metric] for r in records if field(r, rows) == rv and field(r, cols) == cv]
             if values:
                 cells[cv] = mean_sd(values)
         best = min(cells, key=lambda c: cells[c][0]) if len(cells) > 1 else None
@@ -234,17 +250,17 @@ def ranks(values):
     return out
 
 
-def option_ranks(runs, metric="val_loss"):
+def option_ranks(records, metric="val_loss"):
     """Which options matter. Ranks every run by the metric (1 = best), then for each option that
     varies across the runs and each of its values, the average rank of the runs that have it.
 
     Returns (singles, pairs): singles {option: {value: (average rank, count)}}, pairs
     {(option_a, option_b): {(value_a, value_b): (average rank, count)}}. A run without an option
     (lstm has no vocab_size) does not count for it."""
-    runs = ranked(runs, metric)
-    rank = ranks([r[metric] for r in runs])
-    keys = sorted({k for r in runs for k in r["options"]})
-    varying = [k for k in keys if len({r["options"][k] for r in runs if k in r["options"]}) > 1]
+    records = ranked(records, metric)
+    rank = ranks([r[metric] for r in records])
+    keys = sorted({k for r in records for k in r["options"]})
+    varying = [k for k in keys if len({r["options"][k] for r in records if k in r["options"]}) > 1]
 
     def average(groups):
         return {v: (statistics.fmean(rs), len(rs)) for v, rs in sorted(groups.items(), key=lambda kv: str(kv[0]))}
@@ -252,24 +268,24 @@ def option_ranks(runs, metric="val_loss"):
     singles, pairs = {}, {}
     for k in varying:
         groups = {}
-        for r, rk in zip(runs, rank):
+        for r, rk in zip(records, rank):
             if k in r["options"]:
                 groups.setdefault(r["options"][k], []).append(rk)
         singles[k] = average(groups)
     for a, b in itertools.combinations(varying, 2):
         groups = {}
-        for r, rk in zip(runs, rank):
+        for r, rk in zip(records, rank):
             if a in r["options"] and b in r["options"]:
                 groups.setdefault((r["options"][a], r["options"][b]), []).append(rk)
         pairs[(a, b)] = average(groups)
     return singles, pairs
 
 
-def rank_table(runs, metric="val_loss", top=10):
+def rank_table(records, metric="val_loss", top=10):
     """Markdown: options by how much their values' average ranks differ, each option=value,
     and the best option pairs."""
-    n = len(ranked(runs, metric))
-    singles, pairs = option_ranks(runs, metric)
+    n = len(ranked(records, metric))
+    singles, pairs = option_ranks(records, metric)
     if not singles:
         return f"{n} runs ranked by {metric}; no option varies across them."
     spread = {k: max(a for a, _ in v.values()) - min(a for a, _ in v.values()) for k, v in singles.items()}
@@ -296,10 +312,7 @@ def rank_table(runs, metric="val_loss", top=10):
 
 
 def main(argv=None):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from forecast import Parser
-
-    parser = Parser(description="Markdown tables of the runs under a directory.")
+    parser = runs.Parser(description="Markdown tables of the runs under a directory.")
     parser.add_argument("root", nargs="?", default="runs", help="a directory of runs (default: runs)")
     parser.add_argument("--sort", default="val_loss", help=f"one of {', '.join(METRICS)} (lower is better)")
     parser.add_argument("--top", type=int, default=None, help="only the K best runs (pairs with --rank: default 10)")
@@ -314,25 +327,25 @@ def main(argv=None):
         parser.error(f"--top must be at least 1, got {args.top}")
     if not os.path.isdir(args.root):
         parser.error(f"{args.root!r} is not a directory")
-    runs = select(load_runs(args.root), args.filter)
-    if not runs:
+    records = select(load_runs(args.root), args.filter)
+    if not records:
         parser.error(f"no finished runs under {args.root!r}" + (f" match --filter {args.filter}" if args.filter else ""))
     if args.pivot:
         axes = args.pivot.split(",")
         if len(axes) != 2:
             parser.error(f"--pivot takes ROWS,COLS (two fields), got {args.pivot!r}")
-        known = set(COMMON) | {"family", "pe"} | {k for r in runs for k in r["options"]}
+        known = set(COMMON) | {"family", "pe"} | {k for r in records for k in r["options"]}
         for axis in axes:
             if axis not in known:
                 parser.error(f"--pivot field {axis!r} is not an option of these runs; choose from "
                              f"{', '.join(sorted(known))}")
-        print(pivot_table(runs, *axes, metric=args.sort))
+        print(pivot_table(records, *axes, metric=args.sort))
     elif args.rank:
-        print(rank_table(runs, args.sort, args.top or 10))
+        print(rank_table(records, args.sort, args.top or 10))
     elif args.wide:
-        print(wide_table(runs, args.sort, args.top))
+        print(wide_table(records, args.sort, args.top))
     else:
-        print(log_table(runs, args.sort, args.top))
+        print(log_table(records, args.sort, args.top))
 
 
 if __name__ == "__main__":

@@ -7,11 +7,12 @@ The log's own implementation, measured on a 2-core machine like the CI's, took: 
 including forecast and plots (val loss 0.0137), vqlnpemlp vs512 dm32 18 s of training (val loss
 0.0263), vqlnmlp vs512 dm64 20 s of training (val loss 0.0261). The targets are 2x faster for
 lstm and 4x for the VQ runs at the same val loss within 3%, and at most 2 minutes for every
-model's default run. Each run is a fresh `python train.py` process, timed from outside. Shared
+model's default run. Each run is a fresh `python train.py` process, timed from outside; the log's
+runs name `--split random` (the log's protocol, whose numbers these are), the default runs take
+train.py's own default (chrono: backtest on the test part after training). Shared
 2-core machines vary by 20% or more from minute to minute, so each log run is repeated
 (--repeat, default 3) and the median is the number compared; min and max are printed beside it.
 """
-import json
 import os
 import statistics
 import subprocess
@@ -23,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import models  # noqa: E402
-from forecast import Parser  # noqa: E402  (errors: one line, exit 2)
+import runs  # noqa: E402
 
 # (arguments, what the log measured, the log's seconds, the log's val loss, target speed-up)
 LOG_RUNS = [
@@ -40,13 +41,14 @@ def timed_run(args, out_dir):
                        capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if r.returncode != 0:
-        raise SystemExit(f"train.py {' '.join(args)} failed: {r.stderr.strip()}")
+        last = (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1]
+        runs.fail("train_speed.py", f"python train.py {' '.join(args)} failed: {last}", status=1)
     run_dir = r.stdout.strip().splitlines()[-1].removeprefix("-> ")
-    return wall, json.load(open(os.path.join(run_dir, "metrics.json")))
+    return wall, runs.read_json(os.path.join(run_dir, "metrics.json"))
 
 
 def main():
-    parser = Parser(description=__doc__.splitlines()[0])
+    parser = runs.Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--defaults", action="store_true", help="time every model's default run on membrane")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each log run; the median is compared")
     args = parser.parse_args()
@@ -65,7 +67,7 @@ def main():
         for run_args, what, log_s, log_loss, target in LOG_RUNS:
             seconds = []
             for _ in range(args.repeat):  # same seed: the same val loss every time
-                wall, m = timed_run(run_args + ["--dataset", "y_w"], out)
+                wall, m = timed_run(run_args + ["--dataset", "y_w", "--split", "random"], out)
                 seconds.append(wall if what.startswith("wall") else m["seconds"])
             ours = statistics.median(seconds)
             print(f"| {' '.join(run_args[1:])} ({what}) | {log_s:.0f} | {ours:.1f} ({min(seconds):.1f}-{max(seconds):.1f}) "

@@ -10,15 +10,14 @@ one: the largest difference in the output or a parameter's gradient, relative to
 - plain: autograd through decoder(concat_h softmax(q_h E_h^T / sqrt(d_model)) E_h);
 - sdpa: F.scaled_dot_product_attention with keys = values = the codebooks (the issue's quick test);
 - saved P: the closed-form read of vqlnmlp per head, which saves the (H, N, V) probabilities;
-- ours: models/mhvqlnmlp_rope.py's CodebookRead (closed form without P, blocks of scores in cache).
-Runs: fresh `python train.py` processes, 50 epochs on y_w, training seconds from metrics.json,
+- ours: mhvqlnmlp_rope's own forward (its closed-form read without P, blocks of scores in cache).
+Runs: fresh `python train.py --split random` processes (the log's protocol, whose numbers they are
+compared with), 50 epochs on y_w, training seconds from metrics.json,
 beside the log's own implementation (148 s and 20 s of training on a 2-core machine), and the
 CPU seconds of the whole process (start, data, training, evaluation). Timings on a machine
 shared with other work are noisy: repeat them. With --threads 1 the CPU seconds are about what
 the run takes on one idle core, however busy the machine is.
 """
-import argparse
-import json
 import math
 import os
 import resource
@@ -30,6 +29,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+import runs  # noqa: E402
 
 # (train.py arguments, the log's training seconds, the log's val loss (2024-12-23))
 LOG_RUNS = [
@@ -43,7 +44,6 @@ def step_formulations():
     import torch.nn.functional as F
 
     import models
-    from models.mhvqlnmlp_rope import CodebookRead
 
     class SavedP(torch.autograd.Function):
         """vqlnmlp's closed-form read per head: saves P, backward makes three passes over it."""
@@ -117,19 +117,20 @@ def time_steps(repeats):
 def timed_run(args, out_dir, env):
     """metrics.json of one train.py process, with the CPU seconds the whole process used."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    r = subprocess.run([sys.executable, "train.py", "--dataset", "y_w", "--no_forecast", "--out_dir", out_dir,
-                        *args], cwd=ROOT, capture_output=True, text=True, env=env)
+    r = subprocess.run([sys.executable, "train.py", "--dataset", "y_w", "--split", "random", "--no_forecast",
+                        "--out_dir", out_dir, *args], cwd=ROOT, capture_output=True, text=True, env=env)
     if r.returncode != 0:
-        raise SystemExit(f"train.py {' '.join(args)} failed: {r.stderr.strip()}")
+        last = (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1]
+        runs.fail("vq_speed.py", f"python train.py {' '.join(args)} failed: {last}", status=1)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     run_dir = r.stdout.strip().splitlines()[-1].removeprefix("-> ")
-    metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+    metrics = runs.read_json(os.path.join(run_dir, "metrics.json"))
     metrics["cpu_seconds"] = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     return metrics
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = runs.Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps_only", action="store_true", help="only the per-step comparison")
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for everything (default: torch's)")
     parser.add_argument("--repeats", type=int, default=20, help="timed steps per formulation")

@@ -1,40 +1,43 @@
 """Sweeps (grid expansion, skipping, --jobs, --dry_run), result tables, the parameter ranking,
-the cross-dataset table and the --quick reproduction report."""
+the cross-dataset table, the --quick reproduction report, and the product's independence of
+benchmarks/."""
 import json
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
-from conftest import run_main, run_script
+from conftest import ROOT, run_main, run_script
 
-import train
+import sweep
 from benchmarks import results
 
 
 # -- grid expansion and skipping ---------------------------------------------------------------
 def test_expand_grid_is_the_product_in_order_and_keeps_flags():
-    grid = train.expand_grid(["--model", "vqlnmlp,lstm", "--lr=0.1,0.2", "--no_forecast", "--jobs", "2",
+    grid = sweep.expand_grid(["--model", "vqlnmlp,lstm", "--lr=0.1,0.2", "--no_forecast", "--jobs", "2",
                               "--levels", "32-128-512,64-256"])
     assert len(grid) == 8
     assert grid[0] == ["--model", "vqlnmlp", "--lr", "0.1", "--no_forecast", "--levels", "32-128-512"]
     assert grid[1][-1] == "64-256"                       # the last option varies fastest
     assert grid[-1] == ["--model", "lstm", "--lr", "0.2", "--no_forecast", "--levels", "64-256"]
     assert all("--jobs" not in g for g in grid)
-    assert train.expand_grid(["--model", "naive"]) == [["--model", "naive"]]
+    assert sweep.expand_grid(["--model", "naive"]) == [["--model", "naive"]]
 
 
 def test_is_sweep_only_with_a_comma_or_a_sweep_option():
-    assert not train.is_sweep(["--model", "vqlnmlp", "--lr", "0.01"])
-    assert train.is_sweep(["--model", "vqlnmlp", "--lr", "0.01,0.02"])
-    assert train.is_sweep(["--model", "vqlnmlp", "--dry_run"])
-    assert not train.is_sweep(["--list"])
+    assert not sweep.is_sweep(["--model", "vqlnmlp", "--lr", "0.01"])
+    assert sweep.is_sweep(["--model", "vqlnmlp", "--lr", "0.01,0.02"])
+    assert sweep.is_sweep(["--model", "vqlnmlp", "--dry_run"])
+    assert not sweep.is_sweep(["--list"])
 
 
 def test_skip_reason_names_what_the_model_cannot_take():
-    assert train.skip_reason(["--model", "vqlnmlp", "--vocab_size", "32"]) is None
-    assert "does not take --vocab_size" in train.skip_reason(["--model", "lstm", "--vocab_size", "32"])
-    reason = train.skip_reason(["--model", "mhvqlnmlp", "--d_model", "8", "--n_heads", "3"])
+    assert sweep.skip_reason(["--model", "vqlnmlp", "--vocab_size", "32"]) is None
+    assert "does not take --vocab_size" in sweep.skip_reason(["--model", "lstm", "--vocab_size", "32"])
+    reason = sweep.skip_reason(["--model", "mhvqlnmlp", "--d_model", "8", "--n_heads", "3"])
     assert "divisible" in reason and "\n" not in reason
 
 
@@ -54,11 +57,15 @@ def test_dry_run_prints_one_command_per_run_and_skips_with_a_reason():
     (["--model", "lstm", "--vocab_size", "1,2", "--dry_run"], ["no combination"]),
     (["--model", "naive,linear", "--jobs", "0"], ["--jobs", "'0'"]),
 ])
-def test_sweep_user_errors_are_one_line_exit_2(args, words):
-    r = run_main("train.py", *args)
+@pytest.mark.parametrize("script", ["sweep.py", "train.py"])
+def test_sweep_user_errors_are_one_line_exit_2(script, args, words):
+    r = run_main(script, *args)
     assert r.returncode == 2
     last = r.stderr.strip().splitlines()[-1]
-    assert last.startswith("train.py: error:") and all(w in last for w in words), r.stderr
+    # train.py hands a grid to sweep.py, whose errors name sweep.py (train.py would be kinder)
+    assert re.match(r"(sweep|train)\.py: error: ", last) and all(w in last for w in words), r.stderr
+    if script == "sweep.py":
+        assert last.startswith("sweep.py: error: ")
 
 
 def test_sweep_end_to_end_with_two_jobs_lists_failures_and_ranks(tmp_path, sine_csv):
@@ -70,29 +77,38 @@ def test_sweep_end_to_end_with_two_jobs_lists_failures_and_ranks(tmp_path, sine_
     assert "sweep: 4 runs, 2 at a time" in r.stdout
     failed = r.stdout.split("runs failed:")[1].strip().splitlines()
     assert len(failed) == 2 and all("--time_steps 400" in f and "time_steps 400" in f for f in failed)
-    table = [l for l in r.stdout.splitlines() if l.startswith("| naive_") or l.startswith("| linear_")]
-    assert len(table) == 2
-    runs = results.load_runs(out)
-    assert sorted(r_["options"]["model"] for r_ in runs) == ["linear", "naive"]
-    best = min(runs, key=lambda r_: r_["val_loss"])
-    assert table[0].startswith(f"| {best['file']} ")     # best first
+    header = next(l for l in r.stdout.splitlines() if l.startswith("| rank |"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    table = [dict(zip(columns, (c.strip() for c in l.strip("|").split("|"))))
+             for l in r.stdout.splitlines() if re.match(r"\| \d+ \|", l)]
+    assert [row["rank"] for row in table] == ["1", "2"]
+    records = results.load_runs(out)
+    assert sorted(r_["options"]["model"] for r_ in records) == ["linear", "naive"]
+    assert all(r_["options"]["split"] == "chrono" for r_ in records)   # train.py's default
+    best = min(records, key=lambda r_: r_["val_mse_last"])        # chrono ranks by val_mse_last
+    assert table[0]["run"] == best["run_name"] and table[0]["dir"] == best["dir"]     # best first
+    assert table[0]["validation"] == f"val_mse_last {best['val_mse_last']:.6g}"
 
 
 # -- result tables ------------------------------------------------------------------------------
-def fake_run(root, model, val_loss, stamp, dataset="y_w", seed=0, mse_regressive=None, **model_args):
-    """A run directory as train.py (and forecast.py) would leave it, with chosen numbers."""
+def fake_run(root, model, val_loss, stamp, dataset="y_w", seed=0, mse_regressive=None, split="random",
+             **model_args):
+    """A run directory as train.py (and forecast.py) would leave it, with chosen numbers. The
+    directory's name is not the run name a reader would parse: the settings are in config.json."""
     lr = model_args.pop("lr", 0.007)
     name = "_".join([model] + [f"{k}{v}" for k, v in model_args.items()] + [dataset, f"lr{lr}"])
     run_dir = root / name / stamp
     run_dir.mkdir(parents=True)
-    config = {"run_name": name, "model": model, "model_args": model_args, "dataset": dataset, "split": "random",
+    config = {"run_name": name, "model": model, "model_args": model_args, "dataset": dataset, "split": split,
               "seed": seed, "time_steps": 96, "batch_size": 32, "lr": lr, "epochs": 50}
     (run_dir / "config.json").write_text(json.dumps(config))
     metrics = {"train_loss": val_loss / 2, "val_loss": val_loss, "val_mse_last": val_loss * 3,
                "trainable_parameters": 10, "fixed_parameters": 5, "seconds": 1.5}
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
-    if mse_regressive is not None:
-        (run_dir / f"metrics_{dataset}.json").write_text(json.dumps({"mse_batch": 1.0, "mse_regressive": mse_regressive}))
+    if mse_regressive is not None:  # forecast.py's folder: {dataset}_log (random) or {dataset}_test (chrono)
+        folder = run_dir / "forecasts" / f"{dataset}_{'test' if split == 'chrono' else 'log'}"
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps({"mse_batch": 1.0, "mse_regressive": mse_regressive}))
     return run_dir
 
 
@@ -154,6 +170,20 @@ def test_filter_by_model_name_is_exact(tmp_path):
     assert [r["options"]["model"] for r in results.select(runs, "vqlnmlp")] == ["vqlnmlp"]
 
 
+def test_records_read_settings_from_config_and_forecasts_from_their_folder(tmp_path):
+    run_dir = fake_run(tmp_path, "vqlnmlp", 1.0, "t0", split="chrono", mse_regressive=7.0, vocab_size=64)
+    os.rename(run_dir.parent, tmp_path / "renamed")  # a directory name says nothing about the run
+    (tmp_path / "renamed" / ".2025-01-01-00-00-00-abcd.partial").mkdir()  # a run still being written
+    (tmp_path / "renamed" / ".2025-01-01-00-00-00-abcd.partial" / "config.json").write_text("{}")
+    (record,) = results.load_runs(tmp_path)
+    assert record["options"]["model"] == "vqlnmlp" and record["options"]["vocab_size"] == "64"
+    assert record["options"]["split"] == "chrono" and record["options"]["dataset"] == "y_w"
+    assert record["file"] == "vqlnmlp_vocab_size64_y_w_lr0.007/t0" and record["mse_regressive"] == 7.0
+    assert record["forecast_dir"].endswith(os.path.join("forecasts", "y_w_test"))
+    assert results.load_record(tmp_path / "renamed" / "nope") is None
+    assert not hasattr(results, "load_run")  # one load_run: forecast.py's
+
+
 def test_wide_and_pivot_tables(tmp_path):
     for seed, (a, b) in enumerate([(1.0, 3.0), (2.0, 5.0)]):
         fake_run(tmp_path, "vqlnmlp", a, f"s{seed}", seed=seed)
@@ -183,11 +213,12 @@ def test_results_cli_tables_and_errors(grid_runs):
 
 
 # -- cross-dataset ----------------------------------------------------------------------------
-def test_cross_dataset_table_and_png(tmp_path, sine_csv):
+@pytest.mark.parametrize("split, tag", [("random", "log"), ("chrono", "test")])
+def test_cross_dataset_table_and_png(tmp_path, sine_csv, split, tag):
     other = tmp_path / "wave.csv"
     other.write_text("t,v\n" + "".join(f"{i},{(i % 17) * 0.5 + (i % 5)}\n" for i in range(200)))
     r = run_script("train.py", "--model", "linear", "--dataset", sine_csv, "--epochs", "1", "--time_steps", "8",
-                   "--no_forecast", "--out_dir", tmp_path / "runs")
+                   "--split", split, "--no_forecast", "--out_dir", tmp_path / "runs")
     assert r.returncode == 0, r.stderr
     run_dir = r.stdout.strip().splitlines()[-1][3:]
     r = run_script("forecast.py", run_dir, "--dataset", f"{sine_csv},{other}")
@@ -198,10 +229,13 @@ def test_cross_dataset_table_and_png(tmp_path, sine_csv):
         assert line.startswith(f"| {kind.capitalize()} (")
         cells = [float(c) for c in line.strip("|").split("|")[1:]]
         for cell, dataset in zip(cells, ("sine", "wave")):
-            saved = json.load(open(os.path.join(run_dir, f"metrics_{dataset}.json")))
+            saved = json.load(open(os.path.join(run_dir, "forecasts", f"{dataset}_{tag}", "metrics.json")))
             assert cell == pytest.approx(saved[f"mse_{kind}"], rel=1e-5)
     png = lines[-1][3:]
     assert png.endswith(".png") and os.path.getsize(png) > 10000
+    record = results.load_record(run_dir)  # results.py reads the evaluation of the run's own series
+    assert record["options"]["split"] == split
+    assert record["mse_batch"] == pytest.approx(float(lines[2].strip("|").split("|")[1]), rel=1e-5)
     r = run_script("forecast.py", run_dir, "--dataset", f"{sine_csv},nope")
     assert r.returncode == 2 and "nope" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
@@ -237,3 +271,12 @@ def test_report_bad_seeds_is_a_one_line_error():
 def test_train_speed_bad_repeat_is_a_one_line_error():
     r = run_script("benchmarks/train_speed.py", "--repeat", "0")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--repeat" in r.stderr and "0" in r.stderr, r.stderr
+
+
+# -- the product does not need benchmarks/ -------------------------------------------------------
+def test_the_product_imports_nothing_from_benchmarks():
+    code = ("import sys\nimport train, forecast, sweep, runs, data, models, vqvae_imagenet\n"
+            "print(sorted(m for m in sys.modules if m == 'benchmarks' or m.startswith('benchmarks.')))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "[]"
