@@ -60,18 +60,18 @@ def expand_grid(argv):
     return grid
 
 
-def skip_reason(argv):
+def skip_reason(argv, prog="sweep.py"):
     """Why the chosen model cannot take this combination (one line), or None if it can.
     Mistakes that no combination fixes (an unknown model, a value of the wrong type) exit 2."""
     import models
     import train
     args, rest = train.base_parser().parse_known_args(argv)
     if args.model is None:
-        runs.fail("sweep.py", "a sweep needs --model (a name or a comma list of names; see train.py --list)")
+        runs.fail(prog, "a sweep needs --model (a name or a comma list of names; see train.py --list)")
     try:
         cls = models.get(args.model)
     except models.ModelError as e:
-        runs.fail("sweep.py", e)
+        runs.fail(prog, e)
     defaults, model_args = models.options(cls), {}
     for option, text in split_options(rest):
         name = option.lstrip("-")
@@ -80,7 +80,7 @@ def skip_reason(argv):
         try:
             model_args[name] = train.parse_value(text, defaults[name])
         except ValueError:
-            runs.fail("sweep.py", f"--{name} {text!r}: expected a value like {defaults[name]!r}")
+            runs.fail(prog, f"--{name} {text!r}: expected a value like {defaults[name]!r}")
     model_args = {**models.positions(cls, args.time_steps or cls.train_defaults["time_steps"]), **model_args}
     try:
         models.build(args.model, **model_args)  # the constructor's own checks (d_model % n_heads, ...)
@@ -152,22 +152,22 @@ def ranked_table(run_dirs):
     return "\n".join(lines)
 
 
-def main(argv=None):
+def main(argv=None, prog="sweep.py"):
     """Expand the grid, skip what a model cannot take, run (or print) the rest, rank them."""
     argv = sys.argv[1:] if argv is None else argv
     options = dict(split_options(argv))
     jobs_text = options.get("--jobs") or "1"
     if not jobs_text.isdigit() or int(jobs_text) < 1:
-        runs.fail("sweep.py", f"--jobs {jobs_text!r}: expected a whole number >= 1")
+        runs.fail(prog, f"--jobs {jobs_text!r}: expected a whole number >= 1")
     grid = []
     for combo in expand_grid(argv):
-        reason = skip_reason(combo)
+        reason = skip_reason(combo, prog)
         if reason:
             print(f"skip {shlex.join(combo)}: {reason}", file=sys.stderr)
         else:
             grid.append(combo)
     if not grid:
-        runs.fail("sweep.py", "no combination of the grid can run (each skip is listed above)")
+        runs.fail(prog, "no combination of the grid can run (each skip is listed above)")
     if "--dry_run" in options:
         for combo in grid:
             print(shlex.join(["python", "train.py", *combo]))

@@ -404,7 +404,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     import sweep
     if sweep.is_sweep(argv):  # comma lists: a grid of runs
-        sweep.main(argv)
+        sweep.main(argv, prog="train.py")
         return
     args, model_args = parse_args(argv)
     if args.list:
