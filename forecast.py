@@ -361,7 +361,7 @@ def forecast(run_dir, dataset=None, column=None, predict_rate=None, device="cpu"
     start = len(z) - n
     actual, scored = series.values[start:], run.observed[start:]
     tag = f"{series.name}_{'test' if run.honest else 'log'}" + (f"_rate{predict_rate:g}" if predict_rate != 1 else "") \
-        + ("_absolute" if positions == "absolute" else "")
+        + ("_absolute" if positions == "absolute" else "") + (f"_kv{kv_cache}" if kv_cache != "auto" else "")
     folder = output_folder(run.run_dir, tag)
     metrics = {"run_dir": run.run_dir, "dataset": series.name, "source": series.source, "column": series.column,
                "protocol": run.config["split"], "predict_rate": None if run.honest else predict_rate,

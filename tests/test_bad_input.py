@@ -1,0 +1,230 @@
+"""Every bad input a user may give, one row each: exit status 2, one line on stderr naming the bad
+value, no traceback, and nothing created or changed under the output folder.
+
+Rows run the script's main() in this process (conftest.run_main), as `python SCRIPT ARGS` would.
+"""
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import train
+from conftest import ROOT, run_main
+
+# ------------------------------------------------------------------ inputs the rows read
+
+CSVS = {  # name: bytes
+    "good": b"t,v\n" + b"".join(b"%d,%.3f\n" % (i, 10 + (i % 17) * 0.5 + (i % 5)) for i in range(300)),
+    "latin1": "temp\u00e9rature,v\n".encode("latin-1") + b"".join(b"%d,%d\n" % (i, i % 7) for i in range(300)),
+    "text_label": b"date,label\n" + b"".join(b"2024-01-%02d,abc\n" % (1 + i % 28) for i in range(300)),
+    "gap": b"year,co2\n" + b"".join(b"%d,%s\n" % (1700 + i, b"" if i == 0 else b"%d" % (300 + i % 9)) for i in range(300)),
+    "ambiguous_dates": b"date,v\n" + b"".join(b"%02d/%02d/2024,%d\n" % (1 + i % 12, 1 + (5 * i + 3) % 12, i % 7)
+                                              for i in range(300)),
+    "bad_date": b"date,v\n2024-01-01,1\nsoon,2\n" + b"".join(b"2024-02-%02d,%d\n" % (1 + i % 28, i) for i in range(300)),
+    "header_only": b"t,v\n",
+    "empty": b"",
+    "constant": b"t,v\n" + b"".join(b"%d,5\n" % i for i in range(300)),
+    "short": b"t,v\n" + b"".join(b"%d,%d\n" % (i, i % 3) for i in range(40)),
+    "oops": b"t,v\n" + b"".join(b"%d,%d\n" % (i, i) for i in range(200)) + b"200,oops\n",
+}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """CSV files, a chrono run and a random run (naive: nothing to train), and broken run copies."""
+    root = tmp_path_factory.mktemp("bad")
+    for name, data in CSVS.items():
+        (root / f"{name}.csv").write_bytes(data)
+    made = {}
+    for split in ("chrono", "random"):
+        args, model_args = train.parse_args(["--model", "naive", "--dataset", str(root / "good.csv"), "--split", split,
+                                             "--out_dir", str(root / "runs"), "--time_steps", "24",
+                                             "--no_forecast"])
+        made[split], _ = train.train(args, model_args)
+    for name, damage in (("truncated_model", lambda d: open(os.path.join(d, "model.pt"), "r+b").truncate(100)),
+                         ("random_model", lambda d: open(os.path.join(d, "model.pt"), "wb").write(os.urandom(5000))),
+                         ("truncated_config", lambda d: open(os.path.join(d, "config.json"), "r+b").truncate(40))):
+        target = root / "broken" / name / "2020-01-01-00-00-00"
+        target.mkdir(parents=True)
+        for f in os.listdir(made["chrono"]):
+            if os.path.isfile(os.path.join(made["chrono"], f)):
+                (target / f).write_bytes(open(os.path.join(made["chrono"], f), "rb").read())
+        damage(str(target))
+        made[name] = str(target)
+    moved = root / "moved.csv"
+    moved.write_bytes(CSVS["good"])
+    args, model_args = train.parse_args(["--model", "naive", "--dataset", str(moved), "--out_dir",
+                                         str(root / "runs"), "--time_steps", "24", "--no_forecast"])
+    made["moved"], _ = train.train(args, model_args)
+    os.remove(moved)
+    return root, made
+
+
+def snapshot(folder):
+    """{path: sha256} of every file below folder (hidden ones too)."""
+    found = {}
+    for r, _, files in os.walk(folder):
+        for f in files:
+            path = os.path.join(r, f)
+            found[path] = hashlib.sha256(open(path, "rb").read()).hexdigest()
+    return found
+
+
+def csv(name):
+    return ("CSV", name)
+
+
+TRAIN = [  # (id, args, text the one line must contain)
+    ("unknown model", ["--model", "vqnope"], "unknown model 'vqnope'; choose one of att"),
+    ("option the model lacks", ["--model", "lstm", "--vocab_size", "8"], "does not take --vocab_size; it takes --hidden_size"),
+    ("unknown data set", ["--model", "lstm", "--dataset", "nope"], "unknown data set 'nope'; choose one of membrane"),
+    ("missing CSV", ["--model", "lstm", "--dataset", "missing.csv"], "'missing.csv' not found"),
+    ("unknown column", ["--model", "lstm", "--dataset", "goog", "--column", "price"], "column 'price' not found"),
+    ("unknown column index", ["--model", "lstm", "--dataset", csv("good"), "--column", "7"], "column '7' not found"),
+    ("unknown split", ["--model", "lstm", "--split", "shuffle"], "'shuffle' (choose from 'chrono', 'random')"),
+    ("unknown device", ["--model", "lstm", "--device", "tpu"], "unknown device 'tpu'; choose one of auto, cpu"),
+    ("time_steps 0", ["--model", "lstm", "--time_steps", "0"], "--time_steps must be at least 1, got 0"),
+    ("time_steps too long", ["--model", "lstm", "--dataset", "goog", "--time_steps", "800"], "time_steps 800 needs"),
+    ("time_steps longer than a short CSV", ["--model", "lstm", "--dataset", csv("short")], "time_steps 112 needs"),
+    ("batch_size 0", ["--model", "lstm", "--batch_size", "0"], "--batch_size must be at least 1, got 0"),
+    ("epochs -1", ["--model", "lstm", "--epochs", "-1"], "epochs -1"),
+    ("lr 0", ["--model", "lstm", "--lr", "0"], "lr 0.0"),
+    ("epochs not a number", ["--model", "lstm", "--epochs", "x"], "invalid int value: 'x'"),
+    ("d_model not a number", ["--model", "vqlnmlp", "--d_model", "big"], "--d_model 'big': expected a value like 64"),
+    ("vocab_size 0", ["--model", "vqlnmlp", "--vocab_size", "0"], "--vocab_size must be at least 1, got 0"),
+    ("d_model negative", ["--model", "vqlnmlp", "--d_model", "-4"], "--d_model must be at least 1, got -4"),
+    ("block_size shorter than a window", ["--model", "vqlnpemlp", "--block_size", "10"], "--block_size 10"),
+    ("n_heads not dividing d_model", ["--model", "mhvqlnmlp", "--n_heads", "3"], "choose n_heads among 1, 2, 4, 8"),
+    ("kv_heads not dividing n_heads", ["--model", "att_mh", "--kv_heads", "3"], "kv_heads 3"),
+    ("boolean option", ["--model", "att", "--causal", "maybe"], "--causal 'maybe'"),
+    ("fractions leave nothing to train", ["--model", "lstm", "--val_fraction", "0.5", "--test_fraction", "0.5"],
+     "--val_fraction 0.5 --test_fraction 0.5"),
+    ("Latin-1 CSV", ["--model", "lstm", "--dataset", csv("latin1")], "not UTF-8"),
+    ("text value column", ["--model", "lstm", "--dataset", csv("text_label")], "no numeric column"),
+    ("gap without --fill", ["--model", "lstm", "--dataset", csv("gap")], "--fill interpolate|ffill|drop"),
+    ("unknown fill mode", ["--model", "lstm", "--dataset", csv("gap"), "--fill", "mean"], "unknown fill 'mean'"),
+    ("ambiguous dates", ["--model", "lstm", "--dataset", csv("ambiguous_dates")], "--date_format"),
+    ("unparsable date", ["--model", "lstm", "--dataset", csv("bad_date")], "'soon'"),
+    ("date format that does not match", ["--model", "lstm", "--dataset", csv("ambiguous_dates"), "--date_format",
+                                         "%d.%m.%Y"], "--date_format '%d.%m.%Y'"),
+    ("header only", ["--model", "lstm", "--dataset", csv("header_only")], "no data rows"),
+    ("empty CSV", ["--model", "lstm", "--dataset", csv("empty")], "empty"),
+    ("constant series", ["--model", "naive", "--dataset", csv("constant")], "constant"),
+    ("text cell", ["--model", "naive", "--dataset", csv("oops")], "row 202 ('oops')"),
+    ("resume of no run", ["--resume", "nowhere"], "'nowhere' not found"),
+    ("resume with another model", ["--resume", "RUN:chrono", "--model", "lstm"], "drop --model"),
+    ("resume to fewer epochs", ["--resume", "RUN:chrono", "--epochs", "1"], "give --epochs larger than that"),
+    ("sweep jobs 0", ["--model", "naive,linear", "--jobs", "0"], "--jobs '0'"),
+    ("sweep of an unknown model", ["--model", "naive,nope"], "unknown model 'nope'"),
+]
+
+FORECAST = [
+    ("no such run", ["nowhere"], "'nowhere' not found"),
+    ("folder with no complete run", ["OUT"], "holds no complete run"),
+    ("truncated model.pt", ["RUN:truncated_model"], "not a readable run"),
+    ("foreign model.pt", ["RUN:random_model"], "not a readable run"),
+    ("truncated config.json", ["RUN:truncated_config"], "not a readable run"),
+    ("horizon 0", ["RUN:chrono", "--horizon", "0"], "--horizon must be at least 1, got 0"),
+    ("horizon past the test part", ["RUN:chrono", "--horizon", "500"], "--horizon 500 is longer than the test part"),
+    ("stride 0", ["RUN:chrono", "--stride", "0"], "--stride must be at least 1, got 0"),
+    ("season 0", ["RUN:chrono", "--season", "0"], "--season must be at least 1, got 0"),
+    ("level 100", ["RUN:chrono", "--level", "100"], "--level 100.0"),
+    ("future 0", ["RUN:chrono", "--future", "0"], "--future must be at least 1, got 0"),
+    ("predict_rate under chrono", ["RUN:chrono", "--predict_rate", "0.5"], "--predict_rate belongs to the log's"),
+    ("predict_rate above 1", ["RUN:random", "--predict_rate", "1.5"], "predict_rate must be in (0, 1], got 1.5"),
+    ("backtest of a log-protocol run", ["RUN:random", "--horizon", "5", "--stride", "2"], None),
+    ("unknown positions", ["RUN:random", "--positions", "random"], "unknown positions 'random'"),
+    ("unknown kv_cache", ["RUN:random", "--kv_cache", "yes"], "unknown kv_cache 'yes'"),
+    ("unknown device", ["RUN:chrono", "--device", "tpu"], "unknown device 'tpu'"),
+    ("unknown data set", ["RUN:chrono", "--dataset", "nope"], "unknown data set 'nope'"),
+    ("moved training CSV", ["RUN:moved"], "not there any more; give --dataset PATH"),
+    ("horizon not a number", ["RUN:chrono", "--horizon", "x"], "invalid int value: 'x'"),
+]
+
+VQVAE = [
+    ("unknown model", ["--model", "nope", "--data", "sample"], "'nope'"),
+    ("no such data folder", ["--model", "vqvae", "--data", "/nonexistent/images"], "/nonexistent/images"),
+    ("eval of no run", ["--eval", "nowhere"], "nowhere"),
+]
+
+
+def resolve(args, root, made):
+    out = []
+    for a in args:
+        if isinstance(a, tuple):
+            a = str(root / f"{a[1]}.csv")
+        elif a.startswith("RUN:"):
+            a = made[a[4:]]
+        elif a == "OUT":
+            a = str(root / "emptyrun")
+            os.makedirs(a, exist_ok=True)
+        out.append(a)
+    return out
+
+
+def check(script, args, message, root):
+    before = snapshot(root)
+    r = run_main(script, *args)
+    assert r.returncode == 2, (args, r.returncode, r.stdout[-500:], r.stderr)
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith(f"{script}: error: "), r.stderr
+    if message:
+        assert message in r.stderr, r.stderr
+    assert snapshot(root) == before, "the bad input created or changed files"
+
+
+@pytest.mark.parametrize("name, args, message", TRAIN, ids=[t[0] for t in TRAIN])
+def test_train_bad_input(world, name, args, message):
+    root, made = world
+    args = resolve(args, root, made)
+    extra = [] if "--resume" in args else ["--out_dir", str(root / "runs")]
+    check("train.py", args + extra, message, root)
+
+
+@pytest.mark.parametrize("name, args, message", FORECAST, ids=[t[0] for t in FORECAST])
+def test_forecast_bad_input(world, name, args, message):
+    root, made = world
+    if message is None:  # a run of the log's protocol has no test part: the error says what to do
+        message = "needs a held-out test part"
+    check("forecast.py", resolve(args, root, made), message, root)
+
+
+@pytest.mark.parametrize("name, args, message", VQVAE, ids=[t[0] for t in VQVAE])
+def test_vqvae_bad_input(world, name, args, message, tmp_path):
+    root, _ = world
+    check("vqvae_imagenet.py", args + ["--out_dir", str(root / "runs")], message, root)
+
+
+def test_there_are_at_least_forty_rows():
+    assert len(TRAIN) + len(FORECAST) + len(VQVAE) >= 40
+
+
+def test_a_second_ctrl_c_exits_130_and_keeps_what_was_saved(tmp_path):
+    """The first Ctrl-C saves the run; a second one, during the evaluation after it, exits with
+    one line and status 130, and the saved run stays whole."""
+    proc = subprocess.Popen([sys.executable, "train.py", "--model", "vqlnmlp", "--dataset", "membrane",
+                             "--epochs", "1000", "--out_dir", str(tmp_path)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(".partial" in d for _, ds, _ in os.walk(tmp_path) for d in ds):
+        time.sleep(0.2)
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)                       # save and stop training
+    while time.time() < deadline + 60 and not any(f == "metrics.json" for _, _, fs in os.walk(tmp_path) for f in fs):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)                       # abort the evaluation
+    stdout, stderr = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the evaluation finished before the second Ctrl-C arrived")
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == \
+        "train.py: error: interrupted (a second Ctrl-C); what was saved before stays", stderr
+    assert "Traceback" not in stderr
+    run = [r for r, ds, fs in os.walk(tmp_path) if "model.pt" in fs]
+    assert len(run) == 1 and not os.path.basename(run[0]).startswith(".")
+    for f in ("config.json", "model.pt", "last.pt", "metrics.json"):
+        assert os.path.isfile(os.path.join(run[0], f))
