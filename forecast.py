@@ -589,7 +589,7 @@ def main(argv=None):
     parser = runs.Parser(description="Evaluate a trained run on its test part, or forecast past the end.")
     parser.add_argument("run_dir", nargs="+", help="a directory written by train.py, or runs/{run_name} for its "
                         "latest run; several: one horizon curve per run (or the cross-dataset table)")
-    parser.add_argument("--horizon", type=int, default=DEFAULT_HORIZON, help="steps ahead in the backtest")
+    parser.add_argument("--horizon", type=int, default=None, help=f"steps ahead in the backtest ({DEFAULT_HORIZON})")
     parser.add_argument("--stride", type=int, default=None, help="steps between origins (default: about "
                         f"{MAX_ORIGINS} origins)")
     parser.add_argument("--origins", type=int, default=None, help="at most this many origins, evenly spread")
@@ -627,6 +627,12 @@ def main(argv=None):
                     " (no interval: the log's protocol keeps no held-out part to calibrate it)"
                 print(f"{args.future} steps past {run.series.time[-1]}{band} -> {write_future(run, ahead)}")
             return
+        backtest_options = [f"--{k}" for k in ("horizon", "stride", "origins", "season") if getattr(args, k) is not None]
+        if not all(run.honest for run in loaded) and backtest_options:
+            log_run = next(run for run in loaded if not run.honest)
+            raise DataError(f"{backtest_options[0]}: a backtest needs a held-out test part, and {log_run.run_dir} was "
+                            f"trained under the log's protocol (--split random); train with --split chrono")
+        args.horizon = DEFAULT_HORIZON if args.horizon is None else args.horizon
         if not all(run.honest for run in loaded) or args.predict_rate is not None or args.positions != "sliding":
             for r in args.run_dir:
                 m = forecast(r, args.dataset, args.column, args.predict_rate, device, args.data_dir,
