@@ -35,9 +35,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm import tqdm
 
-from forecast import write_atomic
+from runs import write_atomic
 from models.vqvae import BOTTLENECKS, Model
-from train import new_run_dir
+from runs import new_run_dir
 
 PROG = "vqvae_imagenet.py"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")

@@ -1,7 +1,8 @@
-"""The image side (issue 6): models/vqvae.py and vqvae_imagenet.py, small (64 px, a few steps).
+"""The image side (issue 6): models/vqvae.py and vqvae_imagenet.py, small (32-64 px, a few steps).
 
 Script runs use a narrow model (--hidden 32 --res_channels 8) around the log's bottleneck
 (embed_dim 64, n_embed 512) so the whole file stays well under two minutes on two cores.
+tests/reference/vqvae_*.npz hold the original code's outputs (benchmarks/reference_vqvae.py).
 """
 import json
 import math
@@ -19,6 +20,8 @@ import models
 import vqvae_imagenet as vq
 from conftest import run_main, run_script
 from models.vqvae import BOTTLENECKS, Model
+
+REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference")
 
 SMALL = ["--hidden", "32", "--res_channels", "8"]
 # Tiny convolutions gain nothing from a second thread and lose much when the cores are shared.
@@ -66,7 +69,7 @@ def test_shapes_and_which_parameters_get_gradients(name):
     assert out.shape == x.shape
     F.mse_loss(out, x).backward()
     grads = {k: p.grad for k, p in model.named_parameters()}
-    assert grads["encoder.0.weight"].abs().sum() > 0 and grads["decoder.0.weight"].abs().sum() > 0
+    assert grads["encoder.0.weight"].abs().sum() > 0 and grads["from_latent.weight"].abs().sum() > 0
     if name == "vqvae":
         assert grads["bottleneck.codebook"] is None  # the log's discovery: E is never trained
     if name in ("amvqvae", "smvqvae"):
@@ -75,6 +78,81 @@ def test_shapes_and_which_parameters_get_gradients(name):
         assert grads["bottleneck.ln.weight"].abs().sum() > 0
     else:
         assert grads["bottleneck.up.weight"].abs().sum() > 0
+
+
+def conv(c_in, c_out, k):
+    """Parameters of a k x k convolution (or transposed convolution) with a bias."""
+    return c_in * c_out * k * k + c_out
+
+
+def parameter_counts(in_channels=3, hidden=128, res_channels=32, n_res_blocks=2, embed_dim=64, n_embed=512,
+                     scale_factor=1):
+    """(encoder + decoder, codebook bottleneck, FFN bottleneck), counted from the architecture in
+    the module docstring; with the log's defaults 744771, 32896 and 66112."""
+    ch = hidden // 2 ** scale_factor
+    widths = [ch * 2 ** i for i in range(scale_factor + 1)]                       # ch, ..., hidden
+    down = conv(in_channels, ch, 4) + sum(conv(a, b, 4) for a, b in zip(widths, widths[1:]))
+    up = conv(ch, in_channels, 4) + sum(conv(b, a, 4) for a, b in zip(widths, widths[1:]))
+    res_blocks = n_res_blocks * (conv(hidden, res_channels, 3) + conv(res_channels, hidden, 1))
+    codec = (down + up + 2 * (res_blocks + conv(hidden, hidden, 3))                # encoder and decoder
+             + conv(hidden, embed_dim, 1) + conv(embed_dim, hidden, 1))            # to and from the latent
+    return codec, 2 * embed_dim + n_embed * embed_dim, conv(embed_dim, n_embed, 1) + conv(n_embed, embed_dim, 1)
+
+
+@pytest.mark.parametrize("name", BOTTLENECKS)
+def test_parameter_counts_follow_from_the_architecture(name):
+    codec, vq, ffn = parameter_counts()
+    model = Model(bottleneck=name)
+    inner = sum(p.numel() for p in model.bottleneck.parameters())
+    assert inner == (ffn if "ffn" in name else vq)
+    assert sum(p.numel() for p in model.parameters()) == codec + inner
+    small = Model(bottleneck=name, hidden=32, res_channels=8, scale_factor=2)
+    assert sum(p.numel() for p in small.parameters()) == parameter_counts(hidden=32, res_channels=8,
+                                                                          scale_factor=2)[0] + inner
+
+
+def reference(name):
+    with np.load(os.path.join(REFERENCE, f"vqvae_{name}.npz")) as f:
+        return {k: f[k] for k in f.files}
+
+
+def run_reference(ref, **change):
+    """Our model with the original's weights on the reference input, float64: (output, input
+    gradient, bottleneck gradients)."""
+    model = Model(**{**json.loads(str(ref["config"])), **change}).double().eval()
+    model.load_state_dict({k[2:]: torch.from_numpy(v) for k, v in ref.items() if k.startswith("w/")})
+    x = torch.from_numpy(ref["input"]).requires_grad_(True)
+    out = model(x)
+    F.mse_loss(out, torch.from_numpy(ref["target"])).backward()
+    grads = {k: p.grad for k, p in model.named_parameters() if k.startswith("bottleneck.") and p.grad is not None}
+    return out.detach(), x.grad, grads
+
+
+@pytest.mark.parametrize("name", BOTTLENECKS)
+def test_matches_the_original_code(name):
+    """MinVQVAE fe3d527's model (benchmarks/reference_vqvae.py) and ours agree in float64: the
+    network, the decoder's order, the ResBlock's relu(x) skip and the straight-through gradients."""
+    ref = reference(name)
+    assert str(ref["commit"]).startswith("fe3d527")
+    out, grad_input, grads = run_reference(ref)
+    assert np.abs(out.numpy() - ref["output"]).max() < 1e-6
+    assert np.abs(grad_input.numpy() - ref["grad_input"]).max() < 1e-6
+    assert sorted(grads) == sorted(k[2:] for k in ref if k.startswith("g/"))  # vqvae: no codebook gradient
+    for k, g in grads.items():
+        assert np.abs(g.numpy() - ref[f"g/{k}"]).max() < 1e-6, k
+
+
+def test_identity_residual_is_a_different_network():
+    """residual='identity' (the textbook skip) changes the output: the reference test sees it."""
+    ref = reference("vqvae")
+    out, _, _ = run_reference(ref, residual="identity")
+    assert np.abs(out.numpy() - ref["output"]).max() > 1e-3
+
+
+def test_mirror_decoder_has_the_same_size_and_another_order():
+    original, mirror = Model(), Model(decoder="mirror")
+    assert sum(p.numel() for p in original.parameters()) == sum(p.numel() for p in mirror.parameters())
+    assert isinstance(original.decoder[0], type(original.encoder[5])) and isinstance(mirror.decoder[0], torch.nn.Conv2d)
 
 
 def test_quantizers_output_the_code_values():
