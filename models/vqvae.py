@@ -15,6 +15,16 @@ Five bottlenecks, chosen by `bottleneck`, act on every latent position (a vector
 - "ffnae": Linear(embed_dim -> n_embed), GELU, Linear(n_embed -> embed_dim).
 - "llmffnae": "ffnae" followed by Dropout(dropout).
 
+The network is the original code's (MinVQVAE, commit fe3d527, tests/reference/): the encoder
+downsamples with stride-2 4x4 convs and a 3x3 conv, then ResBlocks and a ReLU; the decoder is
+ResBlocks, ReLU, a 3x3 transposed conv, then stride-2 4x4 transposed convs. Two choices keep
+the original by default and name the alternative (docs/DEPARTURES.md):
+- residual="relu" (original): the ResBlock's first ReLU is in place in the original, so it
+  rewrites its input and the skip adds relu(x); "identity" adds x, the textbook pre-activation
+  ResBlock the code appears to intend.
+- decoder="original": ResBlocks -> ReLU -> ConvTranspose 3x3; "mirror": Conv 3x3 -> ResBlocks,
+  the order this repository used before (same parameter count, a different network).
+
 This file is not a forecasting model: Model has no `target`, so train.py's registry skips it;
 vqvae_imagenet.py trains it.
 
@@ -29,13 +39,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 BOTTLENECKS = ("vqvae", "amvqvae", "smvqvae", "ffnae", "llmffnae")
+RESIDUALS = ("relu", "identity")
+DECODERS = ("original", "mirror")
 
 
 class ResBlock(nn.Module):
-    """x + conv1x1(relu(conv3x3(relu(x)))), through res_channels."""
+    """skip(x) + conv1x1(relu(conv3x3(relu(x)))), through res_channels; skip is relu or identity."""
 
-    def __init__(self, channels, res_channels):
+    def __init__(self, channels, res_channels, residual="relu"):
         super().__init__()
+        self.residual = residual
         self.conv = nn.Sequential(
             nn.ReLU(),
             nn.Conv2d(channels, res_channels, 3, padding=1),
@@ -44,23 +57,33 @@ class ResBlock(nn.Module):
         )
 
     def forward(self, x):
-        return x + self.conv(x)
+        # The original's ReLU(inplace=True) overwrites x before the skip reads it: relu(x) + F(x).
+        skip = F.relu(x) if self.residual == "relu" else x
+        return skip + self.conv(x)
 
 
-class SoftQuantize(nn.Module):
-    """vqvae: LayerNorm, softmax read of the codebook, straight-through. E gets no gradient."""
+class SoftmaxQuantize(nn.Module):
+    """smvqvae: LayerNorm, softmax read of the codebook, no straight-through: E is trained."""
+    straight_through = False
 
     def __init__(self, embed_dim, n_embed):
         super().__init__()
         self.ln = nn.LayerNorm(embed_dim)
-        self.codebook = nn.Parameter(torch.randn(n_embed, embed_dim))  # a parameter, yet never trained
+        self.codebook = nn.Parameter(torch.randn(n_embed, embed_dim))  # nn.Embedding's N(0, 1)
 
     def forward(self, x):                                           # (N, D)
         x = self.ln(x)
         p = torch.softmax(x @ self.codebook.T / math.sqrt(x.shape[-1]), dim=-1)  # (N, n_embed)
         q = p @ self.codebook                                       # (N, D)
-        # The value is q; the gradient is the identity on x. Only the LayerNorm learns.
-        return x + (q - x).detach()
+        if self.straight_through:  # the value is q; the gradient is the identity on x
+            return x + (q - x).detach()
+        return q
+
+
+class SoftQuantize(SoftmaxQuantize):
+    """vqvae: SoftmaxQuantize with a straight-through output, which cuts E out of the graph:
+    E gets no gradient and stays at its N(0, 1) initialisation; only the LayerNorm learns."""
+    straight_through = True
 
 
 class ArgmaxQuantize(nn.Module):
@@ -78,20 +101,6 @@ class ArgmaxQuantize(nn.Module):
         return (q + (x + (q - x).detach())) / 2
 
 
-class SoftmaxQuantize(nn.Module):
-    """smvqvae: LayerNorm, softmax read of the codebook, no straight-through: E is trained."""
-
-    def __init__(self, embed_dim, n_embed):
-        super().__init__()
-        self.ln = nn.LayerNorm(embed_dim)
-        self.codebook = nn.Parameter(torch.randn(n_embed, embed_dim))
-
-    def forward(self, x):                                           # (N, D)
-        x = self.ln(x)
-        p = torch.softmax(x @ self.codebook.T / math.sqrt(x.shape[-1]), dim=-1)  # (N, n_embed)
-        return p @ self.codebook                                    # (N, D)
-
-
 class FFN(nn.Module):
     """ffnae / llmffnae: the transformer FFN, Linear -> GELU -> Linear (-> Dropout)."""
 
@@ -107,10 +116,13 @@ class FFN(nn.Module):
 
 class Model(nn.Module):
     def __init__(self, bottleneck="vqvae", in_channels=3, hidden=128, res_channels=32,
-                 n_res_blocks=2, embed_dim=64, n_embed=512, scale_factor=1, dropout=0.2):
+                 n_res_blocks=2, embed_dim=64, n_embed=512, scale_factor=1, dropout=0.2,
+                 residual="relu", decoder="original"):
         super().__init__()
-        if bottleneck not in BOTTLENECKS:
-            raise ValueError(f"unknown bottleneck {bottleneck!r}; choose one of {', '.join(BOTTLENECKS)}")
+        for name, value, choices in (("bottleneck", bottleneck, BOTTLENECKS), ("residual", residual, RESIDUALS),
+                                     ("decoder", decoder, DECODERS)):
+            if value not in choices:
+                raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
         if scale_factor < 0 or hidden % 2 ** scale_factor:
             raise ValueError(f"hidden {hidden} must be divisible by 2 ** scale_factor ({2 ** scale_factor})")
         self.downsampling = 2 ** (scale_factor + 1)  # image side / latent side
@@ -122,7 +134,7 @@ class Model(nn.Module):
             enc += [nn.ReLU(), nn.Conv2d(ch, ch * 2, 4, stride=2, padding=1)]
             ch *= 2
         enc += [nn.ReLU(), nn.Conv2d(hidden, hidden, 3, padding=1)]
-        enc += [ResBlock(hidden, res_channels) for _ in range(n_res_blocks)]
+        enc += [ResBlock(hidden, res_channels, residual) for _ in range(n_res_blocks)]
         enc += [nn.ReLU()]
         self.encoder = nn.Sequential(*enc)
         self.to_latent = nn.Conv2d(hidden, embed_dim, 1)
@@ -136,10 +148,13 @@ class Model(nn.Module):
         else:  # the FFN's hidden width is n_embed, so a swap keeps the width
             self.bottleneck = FFN(embed_dim, n_embed, dropout if bottleneck == "llmffnae" else 0.0)
 
-        # Decoder: the mirror image, transposed convs halving channels back to in_channels.
+        # Decoder: ResBlocks, then transposed convs halving channels back to in_channels.
         self.from_latent = nn.Conv2d(embed_dim, hidden, 1)
-        dec = [nn.Conv2d(hidden, hidden, 3, padding=1)]
-        dec += [ResBlock(hidden, res_channels) for _ in range(n_res_blocks)]
+        blocks = [ResBlock(hidden, res_channels, residual) for _ in range(n_res_blocks)]
+        if decoder == "original":
+            dec = blocks + [nn.ReLU(), nn.ConvTranspose2d(hidden, hidden, 3, padding=1)]
+        else:  # "mirror": the encoder read backwards
+            dec = [nn.Conv2d(hidden, hidden, 3, padding=1)] + blocks
         ch = hidden
         for _ in range(scale_factor):
             dec += [nn.ReLU(), nn.ConvTranspose2d(ch, ch // 2, 4, stride=2, padding=1)]

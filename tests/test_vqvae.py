@@ -1,7 +1,8 @@
-"""The image side (issue 6): models/vqvae.py and vqvae_imagenet.py, small (64 px, a few steps).
+"""The image side (issue 6): models/vqvae.py and vqvae_imagenet.py, small (32-64 px, a few steps).
 
 Script runs use a narrow model (--hidden 32 --res_channels 8) around the log's bottleneck
 (embed_dim 64, n_embed 512) so the whole file stays well under two minutes on two cores.
+tests/reference/vqvae_*.npz hold the original code's outputs (benchmarks/reference_vqvae.py).
 """
 import json
 import math
@@ -19,6 +20,8 @@ import models
 import vqvae_imagenet as vq
 from conftest import run_main, run_script
 from models.vqvae import BOTTLENECKS, Model
+
+REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference")
 
 SMALL = ["--hidden", "32", "--res_channels", "8"]
 # Tiny convolutions gain nothing from a second thread and lose much when the cores are shared.
@@ -66,7 +69,7 @@ def test_shapes_and_which_parameters_get_gradients(name):
     assert out.shape == x.shape
     F.mse_loss(out, x).backward()
     grads = {k: p.grad for k, p in model.named_parameters()}
-    assert grads["encoder.0.weight"].abs().sum() > 0 and grads["decoder.0.weight"].abs().sum() > 0
+    assert grads["encoder.0.weight"].abs().sum() > 0 and grads["from_latent.weight"].abs().sum() > 0
     if name == "vqvae":
         assert grads["bottleneck.codebook"] is None  # the log's discovery: E is never trained
     if name in ("amvqvae", "smvqvae"):
@@ -75,6 +78,81 @@ def test_shapes_and_which_parameters_get_gradients(name):
         assert grads["bottleneck.ln.weight"].abs().sum() > 0
     else:
         assert grads["bottleneck.up.weight"].abs().sum() > 0
+
+
+def conv(c_in, c_out, k):
+    """Parameters of a k x k convolution (or transposed convolution) with a bias."""
+    return c_in * c_out * k * k + c_out
+
+
+def parameter_counts(in_channels=3, hidden=128, res_channels=32, n_res_blocks=2, embed_dim=64, n_embed=512,
+                     scale_factor=1):
+    """(encoder + decoder, codebook bottleneck, FFN bottleneck), counted from the architecture in
+    the module docstring; with the log's defaults 744771, 32896 and 66112."""
+    ch = hidden // 2 ** scale_factor
+    widths = [ch * 2 ** i for i in range(scale_factor + 1)]                       # ch, ..., hidden
+    down = conv(in_channels, ch, 4) + sum(conv(a, b, 4) for a, b in zip(widths, widths[1:]))
+    up = conv(ch, in_channels, 4) + sum(conv(b, a, 4) for a, b in zip(widths, widths[1:]))
+    res_blocks = n_res_blocks * (conv(hidden, res_channels, 3) + conv(res_channels, hidden, 1))
+    codec = (down + up + 2 * (res_blocks + conv(hidden, hidden, 3))                # encoder and decoder
+             + conv(hidden, embed_dim, 1) + conv(embed_dim, hidden, 1))            # to and from the latent
+    return codec, 2 * embed_dim + n_embed * embed_dim, conv(embed_dim, n_embed, 1) + conv(n_embed, embed_dim, 1)
+
+
+@pytest.mark.parametrize("name", BOTTLENECKS)
+def test_parameter_counts_follow_from_the_architecture(name):
+    codec, vq, ffn = parameter_counts()
+    model = Model(bottleneck=name)
+    inner = sum(p.numel() for p in model.bottleneck.parameters())
+    assert inner == (ffn if "ffn" in name else vq)
+    assert sum(p.numel() for p in model.parameters()) == codec + inner
+    small = Model(bottleneck=name, hidden=32, res_channels=8, scale_factor=2)
+    assert sum(p.numel() for p in small.parameters()) == parameter_counts(hidden=32, res_channels=8,
+                                                                          scale_factor=2)[0] + inner
+
+
+def reference(name):
+    with np.load(os.path.join(REFERENCE, f"vqvae_{name}.npz")) as f:
+        return {k: f[k] for k in f.files}
+
+
+def run_reference(ref, **change):
+    """Our model with the original's weights on the reference input, float64: (output, input
+    gradient, bottleneck gradients)."""
+    model = Model(**{**json.loads(str(ref["config"])), **change}).double().eval()
+    model.load_state_dict({k[2:]: torch.from_numpy(v) for k, v in ref.items() if k.startswith("w/")})
+    x = torch.from_numpy(ref["input"]).requires_grad_(True)
+    out = model(x)
+    F.mse_loss(out, torch.from_numpy(ref["target"])).backward()
+    grads = {k: p.grad for k, p in model.named_parameters() if k.startswith("bottleneck.") and p.grad is not None}
+    return out.detach(), x.grad, grads
+
+
+@pytest.mark.parametrize("name", BOTTLENECKS)
+def test_matches_the_original_code(name):
+    """MinVQVAE fe3d527's model (benchmarks/reference_vqvae.py) and ours agree in float64: the
+    network, the decoder's order, the ResBlock's relu(x) skip and the straight-through gradients."""
+    ref = reference(name)
+    assert str(ref["commit"]).startswith("fe3d527")
+    out, grad_input, grads = run_reference(ref)
+    assert np.abs(out.numpy() - ref["output"]).max() < 1e-6
+    assert np.abs(grad_input.numpy() - ref["grad_input"]).max() < 1e-6
+    assert sorted(grads) == sorted(k[2:] for k in ref if k.startswith("g/"))  # vqvae: no codebook gradient
+    for k, g in grads.items():
+        assert np.abs(g.numpy() - ref[f"g/{k}"]).max() < 1e-6, k
+
+
+def test_identity_residual_is_a_different_network():
+    """residual='identity' (the textbook skip) changes the output: the reference test sees it."""
+    ref = reference("vqvae")
+    out, _, _ = run_reference(ref, residual="identity")
+    assert np.abs(out.numpy() - ref["output"]).max() > 1e-3
+
+
+def test_mirror_decoder_has_the_same_size_and_another_order():
+    original, mirror = Model(), Model(decoder="mirror")
+    assert sum(p.numel() for p in original.parameters()) == sum(p.numel() for p in mirror.parameters())
+    assert isinstance(original.decoder[0], type(original.encoder[5])) and isinstance(mirror.decoder[0], torch.nn.Conv2d)
 
 
 def test_quantizers_output_the_code_values():
@@ -101,25 +179,52 @@ def test_self_check_runs():
 
 # ---------------------------------------------------------------- data and masking
 
-def test_masking_zeroes_the_expected_fraction_of_patches():
-    photo = vq.load_splits("sample")[1]["source"]
+def data_args(size, patch, ratio, mask_count="bernoulli", eval_masks="fresh", resize="stretch"):
+    return vq.parse_args(["--image_size", str(size), "--patch_size", str(patch), "--mask_ratio", str(ratio),
+                          "--mask_count", mask_count, "--eval_masks", eval_masks, "--resize", resize])
+
+
+@pytest.mark.parametrize("mask_count", ["exact", "bernoulli"])
+def test_masking_zeroes_the_expected_patches(mask_count):
+    photo = vq.load_splits("sample", "train")[1]["source"]
     for size, patch, ratio in ((256, 32, 0.5), (64, 16, 0.25)):
-        ds = vq.Images(None, "train", size, patch, ratio, seed=0, photo=photo)
+        ds = vq.Images(None, "train", data_args(size, patch, ratio, mask_count), photo=photo)
         grid = size // patch
         masks = []
         for i in range(4):
             img, mask = ds[i]
             assert torch.equal(ds[i][1], mask)  # the same item, the same mask
-            x = vq.to_unit(img[None])
+            x = vq.to_pixels(img[None])
             masked = vq.apply_mask(x, mask[None], patch)[0]                       # (3, S, S)
             tiles = masked.unfold(1, patch, patch).unfold(2, patch, patch)        # (3, g, g, p, p)
             zero = (tiles == 0).flatten(3).all(-1).all(0)                         # (g, g)
-            assert torch.equal(zero, mask)
-            assert zero.sum() == round(ratio * grid * grid)
-            assert torch.equal(masked[:, ~mask.repeat_interleave(patch, 0).repeat_interleave(patch, 1)],
-                               x[0][:, ~mask.repeat_interleave(patch, 0).repeat_interleave(patch, 1)])
+            assert torch.equal(zero, mask)  # [0, 1] pixels: a masked patch is black
+            if mask_count == "exact":
+                assert zero.sum() == round(ratio * grid * grid)
+            keep = ~mask.repeat_interleave(patch, 0).repeat_interleave(patch, 1)
+            assert torch.equal(masked[:, keep], x[0][:, keep])
             masks.append(mask)
         assert any(not torch.equal(masks[0], m) for m in masks[1:])
+    if mask_count == "bernoulli":  # each patch on its own: the count varies around ratio * patches
+        ds = vq.Images(None, "train", data_args(64, 16, 0.5), photo=photo)
+        counts = [int(ds.__getitem__(i)[1].sum()) for i in range(40)]
+        assert len(set(counts)) > 2 and 6 < np.mean(counts) < 10
+
+
+def test_evaluation_masks_fresh_per_epoch_or_fixed():
+    photo = vq.load_splits("sample", "train")[1]["source"]
+    for eval_masks, same in (("fresh", False), ("fixed", True)):
+        ds = vq.Images(None, "val", data_args(64, 16, 0.5, eval_masks=eval_masks), photo=photo)
+        first = [ds[i][1] for i in range(4)]
+        ds.epoch = 1
+        assert all(torch.equal(a, ds[i][1]) for i, a in enumerate(first)) == same
+
+
+def test_validation_is_the_originals_random_split_of_train():
+    files = [f"f{i}" for i in range(100)]
+    train, val = vq.split_off_validation(files)
+    expected = torch.utils.data.random_split(files, [80, 20], generator=torch.Generator().manual_seed(1337))
+    assert train == list(expected[0]) and val == list(expected[1])
 
 
 def test_swap_keeps_encoder_and_decoder():
@@ -143,14 +248,16 @@ def test_swap_keeps_encoder_and_decoder():
 def test_run_directory_and_metrics(runs):
     for name, (run_dir, metrics, ckpt) in runs.items():
         files = set(os.listdir(run_dir))
-        assert {"config.json", "model.pt", "losses.csv", "loss.png", "recon_epoch001.png", "metrics.json"} <= files
+        assert {"config.json", "model.pt", "last.pt", "losses.csv", "loss.png", "recon_epoch001.png",
+                "metrics.json"} <= files
         assert not [f for f in files if f.startswith(".tmp")]
         assert re.search(rf"vqvae/{name}/\d{{4}}(-\d\d){{5}}$", run_dir)
         assert math.isfinite(metrics["test_loss"]) and metrics["steps"] == 3
         model = Model(**ckpt["model_args"])  # the checkpoint rebuilds its model
         model.load_state_dict(ckpt["state_dict"])
         assert metrics["parameters"]["model"] == sum(p.numel() for p in model.parameters())
-        assert metrics["parameters"]["bottleneck"] == (32896 if name != "ffnae" else 66112)
+        _, vq_params, ffn_params = parameter_counts()
+        assert metrics["parameters"]["bottleneck"] == (vq_params if name != "ffnae" else ffn_params)
         config = json.load(open(os.path.join(run_dir, "config.json")))
         assert config["model_args"] == ckpt["model_args"] and config["image_size"] == 64
 
@@ -189,7 +296,10 @@ def test_swap_then_layernorm_only_changes_nothing_else(runs, tmp_path):
                                        "--max_steps", "2", "--workers", "0", "--batch_size", "4")
     assert "ffnae_swapvq_ln" in run_dir and os.path.isfile(os.path.join(run_dir, "recon_epoch000.png"))
     assert metrics["parameters"]["trainable"] == 128 and metrics["steps"] == 2
-    assert metrics["source_test_loss"] == pytest.approx(runs["ffnae"][1]["test_loss"], rel=1e-5)
+    # The source on the swap's test masks (seed 0, drawn for epoch 0), not those of its own final epoch
+    assert metrics["source_test_loss"] == pytest.approx(runs["ffnae"][1]["test_loss"], rel=0.1)
+    r = run_script("vqvae_imagenet.py", "--eval", run_dir, "--workers", "0", "--batch_size", "4", env=ONE_THREAD)
+    assert float(re.search(r"test_loss (\S+)", r.stdout).group(1)) == pytest.approx(metrics["test_loss"], rel=1e-5)
     assert math.isfinite(metrics["test_loss_before_training"]) and metrics["codebook_change"]["l2"] == 0
     state = ckpt["state_dict"]
     assert ckpt["model_args"]["bottleneck"] == "vqvae"
@@ -212,12 +322,12 @@ def test_unreadable_image_is_skipped_and_counted(tmp_path, layout):
             Image.fromarray(rng.integers(0, 255, (72, 90, 3), dtype=np.uint8)).save(folder / f"{i}.png")
     (folders[0] / "broken.jpg").write_bytes(b"not a jpeg")
     r = run_script("vqvae_imagenet.py", "--data", root, "--image_size", "64", "--batch_size", "4", "--workers",
-                   "0", "--max_steps", "2", "--out_dir", tmp_path / "runs", *SMALL, env=ONE_THREAD)
+                   "0", "--max_steps", "3", "--out_dir", tmp_path / "runs", *SMALL, env=ONE_THREAD)
     assert r.returncode == 0, r.stderr
     assert re.search(r"warning: skipped 1 unreadable image\(s\), e\.g\. .*broken\.jpg", r.stderr)
     metrics = json.load(open(os.path.join(r.stdout.strip().splitlines()[-1][3:], "metrics.json")))
     assert metrics["unreadable_images"] == 1 and math.isfinite(metrics["test_loss"])
-    assert metrics["test_split"] == ("val (no test/ folder)" if layout == "tree" else "test")
+    assert metrics["test_split"] == ("val" if layout == "tree" else "test")  # the original tests on val/
 
 
 def test_torchrun_two_processes_gloo_one_run_directory(tmp_path):
@@ -241,13 +351,27 @@ def test_list_prints_every_bottleneck():
     rows = {l.split("|")[1].strip(): [c.strip() for c in l.split("|")[2:-1]] for l in r.stdout.splitlines()
             if l.startswith("| ") and not l.startswith("| model")}
     assert list(rows) == list(BOTTLENECKS)
-    assert rows["vqvae"][1:] == ["777667", "744771", "32896", "128"]
-    assert rows["ffnae"][1:] == ["810883", "744771", "66112", "-"]
+    codec, vq_params, ffn_params = parameter_counts()  # 744771, 32896, 66112
+    assert rows["vqvae"][1:] == [str(codec + vq_params), str(codec), str(vq_params), "128"]
+    assert rows["ffnae"][1:] == [str(codec + ffn_params), str(codec), str(ffn_params), "-"]
 
 
-def foreign_checkpoint(tmp_path):
-    path = tmp_path / "model.pt"
-    torch.save({"model": "vqlnmlp", "model_args": {"vocab_size": 512}, "state_dict": {}}, path)
+def foreign_run(tmp_path):
+    """A train.py-like run directory: config.json and a model.pt that is not this script's."""
+    path = tmp_path / "foreign"
+    path.mkdir()
+    torch.save({"model": "vqlnmlp", "model_args": {"vocab_size": 512}, "state_dict": {}}, path / "model.pt")
+    (path / "config.json").write_text("{}")
+    return path
+
+
+def broken_run(tmp_path, runs, which):
+    """A copy of the vqvae run with model.pt truncated or config.json cut short."""
+    import shutil
+    path = tmp_path / f"broken_{which.replace('.', '_')}"
+    shutil.copytree(runs["vqvae"][0], path)
+    data = (path / which).read_bytes()
+    (path / which).write_bytes(data[: len(data) // 2])
     return path
 
 
@@ -257,16 +381,71 @@ def foreign_checkpoint(tmp_path):
     (["--image_size", "100"], "--image_size 100 is not a multiple of --patch_size 32"),
     (["--model", "vqgan"], "invalid choice: 'vqgan' (choose from 'vqvae', 'amvqvae'"),
     (["--epochs", "many"], "invalid int value: 'many'"),
-    (["--eval", "FOREIGN"], "is not a vqvae_imagenet.py checkpoint (it holds model 'vqlnmlp')"),
+    (["--residual", "none"], "unknown residual 'none'; choose one of relu, identity"),
+    (["--pixels", "hdr"], "invalid choice: 'hdr' (choose from 'unit', 'signed')"),
+    (["--accumulate", "0"], "--accumulate 0: must be >= 1"),
+    (["--eval", "FOREIGN"], "is not a vqvae_imagenet.py run (it holds model 'vqlnmlp')"),
+    (["--eval", "TRUNCATED_MODEL"], "model.pt is not a vqseq checkpoint"),
+    (["--eval", "TRUNCATED_CONFIG"], "config.json is not valid JSON"),
+    (["--eval", "/no/such/run"], "run directory '/no/such/run' not found"),
     (["--swap_ffn_with_vq", "VQVAE_RUN"], "holds bottleneck 'vqvae'; it needs a run of ffnae or llmffnae"),
-    (["--train_only", "ln", "--max_steps", "2"], "add --swap_ffn_with_vq CKPT"),
+    (["--train_only", "ln", "--max_steps", "2"], "add --swap_ffn_with_vq RUN"),
+    (["--resume", "VQVAE_RUN", "--epochs", "1"], "it has run 1 epochs already; give --epochs larger than that"),
+    (["--resume", "VQVAE_RUN", "--lr", "0.1"], "--resume continues a run with its own settings; drop --lr"),
+    (["--resume", "FOREIGN"], "holds no complete run"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, expected, tmp_path, runs):
     (tmp_path / "empty").mkdir()
-    subst = {"EMPTY": tmp_path / "empty", "FOREIGN": foreign_checkpoint(tmp_path), "VQVAE_RUN": runs["vqvae"][0]}
+    subst = {"EMPTY": tmp_path / "empty", "FOREIGN": foreign_run(tmp_path), "VQVAE_RUN": runs["vqvae"][0],
+             "TRUNCATED_MODEL": "model.pt", "TRUNCATED_CONFIG": "config.json"}
+    for key in ("TRUNCATED_MODEL", "TRUNCATED_CONFIG"):
+        if key in args:
+            subst[key] = broken_run(tmp_path, runs, subst[key])
     out = tmp_path / "out"
     r = run_main("vqvae_imagenet.py", *[subst.get(a, a) for a in args], "--out_dir", out)
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     assert expected in r.stderr, r.stderr
     assert not out.exists()  # nothing written
+
+
+def test_only_unreadable_images_leave_no_run_directory(tmp_path):
+    root = tmp_path / "images"
+    root.mkdir()
+    for i in range(6):
+        (root / f"{i}.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "runs"
+    r = run_main("vqvae_imagenet.py", "--data", root, "--image_size", "32", "--batch_size", "4", "--workers", "0",
+                 "--out_dir", out, *SMALL)
+    assert r.returncode == 2 and "no readable images in the training split" in r.stderr
+    assert not out.exists() or not any(out.rglob("*"))  # no run, not even a hidden one
+
+
+def test_eval_takes_the_latest_complete_run(runs, tmp_path):
+    """A hidden .partial directory (a run still being built) is not a run."""
+    import shutil
+    parent = tmp_path / "vqvae"
+    shutil.copytree(runs["vqvae"][0], parent / "2000-01-01-00-00-00")
+    (parent / ".2999-01-01-00-00-00-abcd.partial").mkdir()
+    r = run_main("vqvae_imagenet.py", "--eval", parent, "--workers", "0", "--batch_size", "4")
+    assert r.returncode == 0, r.stderr
+    assert "2000-01-01-00-00-00" in r.stdout
+
+
+def test_resume_gives_the_same_weights_as_one_straight_run(tmp_path):
+    """llmffnae: its dropout needs the random state, AdamW its moments; 2 epochs of 32 steps."""
+    quick = ["--model", "llmffnae", "--data", "sample", "--image_size", "32", "--batch_size", "16", "--workers", "0",
+             *SMALL]
+    _, _, straight = train_run(tmp_path / "a", *quick, "--epochs", "2")
+    first_dir, first, _ = train_run(tmp_path / "b", *quick, "--epochs", "1")
+    assert first["steps"] == 32 and first["epochs_run"] == 1
+    r = run_script("vqvae_imagenet.py", "--resume", tmp_path / "b" / "vqvae" / "llmffnae", "--epochs", "2",
+                   "--workers", "0", env=ONE_THREAD)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == f"-> {first_dir}"  # the same run directory
+    resumed = torch.load(os.path.join(first_dir, "model.pt"), weights_only=True)
+    assert resumed["epoch"] == straight["epoch"] == 2
+    for k, v in straight["state_dict"].items():
+        assert torch.equal(v, resumed["state_dict"][k]), k
+    with open(os.path.join(first_dir, "losses.csv")) as f:
+        assert [line.split(",")[0] for line in f.read().split()] == ["epoch", "1", "2"]  # losses appended
