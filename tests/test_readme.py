@@ -1,4 +1,5 @@
-"""The README's commands run: the quick start's training, and every ```bash block, line by line.
+"""The README's and docs/'s commands run: the quick start's training, and every ```bash block of
+README.md, docs/GUIDE.md and docs/BENCHMARKS.md, line by line.
 
 Each block runs in its own copy of the repository (the files a command can read: scripts,
 models/, data/, benchmarks/), so no block sees another's run names or "latest run". The one
@@ -23,6 +24,7 @@ from conftest import ROOT, formaldehyde_available
 from data.download import DATA_DIR_ENV
 
 README = open(os.path.join(ROOT, "README.md")).read()
+DOCS = {name: open(os.path.join(ROOT, name)).read() for name in ("README.md", "docs/GUIDE.md", "docs/BENCHMARKS.md")}
 FORMALDEHYDE = re.compile(r"(?<![A-Za-z0-9])(y_w|w_y|4single)(?![A-Za-z0-9])")  # in run names too
 COPY = ("*.py", "requirements.txt", "models", "data", "benchmarks")  # what README commands read
 QUICK_START = README.split("## Quick start", 1)[1].split("```", 2)[1]
@@ -30,17 +32,20 @@ QUICK_TRAIN = QUICK_START.splitlines()[1].split("&&")[1].strip()  # python train
 
 
 def bash_blocks():
-    """{id: lines}: one case per ```bash block, named by its README line; the runs/ reader
-    joins the block before it."""
+    """{id: lines}: one case per ```bash block, named by its file and line; a runs/ reader
+    joins the block before it in the same file."""
     cases = {}
-    for match in re.finditer(r"```bash\n(.*?)```", README, re.S):
-        line = README.count("\n", 0, match.start()) + 1
-        lines = list(commands(match.group(1)))
-        if any(re.search(r"results\.py runs\b", c) for c in lines) and cases:
-            last = list(cases)[-1]
-            cases[f"{last}+{line}"] = cases.pop(last) + lines
-        else:
-            cases[f"line{line}"] = lines
+    for name, text in DOCS.items():
+        prefix, last = os.path.basename(name).removesuffix(".md"), None
+        for match in re.finditer(r"```bash\n(.*?)```", text, re.S):
+            line = text.count("\n", 0, match.start()) + 1
+            lines = list(commands(match.group(1)))
+            if any(re.search(r"results\.py runs\b", c) for c in lines) and last:
+                cases[f"{last}+{line}"] = cases.pop(last) + lines
+                last = f"{last}+{line}"
+            else:
+                last = f"{prefix}:line{line}"
+                cases[last] = lines
     return cases
 
 
@@ -63,7 +68,7 @@ def copy_repo(dest):
         for path in glob.glob(os.path.join(ROOT, pattern)):
             target = os.path.join(dest, os.path.basename(path))
             if os.path.isdir(path):
-                shutil.copytree(path, target, ignore=shutil.ignore_patterns("__pycache__", "*.csv"))
+                shutil.copytree(path, target, ignore=shutil.ignore_patterns("__pycache__", "y+w.csv", "w+y.csv", "4single.csv"))
             else:
                 shutil.copy2(path, target)
     return dest
@@ -125,6 +130,6 @@ def test_quick_start_is_two_commands_and_ci_runs_the_second():
 
 
 def test_every_bash_line_is_in_a_case():
-    every = [c for b in re.findall(r"```bash\n(.*?)```", README, re.S) for c in commands(b)]
+    every = [c for text in DOCS.values() for b in re.findall(r"```bash\n(.*?)```", text, re.S) for c in commands(b)]
     assert every and sorted(every) == sorted(c for case, lines in CASES.items() if case != "quick_start"
                                              for c in lines)
