@@ -472,7 +472,7 @@ def write_backtest(run, result, tag=None):
                      "coverage_by_step": [float(v) for v in interval["coverage_by_step"]],
                      "n_calibration": [int(v) for v in interval["n_calibration"]],
                      "calibrated_on": "validation part (split conformal)"},
-        "filled_values_scored": 0,
+        "filled_values_not_scored": int((~result["observed"]).sum()),
     }
     runs.write_json(os.path.join(folder, "metrics.json"), summary)
     plot_horizon({run.config["run_name"]: result}, os.path.join(folder, "error_by_horizon.png"))

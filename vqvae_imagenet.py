@@ -96,7 +96,7 @@ def run(args):
 def setup(args):
     """Everything a run needs: checked options, device, data, model, optimizer, run directory."""
     resumed = load_resume(args) if args.resume else None
-    source = load_run(args.swap_ffn_with_vq, "--swap_ffn_with_vq") if args.swap_ffn_with_vq else None
+    source = load_image_run(args.swap_ffn_with_vq, "--swap_ffn_with_vq") if args.swap_ffn_with_vq else None
     check_args(args, resumed["config"] if resumed else None, source)
     files, data_info = load_splits(args.data, args.val_from)
     world, rank, device = start_processes(args)
@@ -292,7 +292,7 @@ def report(r):
 
 def evaluate_run(args):
     """--eval: the val and test loss of a run's model, on its own data protocol."""
-    ckpt = load_run(args.eval, "--eval")
+    ckpt = load_image_run(args.eval, "--eval")
     check_args(args, ckpt["config"], None)
     files, data_info = load_splits(args.data, args.val_from)
     world, rank, device = start_processes(args)
@@ -562,7 +562,7 @@ def make_collate(image_size, patch_size):
 
 # ---------------------------------------------------------------- run directories and checkpoints
 
-def load_run(path, option):
+def load_image_run(path, option):
     """The model.pt of a complete vqvae_imagenet.py run (a run directory, its model.pt, or
     runs/vqvae/MODEL: its latest run), with its config; otherwise a one-line UsageError."""
     if os.path.isfile(path) and os.path.basename(path) == "model.pt":

@@ -65,3 +65,38 @@ def test_random_csvs_load_or_fail_in_one_line(tmp_path):
             assert isinstance(step, (np.timedelta64, float, int)), where
         loaded += 1
     assert loaded > 30 and failed > 30, (loaded, failed)  # both paths exercised
+
+
+def test_random_csvs_through_train_py_end_to_end(tmp_path):
+    """A few random CSVs, long enough to train on, through train.py itself: each either trains
+    (a complete run directory with weights) or ends in one line with exit 2 and writes nothing."""
+    import os
+
+    from conftest import run_main
+
+    rng = random.Random(7)
+    outcomes = set()
+    for case in range(12):
+        n = rng.randint(20, 60)
+        lines = ["date,v" if rng.random() < 0.5 else "t;v"]
+        sep = "," if lines[0].startswith("date") else ";"
+        for k in range(n):
+            bad = ["", "abc", "1e308", "inf"] if case % 3 == 0 else [""] if case % 3 == 1 else []
+            value = rng.choice([f"{rng.uniform(-5, 5):.3f}"] * 20 + bad)
+            lines.append(f"2024-01-{1 + k % 28:02d}T{k // 28:02d}:00{sep}{value}" if sep == "," else f"{k}{sep}{value}")
+        path = tmp_path / f"fuzz{case}.csv"
+        path.write_text("\n".join(lines) + "\n", encoding=rng.choice(["utf-8", "utf-8-sig"]))
+        out = tmp_path / f"runs{case}"
+        fill = ["--fill", rng.choice(FILL_MODES)] if rng.random() < 0.5 else []
+        r = run_main("train.py", "--model", "linear", "--dataset", path, "--time_steps", "4", "--epochs", "1",
+                     "--out_dir", out, *fill)
+        assert "Traceback" not in r.stderr
+        if r.returncode == 0:
+            run_dirs = [d for d, _, files in os.walk(out) if "model.pt" in files]
+            assert len(run_dirs) == 1 and not os.path.basename(run_dirs[0]).startswith(".")
+            outcomes.add("trained")
+        else:
+            assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+            assert not os.path.exists(out) or not any(files for _, _, files in os.walk(out))
+            outcomes.add("refused")
+    assert outcomes == {"trained", "refused"}  # both paths were exercised

@@ -145,3 +145,19 @@ def test_chrono_keeps_the_best_validation_epoch(tmp_path):
     assert metrics["best_epoch"] == int(best[0])
     assert torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)["epoch"] == int(best[0])
     assert torch.load(os.path.join(run_dir, "last.pt"), weights_only=True)["epoch"] == 6
+
+
+def test_filled_values_are_never_scored():
+    run = sine_linear_run()
+    k = run.val_end + 7                       # a test value that was filled in (say, interpolated) ...
+    run.observed[k] = False
+    run.series.values[k] += 1000.0            # ... badly: scoring it would dominate every error
+    run.z[k] = (run.series.values[k] - run.mean) / run.std
+    result = forecast.backtest(run, horizon=4, stride=1)
+    targets = result["origins"][:, None] + np.arange(4)
+    assert np.array_equal(~result["observed"], targets == k)   # k is never a scored target
+    error = np.abs(result["predictions"] - result["actual"])
+    for name, f in (("model", result["predictions"]), ("naive", result["naive"])):
+        e = np.abs(f - result["actual"])
+        assert result["metrics"][name]["mae"] == pytest.approx(e[targets != k].mean())
+    assert error[targets == k].min() > 500    # what the exclusion keeps out
