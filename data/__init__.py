@@ -476,8 +476,12 @@ def normalise(values, mean=None, std=None):
     """Z-score. Without mean and std, the series' own statistics (the log's protocol).
     Returns (z, mean, std)."""
     if mean is None:
-        mean, std = float(values.mean()), float(values.std())
-    if std == 0.0 or not math.isfinite(std):
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean, std = float(values.mean()), float(values.std())
+    if not (math.isfinite(mean) and math.isfinite(std)):
+        raise DataError(f"the series' values are too large to normalise (the largest in magnitude is "
+                        f"{np.abs(values).max():g}); rescale the column")
+    if std == 0.0:
         raise DataError("the series (or its training part) is constant (std 0); nothing to forecast")
     return (values - mean) / std, mean, std
 
