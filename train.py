@@ -71,8 +71,8 @@ def train(args, model_args):
     model = models.build(args.model, example=x_train[:1].cpu(), **model_args).to(device)
     trainable, fixed = models.count_parameters(model)
     params = [p for p in model.parameters() if p.requires_grad]
-    fused = device in ("cpu", "cuda")  # one kernel for all parameters: the same update, fewer ops
-    optimizer = torch.optim.Adam(params, lr=hp["lr"], fused=fused) if params else None
+    optimizer = (Adam(params, hp["lr"]) if device in ("cpu", "cuda") else torch.optim.Adam(params, hp["lr"])) \
+        if params else None
     honest = args.split == "chrono"
     shuffle = torch.Generator().manual_seed(args.seed) if honest else None  # the log kept one fixed order
     select = "val_mse_last" if honest else None  # chrono keeps the best validation epoch; the log the last
@@ -203,6 +203,42 @@ def save_run(run_dir, config, model_args, best, model, optimizer, shuffle, rows)
               "validation loss": (epochs, [r["val_loss"] for r in rows]),
               "~val_mse_last": (epochs, [r["val_mse_last"] for r in rows])}
     runs.plot_curves(curves, config["run_name"], "MSE (normalised units)", os.path.join(run_dir, "loss.png"))
+
+
+class Adam:
+    """Adam (betas 0.9, 0.999, eps 1e-8) with torch's fused kernel: the update that
+    torch.optim.Adam(fused=True) makes, bit for bit (tests/test_train.py), without torch.optim.
+    Constructing any torch.optim optimizer imports torch._dynamo, which takes as long as importing
+    torch itself: about a second of every train.py process on a 2-core machine, where a small
+    model trains in two (docs/BENCHMARKS.md). CPU and CUDA; train.py uses torch.optim elsewhere."""
+
+    def __init__(self, params, lr):
+        self.params, self.lr = list(params), lr
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+        self.steps = [torch.zeros((), device=p.device) for p in self.params]
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self):
+        live = [i for i, p in enumerate(self.params) if p.grad is not None]  # as torch.optim: skip unused
+        steps = [self.steps[i] for i in live]
+        torch._foreach_add_(steps, 1)
+        torch._fused_adam_([self.params[i] for i in live], [self.params[i].grad for i in live],
+                           [self.exp_avg[i] for i in live], [self.exp_avg_sq[i] for i in live], [], steps,
+                           amsgrad=False, lr=self.lr, beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8,
+                           maximize=False, grad_scale=None, found_inf=None)
+
+    def state_dict(self):
+        return {"lr": self.lr, "steps": self.steps, "exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq}
+
+    def load_state_dict(self, state):
+        for name in ("steps", "exp_avg", "exp_avg_sq"):
+            for mine, saved in zip(getattr(self, name), state[name]):
+                mine.copy_(saved)
 
 
 def load_resume(args):

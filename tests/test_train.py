@@ -302,3 +302,39 @@ def test_keep_freed_memory_reuses_a_freed_block_without_page_faults():
     default, kept = map(int, r.stdout.split())
     pages = (64 << 20) // os.sysconf("SC_PAGE_SIZE")
     assert default >= pages and kept < pages // 100, (default, kept)
+
+
+@pytest.mark.parametrize("name", ["lstm", "vqlnpemlp", "att_mh", "mhcvqlnmlp"])
+def test_adam_is_torchs_fused_adam_bit_for_bit(name):
+    import torch
+
+    import models
+    import train
+    torch.manual_seed(0)
+    a = models.build(name)
+    torch.manual_seed(0)
+    b = models.build(name)
+    pa = [p for p in a.parameters() if p.requires_grad]
+    pb = [p for p in b.parameters() if p.requires_grad]
+    reference, ours = torch.optim.Adam(pa, lr=0.01, fused=True), train.Adam(pb, 0.01)
+    x = torch.randn(8, 96, 1)
+    for _ in range(4):
+        for model, optimizer in ((a, reference), (b, ours)):
+            optimizer.zero_grad(set_to_none=True)
+            model(x).square().mean().backward()
+            optimizer.step()
+    assert all(torch.equal(u, v) for u, v in zip(pa, pb))
+    assert any(not torch.equal(u, v) for u, v in zip(pb, [p for p in models.build(name).parameters() if p.requires_grad]))
+    state = reference.state_dict()["state"]
+    assert all(torch.equal(state[i]["exp_avg_sq"], ours.exp_avg_sq[i]) for i in range(len(pb)))
+
+
+def test_a_training_process_never_imports_dynamo(tmp_path):
+    """torch.optim's optimizers import torch._dynamo when built (about a second per process):
+    train.py's own Adam and the rest of a run must not."""
+    code = (f"import sys; sys.path.insert(0, {ROOT!r}); import train; "
+            f"train.main(['--model', 'lstm', '--dataset', 'goog', '--epochs', '1', '--out_dir', {str(tmp_path)!r}]); "
+            f"print('torch._dynamo' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "False"
