@@ -16,7 +16,8 @@ import torch
 import models
 
 REFERENCE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference")
-FILES = sorted(glob.glob(os.path.join(REFERENCE_DIR, "*.npz")))
+FILES = sorted(f for f in glob.glob(os.path.join(REFERENCE_DIR, "*.npz"))  # the image models: tests/test_vqvae.py
+               if not os.path.basename(f).startswith("vqvae_"))
 TOL = 1e-6
 
 
