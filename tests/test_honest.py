@@ -139,12 +139,14 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
 
 
 def test_chrono_keeps_the_best_validation_epoch(tmp_path):
-    run_dir, metrics = train_in_process(tmp_path, "--epochs", "6", "--lr", "0.05")
+    run_dir, metrics = train_in_process(tmp_path, "--epochs", "8", "--lr", "0.5")  # overshoots after epoch 1
     rows = [r.split(",") for r in open(os.path.join(run_dir, "losses.csv")).read().splitlines()[1:]]
     best = min(rows, key=lambda r: float(r[3]))            # column val_mse_last
+    assert int(best[0]) < 8, "the test needs a run whose best epoch is not its last"
     assert metrics["best_epoch"] == int(best[0])
+    assert metrics["val_mse_last"] == pytest.approx(float(best[3]))
     assert torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)["epoch"] == int(best[0])
-    assert torch.load(os.path.join(run_dir, "last.pt"), weights_only=True)["epoch"] == 6
+    assert torch.load(os.path.join(run_dir, "last.pt"), weights_only=True)["epoch"] == 8
 
 
 def test_filled_values_are_never_scored():
