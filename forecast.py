@@ -345,10 +345,11 @@ def forecast(run_dir, dataset=None, column=None, predict_rate=None, device="cpu"
     Under the log's protocol over the last predict_rate of windows (default 1: the whole series);
     under chrono over the test part (predict_rate is the log's and is refused). Writes
     predict_batch.png, predict_regressive.png and metrics.json into RUN/forecasts/{settings}/.
-    kv_cache (auto, on, off): regressive prediction with the model's KV cache; see regressive_path."""
+    kv_cache (auto, on, off): regressive prediction with the model's KV cache; see regressive_path.
+    run_dir may also be a Run from load() (its own series then; dataset and column are not used)."""
     if positions not in POSITIONS:
         raise DataError(f"unknown positions {positions!r}; choose one of {', '.join(POSITIONS)}")
-    run = load(run_dir, device, dataset, column, data_dir)
+    run = run_dir if isinstance(run_dir, Run) else load(run_dir, device, dataset, column, data_dir)
     if run.honest and predict_rate is not None:
         raise DataError("--predict_rate belongs to the log's protocol (--split random); this run is scored "
                         "on its test part (use --horizon)")
@@ -577,11 +578,11 @@ def evaluate(run_dir, device="cpu"):
     plots (chrono), or the log's batch and regressive forecasts (random). Returns one line."""
     run = load(run_dir, device)
     if not run.honest:
-        m = forecast(run_dir, device=device)
+        m = forecast(run, device=device)
         return f"mse_batch {m['mse_batch']:.6g}  mse_regressive {m['mse_regressive']:.6g} -> {m['folder']}"
     horizon = min(DEFAULT_HORIZON, len(run.z) - run.val_end)
     result = backtest(run, horizon)
-    forecast(run_dir, device=device)
+    forecast(run, device=device)
     return backtest_line(result, write_backtest(run, result))
 
 
