@@ -244,15 +244,12 @@ def latest_run(path, weights="model.pt"):
 
 def load_checkpoint(path, device="cpu"):
     """torch.load of a run's weights; a truncated or foreign file is a one-line RunError."""
-    import pickle
-    import zipfile
-
     import torch
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
         raise RunError(f"not a readable run: {path} is missing") from None
-    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+    except Exception as e:  # a foreign file can make the unpickler fail in any way (IndexError, KeyError, ...)
         raise RunError(f"not a readable run: {path} is not a vqseq checkpoint "
                        f"({str(e).splitlines()[0][:120]})") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:

@@ -5,6 +5,7 @@ Rows run the script's main() in this process (conftest.run_main), as `python SCR
 """
 import hashlib
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -46,7 +47,7 @@ def world(tmp_path_factory):
                                              "--no_forecast"])
         made[split], _ = train.train(args, model_args)
     for name, damage in (("truncated_model", lambda d: open(os.path.join(d, "model.pt"), "r+b").truncate(100)),
-                         ("random_model", lambda d: open(os.path.join(d, "model.pt"), "wb").write(os.urandom(5000))),
+                         ("random_model", lambda d: open(os.path.join(d, "model.pt"), "wb").write(random.Random(0).randbytes(5000))),
                          ("truncated_config", lambda d: open(os.path.join(d, "config.json"), "r+b").truncate(40))):
         target = root / "broken" / name / "2020-01-01-00-00-00"
         target.mkdir(parents=True)
