@@ -738,11 +738,11 @@ def parse_args(argv):
     p = runs.Parser(description="Train the log's image autoencoders on masked reconstruction.")
     p.add_argument("--model", default="vqvae", choices=BOTTLENECKS, help="the bottleneck (default vqvae)")
     p.add_argument("--data", default=None, help="'sample', an ImageNet tree (train/, val/[, test/]) or any "
-                   "folder of images (default: sample; with a run, the data it was trained on)")
-    p.add_argument("--image_size", type=int, default=None, help="side of the square images (default 256)")
-    p.add_argument("--patch_size", type=int, default=None, help="side of the masked patches (default 32)")
+                   "folder of images (default: sample; with a run or a swap's source, the data it was trained on)")
+    p.add_argument("--image_size", type=int, default=None, help="side of the square images (default 256; with a run or a swap's source, its own)")
+    p.add_argument("--patch_size", type=int, default=None, help="side of the masked patches (default 32, or the run's)")
     p.add_argument("--mask_ratio", type=float, default=None, help="probability (or fraction, with --mask_count "
-                   "exact) of a patch being zeroed (default 0.5)")
+                   "exact) of a patch being zeroed (default 0.5, or the run's)")
     p.add_argument("--epochs", type=int, default=None, help="(default 10; with --resume: the total to reach)")
     p.add_argument("--max_steps", type=int, default=None, help="stop after this many optimizer steps (after a "
                    "swap: the fine-tuning steps, default 0)")
@@ -791,18 +791,18 @@ def parse_args(argv):
 
 def check_args(args, config, source):
     """Fill the defaults (a run's own where it has them) and refuse what cannot run."""
+    held = config or (source and source["config"])  # a swap fine-tunes on its source's images too
     for k, default in DEFAULTS.items():
         if getattr(args, k) is None:
-            setattr(args, k, config[k] if config else default)
+            setattr(args, k, held.get(k, default) if held else default)
     if args.data is None:
-        args.data = config["data"] if config else "sample"
+        args.data = held.get("data", "sample") if held else "sample"
     if args.epochs is None:
         args.epochs = 10
     if args.eval:  # the run's own protocol
         for k in PROTOCOL:
             setattr(args, k, config.get(k, LEGACY[k]))
         args.seed = config.get("seed", args.seed)
-    held = config or (source and source["config"])
     if held and args.model_args:
         raise UsageError(f"--{next(iter(args.model_args))}: the model's options come from the run")
     model_args = ({**LEGACY_MODEL, **held["model_args"]} if held else dict(model_options(), **args.model_args))
@@ -838,6 +838,8 @@ def main(argv=None):
             evaluate_run(args)
         else:
             run(args)
+        if dist.is_initialized():
+            dist.barrier()  # rank 0 may still be saving; a rank that leaves alone can abort inside gloo
     except UsageError as e:
         runs.fail(PROG, e)
     except KeyboardInterrupt:

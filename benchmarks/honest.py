@@ -35,6 +35,21 @@ HORIZON = 96
 START, END = "<!-- honest:start -->", "<!-- honest:end -->"
 
 
+def section_of(text):
+    """The honest section of a RESULTS.md text, markers included, or None."""
+    if START in text and END in text:
+        return START + text.split(START, 1)[1].split(END, 1)[0] + END
+    return None
+
+
+def place_section(text, section):
+    """text with its honest section replaced by section, or section put before the first "## "."""
+    if START in text and END in text:
+        return text.split(START)[0] + section + text.split(END, 1)[1]
+    first, _, rest = text.partition("\n## ")
+    return first.rstrip() + "\n\n" + section + ("\n\n## " + rest if rest else "\n")
+
+
 def cell(values):
     values = [v for v in values if v is not None and np.isfinite(v)]
     if not values:
@@ -138,11 +153,7 @@ scored over the whole series), these numbers are forecasts of data no model saw 
 selection. This is the table to trust.
 {END}"""
     text = open(args.results).read() if os.path.isfile(args.results) else "# Results\n"
-    if START in text and END in text:
-        text = text.split(START)[0] + section + text.split(END, 1)[1]
-    else:
-        first, _, rest = text.partition("\n## ")
-        text = first.rstrip() + "\n\n" + section + ("\n\n## " + rest if rest else "\n")
+    text = place_section(text, section)
     runs.write_atomic(args.results, lambda tmp: open(tmp, "w").write(text))
     print("\n".join(lines))
     print(f"\ncoverage: {cover}\n{len(done)} trainings, {minutes:.1f} min -> {args.results}, {png}")

@@ -39,6 +39,7 @@ import models  # noqa: E402
 import runs  # noqa: E402
 import sweep  # noqa: E402
 import train  # noqa: E402
+from benchmarks import honest  # noqa: E402
 from benchmarks.results import load_record, log_table, markdown, rank_table  # noqa: E402
 from data import DEFAULT_FRACTIONS, DataError, boundaries, load_series  # noqa: E402
 from data.download import FILES, default_data_dir  # noqa: E402
@@ -589,6 +590,9 @@ def main(argv=None):
         f"**Time.** {wall / 60:.1f} minutes wall with `--jobs {args.jobs}` on a machine with {os.cpu_count()} "
         f"cores (load average {load0:.1f} at the start and {load1:.1f} at the end{busy}); {where}.\n"))
     path = os.path.join(args.out, "RESULTS.md")
+    kept = honest.section_of(open(path).read()) if os.path.isfile(path) else None
+    if kept:  # benchmarks/honest.py's section stays (it is made by its own, longer run)
+        text = honest.place_section(text, kept)
 
     def write(tmp):
         with open(tmp, "w") as f:

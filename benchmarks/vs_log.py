@@ -42,7 +42,8 @@ What is measured, per process:
                 the end of the last validation. The log's: its own tqdm bar over the epochs
                 (created just before the first epoch, closed after the last validation and
                 TensorBoard write); the benchmark sets TQDM_BAR_FORMAT so that the bar prints its
-                elapsed seconds unrounded ({elapsed_s}), the last line it prints is read.
+                elapsed seconds unrounded ({elapsed_s}), the last line of the "Training" bar is
+                read (for lstm and att, predict()'s own bar over the forecast comes after it).
                 No line of the original is changed.
     val loss    the last epoch's validation MSE (normalised units): ours metrics.json val_loss (the
                 last epoch under --split random); the log's the last Loss/val scalar in its
@@ -189,14 +190,15 @@ def run_log(python, tree, overrides, out, env):
     save = tempfile.mkdtemp(dir=out, prefix="log-")
     command = [python, "train.py", *overrides, "dataset=y_w", f"logger.save_dir={save}",
                f"hydra.run.dir={save}/hydra"]
-    env = dict(env, HYDRA_FULL_ERROR="1", TQDM_BAR_FORMAT=MARK + " {n}/{total} elapsed_s={elapsed_s:.6f} {postfix}")
+    env = dict(env, HYDRA_FULL_ERROR="1", TQDM_BAR_FORMAT=MARK + " {desc} {n}/{total} elapsed_s={elapsed_s:.6f} {postfix}")
     t0 = time.perf_counter()
     r = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
     whole = time.perf_counter() - t0
     if r.returncode != 0:
         runs.fail(PROG, f"the log's train.py {' '.join(overrides)} failed: {last_line(r.stderr, r.returncode)}",
                   status=1)
-    bars = [b for b in re.split(r"[\r\n]", r.stderr) if b.startswith(MARK + " ")]
+    # The epoch bar (desc "Training"), not predict()'s bar over the forecast steps that follows it
+    bars = [b for b in re.split(r"[\r\n]", r.stderr) if b.startswith(MARK + " Training")]
     if not bars:
         runs.fail(PROG, "the log's train.py printed no progress bar; is its tqdm 4.66 or newer "
                         "(TQDM_BAR_FORMAT)?", status=1)

@@ -12,6 +12,11 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `-n 2`: two workers share the cores, one thread each
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # for the scripts the tests start
+    import torch
+    torch.set_num_threads(1)
+
 from data.download import FILES, default_data_dir  # noqa: E402
 
 

@@ -243,6 +243,9 @@ def test_cross_dataset_table_and_png(tmp_path, sine_csv, split, tag):
 # -- the reproduction report --------------------------------------------------------------------
 def test_quick_report_writes_results_and_plots(tmp_path):
     out, runs = tmp_path / "docs", tmp_path / "runs"
+    out.mkdir()
+    kept = "<!-- honest:start -->\n## made by honest.py\n<!-- honest:end -->"
+    (out / "RESULTS.md").write_text(f"# old\n\n{kept}\n\n## old table\n")
     r = run_script("benchmarks/report.py", "--quick", "--out", out, "--runs_dir", runs, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "0 failed runs" in r.stdout
@@ -251,6 +254,8 @@ def test_quick_report_writes_results_and_plots(tmp_path):
                     "## 2025-01-06", "## The same under the chrono split"):
         assert heading in text
     assert "**Time.**" in text and "<!-- time -->" not in text
+    assert text.count(kept) == 1 and "## old table" not in text  # honest.py's section stays, the rest is new
+    assert text.index("**Time.**") < text.index(kept) < text.index("## Noise floors")
     for png in re.findall(r"\]\((results_\w+\.png)\)", text):
         assert (out / png).stat().st_size > 10000
     assert len(re.findall(r"\]\((results_\w+\.png)\)", text)) >= 4

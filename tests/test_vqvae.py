@@ -295,6 +295,8 @@ def test_swap_then_layernorm_only_changes_nothing_else(runs, tmp_path):
     run_dir, metrics, ckpt = train_run(tmp_path, "--swap_ffn_with_vq", source_dir, "--train_only", "ln",
                                        "--max_steps", "2", "--workers", "0", "--batch_size", "4")
     assert "ffnae_swapvq_ln" in run_dir and os.path.isfile(os.path.join(run_dir, "recon_epoch000.png"))
+    config = json.load(open(os.path.join(run_dir, "config.json")))  # the source's images, not the defaults
+    assert (config["data"], config["image_size"]) == ("sample", 64)
     assert metrics["parameters"]["trainable"] == 128 and metrics["steps"] == 2
     # The source on the swap's test masks (seed 0, drawn for epoch 0), not those of its own final epoch
     assert metrics["source_test_loss"] == pytest.approx(runs["ffnae"][1]["test_loss"], rel=0.1)
