@@ -129,6 +129,10 @@ CROSS = [exp("lstm trained on y_w", "--model", "lstm", quick=True),
          exp("lstm trained on 4single", "--model", "lstm", dataset="4single")]
 
 
+TABLES = [("baselines", baselines()), ("2024-12-21", LOG_1221), ("2024-12-22", LOG_1222 + GRID_1222 + HEADS_1222),
+          ("2024-12-23", PE_1223), ("2025-01-06", CROSS)]
+
+
 # ---------------------------------------------------------------------------------------------
 def canonical(argv):
     """--model first, then the options that differ from the model's defaults, sorted: two rows that
@@ -202,7 +206,8 @@ class Report:
         return argv + (["--data_dir", self.args.data_dir] if self.args.data_dir else [])
 
     # -- running ----------------------------------------------------------------------------
-    def run(self, tables):
+    def commands(self, tables):
+        """The trainings the tables need, each once: [argv], and {argv: (row key, split)}."""
         commands, owners = [], {}
         for table, rows in tables:
             for e in rows:
@@ -217,6 +222,10 @@ class Report:
                         if tuple(argv) not in owners:
                             owners[tuple(argv)] = (self.key(e), split)
                             commands.append(argv)
+        return commands, owners
+
+    def run(self, tables):
+        commands, owners = self.commands(tables)
         print(f"report: {len(commands)} trainings, {self.args.jobs} at a time, into {self.runs_dir}", flush=True)
         done, failed = sweep.run_sweep(commands, self.args.jobs, log=lambda s: print(s, flush=True))
         self.failed = failed
@@ -569,8 +578,7 @@ def main(argv=None):
     if args.out is None:
         args.out = os.path.join(rep.runs_dir, "docs") if args.quick else os.path.join(ROOT, "docs")
     t0, load0 = time.perf_counter(), os.getloadavg()[0]
-    rep.run([("baselines", baselines()), ("2024-12-21", LOG_1221), ("2024-12-22", LOG_1222 + GRID_1222 + HEADS_1222),
-             ("2024-12-23", PE_1223), ("2025-01-06", CROSS)])
+    rep.run(TABLES)
     os.makedirs(args.out, exist_ok=True)
     tmp = os.path.join(rep.runs_dir, "report-plots")
     os.makedirs(tmp, exist_ok=True)

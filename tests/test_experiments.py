@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, run_main, run_script
+from conftest import ROOT, needs_formaldehyde, run_main, run_script
 
 import sweep
 from benchmarks import results
@@ -276,6 +276,35 @@ def test_report_bad_seeds_is_a_one_line_error():
 def test_train_speed_bad_repeat_is_a_one_line_error():
     r = run_script("benchmarks/train_speed.py", "--repeat", "0")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--repeat" in r.stderr and "0" in r.stderr, r.stderr
+
+
+# -- benchmarks/report_floor.py: the report's arithmetic -------------------------------------------
+@pytest.mark.parametrize("name, free", [("vqlnmlp", True), ("mhvqlnmlp", True), ("vqlnpemlp", False),
+                                        ("mhvqlnpemlp", False), ("mhvqlnmlp_rope", False), ("vqlnmlp_sinpe", False)])
+def test_floor_counts_only_the_models_whose_reads_depend_on_positions(name, free):
+    from benchmarks import report_floor
+    import models
+    import torch
+    torch.manual_seed(0)
+    assert report_floor.position_free(models.build(name, **models.positions(models.get(name), 16)), 16) is free
+
+
+def test_report_floor_without_the_data_is_a_one_line_error(tmp_path):
+    r = run_script("benchmarks/report_floor.py", "--data_dir", tmp_path)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "download.py" in r.stderr, r.stderr
+
+
+@needs_formaldehyde
+def test_report_floor_prints_a_consistent_floor():
+    r = run_script("benchmarks/report_floor.py", timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    cores = int(re.search(r"(\d+) cores", r.stdout).group(1))
+    scores = float(re.search(r"([0-9.]+) x 10\^12 scores", r.stdout).group(1)) * 1e12
+    assert scores > 0
+    for ns, cpu, wall in re.findall(r"at ([0-9.]+) ns per score .*?: +([0-9.]+) CPU-min, +([0-9.]+) min", r.stdout):
+        assert float(cpu) == pytest.approx(scores * float(ns) * 1e-9 / 60, rel=0.01, abs=0.1)
+        assert float(wall) == pytest.approx(float(cpu) / cores, abs=0.1)
+    assert "floor (softmax alone + lstm kernel)" in r.stdout
 
 
 # -- the product does not need benchmarks/ -------------------------------------------------------

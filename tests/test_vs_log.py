@@ -65,3 +65,21 @@ def test_table_on_fake_numbers():
     md = vs_log.format_markdown(rows).splitlines()
     assert md[0].startswith("| model | log training s |") and md[1] == "|" + "---|" * len(vs_log.HEADER)
     assert md[2].count("|") == len(vs_log.HEADER) + 1
+
+
+def test_training_bar_is_the_epoch_bar_not_the_forecast_bar():
+    """The log's stderr as vs_log.py makes tqdm print it: the epoch bar redrawn with carriage
+    returns, warnings between, then predict()'s bar over the forecast, whose seconds are not training."""
+    m = vs_log.MARK
+    stderr = (f"{m} Training 0/50 elapsed_s=0.000000 \r{m} Training 1/50 elapsed_s=0.812000 val_loss=0.0301\r"
+              f"{m} Training 50/50 elapsed_s=31.250000 val_loss=0.0137\nsome warning\n"
+              f"{m} Predict 0/600 elapsed_s=0.000000 \r{m} Predict 600/600 elapsed_s=0.950000 \n")
+    assert vs_log.training_bar(stderr) == (31.25, 0.0137)
+    assert vs_log.training_bar(f"{m} Training 3/3 elapsed_s=2.5 \n") == (2.5, None)  # no val in the bar
+
+
+def test_no_training_bar_is_one_line(capsys):
+    with pytest.raises(SystemExit) as e:
+        vs_log.training_bar(f"{vs_log.MARK} Predict 600/600 elapsed_s=0.95\n")
+    assert e.value.code == 1
+    assert "printed no progress bar" in capsys.readouterr().err.strip()
