@@ -94,15 +94,15 @@ def main(argv=None):
     p.add_argument("--data_dir", default=None, help="where y_w, w_y, 4single live")
     p.add_argument("--seeds", default="0,1,2", help="comma list (as report.py)")
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
-    train.keep_freed_memory()  # as train.py: steps reuse their freed memory (docs/BENCHMARKS.md)
     try:
         rep = report.Report(argparse.Namespace(quick=False, seeds=args.seeds, data_dir=args.data_dir, epochs=None,
                                                runs_dir="floor", jobs=2))
     except DataError as e:
         runs.fail("report_floor.py", e)
+    torch.set_num_threads(1)
+    train.keep_freed_memory()  # as train.py: steps reuse their freed memory (docs/BENCHMARKS.md)
     commands, _ = rep.commands(report.TABLES)
-    series, scores, counted, lstm_batches, lstm_ms_at = {}, 0, 0, 0, {}
+    series, scores, counted, lstm_batches, lstm_s, lstm_ms_at = {}, 0, 0, 0, 0.0, {}
     for argv in commands:
         name, model_args, hp, dataset, split = settings(argv)
         if dataset not in series:
@@ -114,7 +114,9 @@ def main(argv=None):
             key = (hp["batch_size"], hp["time_steps"])
             if key not in lstm_ms_at:
                 lstm_ms_at[key] = lstm_ms(model, *key)
-            lstm_batches += hp["epochs"] * -(-len(data.x_train) // hp["batch_size"])
+            batches = hp["epochs"] * (len(data.x_train) // hp["batch_size"])  # full batches only: a floor
+            lstm_batches += batches
+            lstm_s += batches * lstm_ms_at[key] / 1e3
             continue
         size = models.codebook_size(model)
         if size is None or position_free(model, hp["time_steps"]):
@@ -123,7 +125,6 @@ def main(argv=None):
         scores += hp["epochs"] * (len(data.x_train) + len(data.x_val)) * hp["time_steps"] * size[0]
     soft, read = softmax_ns()
     cores = os.cpu_count()
-    lstm_s = sum(lstm_ms_at.values()) / len(lstm_ms_at) / 1e3 * lstm_batches if lstm_ms_at else 0.0
     print("\n".join(machine(1)))
     print(f"benchmarks/report.py: {len(commands)} trainings")
     print(f"VQ reads with positions: {counted} trainings, {scores / 1e12:.3f} x 10^12 scores (forward, "

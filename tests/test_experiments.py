@@ -289,9 +289,12 @@ def test_floor_counts_only_the_models_whose_reads_depend_on_positions(name, free
     assert report_floor.position_free(models.build(name, **models.positions(models.get(name), 16)), 16) is free
 
 
-def test_report_floor_without_the_data_is_a_one_line_error(tmp_path):
-    r = run_script("benchmarks/report_floor.py", "--data_dir", tmp_path)
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "download.py" in r.stderr, r.stderr
+def test_report_floor_without_the_data_is_a_one_line_error(tmp_path, capsys):
+    from benchmarks import report_floor
+    with pytest.raises(SystemExit) as e:
+        report_floor.main(["--data_dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1 and "download.py" in err, err
 
 
 @needs_formaldehyde
