@@ -46,13 +46,11 @@ def train(args, model_args):
     resumed = load_resume(args) if args.resume else None
     if resumed:
         config, model_args = resumed["config"], resumed["config"]["model_args"]
-    cls = models.get(args.model)
-    hp = {k: getattr(args, k) if getattr(args, k) is not None else cls.train_defaults[k] for k in TRAINING}
+    cls, hp, model_args = settings(args, model_args)
     runs.check_positive(batch_size=hp["batch_size"], time_steps=hp["time_steps"])
     if hp["epochs"] < 0 or hp["lr"] <= 0:
         raise DataError(f"--epochs must be >= 0 and --lr > 0, got epochs {hp['epochs']}, lr {hp['lr']}")
     defaults = models.options(cls)
-    model_args = {**defaults, **models.positions(cls, hp["time_steps"]), **model_args}
     device = runs.pick_device(args.device)
     keep_freed_memory()
 
@@ -176,6 +174,15 @@ def train(args, model_args):
         metrics["codebook_usage"] = usage
     runs.write_json(os.path.join(run_dir, "metrics.json"), metrics)
     return run_dir, metrics
+
+
+def settings(args, model_args):
+    """(model class, training settings, constructor arguments) that args and model_args ask for:
+    the model's own defaults where they name none (time_steps, batch_size, lr, epochs; every
+    constructor argument, block_size following time_steps)."""
+    cls = models.get(args.model)
+    hp = {k: getattr(args, k) if getattr(args, k) is not None else cls.train_defaults[k] for k in TRAINING}
+    return cls, hp, {**models.options(cls), **models.positions(cls, hp["time_steps"]), **model_args}
 
 
 def save_run(run_dir, config, model_args, best, model, optimizer, shuffle, rows):

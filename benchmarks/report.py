@@ -172,6 +172,8 @@ def mean(values):
 class Report:
     def __init__(self, args):
         self.args, self.quick = args, args.quick
+        if not all(s.strip().isdigit() for s in args.seeds.split(",")):
+            raise runs.UsageError(f"--seeds {args.seeds!r}: expected a comma list of whole numbers, e.g. 0,1,2")
         self.seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",")]
         self.data_dir = args.data_dir or default_data_dir()
         have = all(os.path.isfile(os.path.join(self.data_dir, f)) for f, _ in FILES.values())
@@ -569,11 +571,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.jobs < 1:
         runs.fail("report.py", f"--jobs must be at least 1, got {args.jobs}")
-    if not all(s.strip().isdigit() for s in args.seeds.split(",")):
-        runs.fail("report.py", f"--seeds {args.seeds!r}: expected a comma list of whole numbers, e.g. 0,1,2")
     try:
         rep = Report(args)
-    except DataError as e:
+    except runs.UsageError as e:  # bad --seeds, or the data missing
         runs.fail("report.py", e)
     if args.out is None:
         args.out = os.path.join(rep.runs_dir, "docs") if args.quick else os.path.join(ROOT, "docs")

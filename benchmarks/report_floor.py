@@ -35,16 +35,7 @@ import runs  # noqa: E402
 import train  # noqa: E402
 from benchmarks import report  # noqa: E402
 from benchmarks.vs_log import machine  # noqa: E402
-from data import DEFAULT_FRACTIONS, DataError, load_series, split_series  # noqa: E402
-
-
-def settings(argv):
-    """(model name, model_args, hp, dataset, split) of one train.py argv of the report."""
-    args, model_args = train.parse_args(argv)
-    cls = models.get(args.model)
-    hp = {k: getattr(args, k) if getattr(args, k) is not None else cls.train_defaults[k] for k in train.TRAINING}
-    model_args = {**models.options(cls), **models.positions(cls, hp["time_steps"]), **model_args}
-    return args.model, model_args, hp, args.dataset, args.split
+from data import DEFAULT_FRACTIONS, load_series, split_series  # noqa: E402
 
 
 def position_free(model, T):
@@ -97,20 +88,21 @@ def main(argv=None):
     try:
         rep = report.Report(argparse.Namespace(quick=False, seeds=args.seeds, data_dir=args.data_dir, epochs=None,
                                                runs_dir="floor", jobs=2))
-    except DataError as e:
+    except runs.UsageError as e:
         runs.fail("report_floor.py", e)
     torch.set_num_threads(1)
     train.keep_freed_memory()  # as train.py: steps reuse their freed memory (docs/BENCHMARKS.md)
     commands, _ = rep.commands(report.TABLES)
     series, scores, counted, lstm_batches, lstm_s, lstm_ms_at = {}, 0, 0, 0, 0.0, {}
     for argv in commands:
-        name, model_args, hp, dataset, split = settings(argv)
-        if dataset not in series:
-            series[dataset] = load_series(dataset, None, args.data_dir).values
-        data = split_series(series[dataset], hp["time_steps"], models.get(name).target, split, DEFAULT_FRACTIONS)
+        run, given = train.parse_args(argv)
+        cls, hp, model_args = train.settings(run, given)
+        if run.dataset not in series:
+            series[run.dataset] = load_series(run.dataset, None, args.data_dir).values
+        data = split_series(series[run.dataset], hp["time_steps"], cls.target, run.split, DEFAULT_FRACTIONS)
         torch.manual_seed(0)
-        model = models.build(name, **model_args)
-        if name == "lstm":
+        model = models.build(run.model, **model_args)
+        if run.model == "lstm":
             key = (hp["batch_size"], hp["time_steps"])
             if key not in lstm_ms_at:
                 lstm_ms_at[key] = lstm_ms(model, *key)

@@ -289,12 +289,13 @@ def test_floor_counts_only_the_models_whose_reads_depend_on_positions(name, free
     assert report_floor.position_free(models.build(name, **models.positions(models.get(name), 16)), 16) is free
 
 
-def test_report_floor_without_the_data_is_a_one_line_error(tmp_path, capsys):
+@pytest.mark.parametrize("args, says", [(["--data_dir", "EMPTY"], "download.py"), (["--seeds", "0,x"], "'0,x'")])
+def test_report_floor_bad_input_is_a_one_line_error(args, says, tmp_path, capsys):
     from benchmarks import report_floor
     with pytest.raises(SystemExit) as e:
-        report_floor.main(["--data_dir", str(tmp_path)])
+        report_floor.main([str(tmp_path) if a == "EMPTY" else a for a in args])
     err = capsys.readouterr().err
-    assert e.value.code == 2 and len(err.strip().splitlines()) == 1 and "download.py" in err, err
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1 and says in err, err
 
 
 @needs_formaldehyde
