@@ -613,6 +613,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         device = runs.pick_device(args.device)
+        runs.Threads().start()  # as many threads as other processes leave cores free
         if args.dataset and "," in args.dataset:
             datasets = [d for d in args.dataset.split(",") if d]  # the log's 2025-01-06 matrix
             table, png, _ = cross_dataset(args.run_dir, datasets, args.column, args.predict_rate, device,

@@ -72,6 +72,64 @@ def pick_device(name):
     return name
 
 
+# ---------------------------------------------------------------- threads on a shared machine
+
+class Threads:
+    """torch's thread count, following the cores that other processes leave free.
+
+    torch starts one thread per core, and its OpenMP threads spin while they wait for each other.
+    On an idle machine that is fastest; when another process holds a core, a thread that has lost
+    its core keeps the rest spinning at every barrier: the quick start took 85 s beside one busy
+    process against 29 s idle, and 30 s with one thread (docs/BENCHMARKS.md). So: before training,
+    and then at most every `every` seconds (between epochs), count the cores that other processes
+    used since the last look (all busy CPU time in /proc/stat less this process's own), and use
+    the cores left, at least one. The thread count changes no number a model computes (tested).
+    Off Linux, or where OMP_NUM_THREADS is set, torch's own choice stays."""
+
+    def __init__(self, every=2.0, read=None):
+        self.read = read or _cpu_seconds
+        self.fixed = "OMP_NUM_THREADS" in os.environ or self.read() is None
+        self.cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        self.every, self.mark = every, None
+
+    def start(self, wait=0.1):
+        """Look at the machine for `wait` seconds (this process idle), then set the threads."""
+        if self.fixed:
+            return
+        before = self._sample()
+        time.sleep(wait)
+        self._follow(before)
+
+    def update(self):
+        """Between epochs: follow what other processes used since the last look."""
+        if not self.fixed and self.mark and time.monotonic() - self.mark[2] >= self.every:
+            self._follow(self.mark)
+
+    def _sample(self):
+        return self.read(), time.process_time(), time.monotonic()
+
+    def _follow(self, before):
+        import torch
+        self.mark = now = self._sample()
+        others = ((now[0] - before[0]) - (now[1] - before[1])) / max(now[2] - before[2], 1e-9)  # cores
+        threads = max(1, min(self.cores, self.cores - int(others + 0.5)))
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
+
+
+def _cpu_seconds():
+    """Busy CPU seconds of the whole machine so far (Linux /proc/stat), or None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in (fields[1:9] + ["0"] * 8)[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 # ---------------------------------------------------------------- files written whole
 
 def write_atomic(path, write):

@@ -98,6 +98,7 @@ def run_one(argv, threads):
     import torch
     import train
     if threads:
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # a worker process's own: train.py keeps it
         torch.set_num_threads(threads)
     out, err = io.StringIO(), io.StringIO()
     try:

@@ -53,6 +53,8 @@ def train(args, model_args):
     defaults = models.options(cls)
     device = runs.pick_device(args.device)
     keep_freed_memory()
+    threads = runs.Threads()  # as many threads as other processes leave cores free
+    threads.start()
 
     # Data: window tensors of the training and validation parts (split_series never reads the test part)
     series = load_series(args.dataset, args.column, args.data_dir, args.fill, args.date_format)
@@ -142,6 +144,7 @@ def train(args, model_args):
             bar.set_postfix(train=f"{train_loss:.4g}", val=f"{val_loss:.4g}", val_mse_last=f"{val_mse_last:.4g}")
             if stop:
                 break
+            threads.update()
         bar.close()
         if not rows:  # epochs 0: measure the untrained model
             val_loss, val_mse_last = evaluate(model, x_val, y_val)

@@ -70,11 +70,14 @@ RESUMABLE = ("--resume", "--epochs", "--max_steps", "--device", "--workers", "--
 def run(args):
     """Train a fresh model, a swapped one (--swap_ffn_with_vq) or continue a run (--resume)."""
     r = setup(args)
+    threads = runs.Threads()  # as many threads as other processes leave cores free
+    threads.start()
     try:
         if r.source and not r.rows:  # the swapped model before any training
             before_training(r)
         for epoch in range(r.first_epoch, r.n_epochs + 1):
             train_epoch(r, epoch)
+            threads.update()
             r.rng = gather_rng_state(r.world, r.device)  # where the next epoch starts: --resume's
             save(r)  # every epoch: an interrupted run keeps its last finished epoch
             if r.max_steps is not None and r.step >= r.max_steps:
