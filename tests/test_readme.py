@@ -133,3 +133,38 @@ def test_every_bash_line_is_in_a_case():
     every = [c for text in DOCS.values() for b in re.findall(r"```bash\n(.*?)```", text, re.S) for c in commands(b)]
     assert every and sorted(every) == sorted(c for case, lines in CASES.items() if case != "quick_start"
                                              for c in lines)
+
+
+def slug(heading):
+    """GitHub's anchor for a markdown heading: lower case, punctuation dropped, spaces as dashes."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_relative_link_and_anchor_in_the_docs_exists():
+    """A link such as docs/GUIDE.md#image-autoencoders points at a file that exists and a heading in it."""
+    pages = ["README.md"] + sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md")))
+    checked = 0
+    for page in pages:
+        text = open(os.path.join(ROOT, page)).read()
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+://", target):
+                continue
+            path, _, anchor = target.partition("#")
+            file = os.path.normpath(os.path.join(ROOT, os.path.dirname(page), path)) if path else os.path.join(ROOT, page)
+            assert os.path.exists(file), f"{page}: link to {target}: no such file"
+            if anchor:
+                headings = re.findall(r"^#+ (.+)$", open(file).read(), re.M)
+                assert anchor in {slug(h) for h in headings}, f"{page}: link to {target}: no such heading"
+            checked += 1
+    assert checked > 5
+
+
+def test_the_readme_states_the_number_of_tests(request):
+    """The README's "N tests" is the number the suite collects (checked when the whole suite runs)."""
+    files = {os.path.basename(str(item.path)) for item in request.session.items}
+    every = {os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "tests", "test_*.py"))}
+    if files != every:
+        pytest.skip("only part of the suite was collected")
+    stated = re.search(r"(\d+) tests in two worker processes", README)
+    assert stated, "README's Tests section names no test count"
+    assert int(stated.group(1)) == len(request.session.items)
