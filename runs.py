@@ -86,11 +86,11 @@ class Progress:
         self.stream = sys.stderr if stream is None else stream
         self.on = not (hasattr(self.stream, "isatty") and self.stream.isatty())
         if every is None:
-            text = os.environ.get("VQSEQ_PROGRESS_SECONDS", "2")
+            seconds = os.environ.get("VQSEQ_PROGRESS_SECONDS", "2")
             try:
-                every = float(text)
+                every = float(seconds)
             except ValueError:
-                raise UsageError(f"$VQSEQ_PROGRESS_SECONDS {text!r} is not a number of seconds; "
+                raise UsageError(f"$VQSEQ_PROGRESS_SECONDS {seconds!r} is not a number of seconds; "
                                  f"give e.g. 2, or 0 for a line every epoch") from None
         self.every, self.clock, self.last = every, clock, None
 

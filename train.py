@@ -383,23 +383,28 @@ def parse_value(text, default):
 
 
 # What the lines train.py prints mean: the epilog of --help (README "What a run writes" too).
-TERMS = """what the lines train.py prints mean:
-  epoch E/N train A  val B  val_mse_last C  Ts   a line per epoch where stderr is not a terminal
-                 (a log file): at most one every 2 s ($VQSEQ_PROGRESS_SECONDS; 0: every epoch)
-  val_loss       validation MSE of every output the model is trained on (its objective),
+TERMS = """\
+what the lines train.py prints mean:
+  epoch E/N  train A  val B  val_mse_last C  Ts
+                 a line per epoch where stderr is not a terminal (a log file): at most one
+                 every 2 s ($VQSEQ_PROGRESS_SECONDS; 0: every epoch), the first and last always
+  val_loss       validation MSE of every output the model is trained on (its objective), in
                  normalised units (the series minus its training mean, over its std)
   val_mse_last   validation MSE of the value after each window alone: what a forecast needs;
                  chrono keeps the epoch where it is lowest
   (epoch N)      the epoch model.pt holds: chrono the lowest val_mse_last, random the last;
                  never a partial epoch (stopped by Ctrl-C: complete 0 in losses.csv)
-  params A+B fixed   A trained parameters; B fixed numbers, never trained (codebooks, positions)
+  params A+B fixed
+                 A trained parameters; B fixed numbers, never trained (codebooks, positions)
   headH ppl P/V  perplexity of head H's mean code probabilities on the validation windows:
                  about P of its V codes (vocab_size) carry the reads
   used U%        codes that are the most probable code for at least one validation value
-  test MASE h1 A hH B all C (naive a / b / c)   test-part mean absolute error over the naive
-                 one-step error on the training part: 1 step ahead, H steps ahead, all steps;
-                 naive (the last value repeated) beside it; then a sentence: where it beats naive
-  80% interval coverage   share of test values inside the 80% prediction interval
+  test MASE h1 A hH B all C  (naive a / b / c)
+                 test-part mean absolute error over the naive one-step error on the training
+                 part: 1 step ahead, H steps ahead, all steps; naive (the last value repeated)
+                 beside it; then a sentence: at which steps it beats naive
+  80% interval coverage
+                 the share of test values inside the 80% prediction interval
 """
 
 
