@@ -105,6 +105,22 @@ def test_progress_lines_are_rate_limited_but_keep_the_first_and_last():
     assert tty.getvalue() == ""                             # on a terminal tqdm's bar says it
 
 
+def test_vqvae_imagenet_flushes_each_progress_line(monkeypatch):
+    """vqvae_imagenet.py's epoch lines go to stdout, block-buffered in a file (> log.txt): each is
+    flushed as it is written, so the file shows them while the images train."""
+    import vqvae_imagenet
+
+    class Stdout(io.StringIO):
+        flushed = ""
+
+        def flush(self):
+            self.flushed = self.getvalue()
+    out = Stdout()
+    monkeypatch.setattr(sys, "stdout", out)
+    vqvae_imagenet.say("epoch 1/2  step 3")
+    assert out.flushed == "epoch 1/2  step 3\n"
+
+
 # ---------------------------------------------------------------- 2. a verdict against naive
 
 NAIVE_IS = "naive (repeating the last value)"
