@@ -570,7 +570,37 @@ def backtest_line(result, folder):
         line += f"  (seasonal naive all {m['seasonal_naive']['mase']:.3g})"
     line += (f"  RMSE {m['model']['rmse']:.4g} (naive {m['naive']['rmse']:.4g})  {result['interval']['level']:g}% "
              f"interval coverage {result['interval']['coverage']:.0%}  ({len(result['origins'])} origins) -> {folder}")
-    return line
+    return line + "\n" + verdict(s["model"]["mase"], s["naive"]["mase"])
+
+
+def verdict(model, naive, tie=0.005):
+    """One sentence from the per-step errors (MASE by step) of the model and of naive: at which
+    steps ahead the model beats naive. Within `tie` (relative) of naive's error counts as the same, a
+    NaN error as worse; more than three stretches of one kind are summarised as a count."""
+    model, naive = np.asarray(model, dtype=float), np.asarray(naive, dtype=float)
+    kind = np.where(np.abs(model - naive) <= tie * np.abs(naive), "same", np.where(model < naive, "better", "worse"))
+    stretches = []  # [kind, first step, last step], steps counted from 1
+    for h, k in enumerate(kind, 1):
+        if stretches and stretches[-1][0] == k:
+            stretches[-1][2] = h
+        else:
+            stretches.append([k, h, h])
+
+    def steps(k):
+        spans = [(a, b) for kk, a, b in stretches if kk == k]
+        n = sum(b - a + 1 for a, b in spans)
+        if len(spans) > 3:
+            return f"{n} of {len(kind)} steps (between step {spans[0][0]} and {spans[-1][1]})"
+        where = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+        return f"step {where}" if n == 1 else f"steps {where}"
+    naive_is = "naive (repeating the last value)"
+    lead = {"better": f"Better than {naive_is}", "worse": f"Worse than {naive_is}",
+            "same": f"The same as {naive_is}, within {tie:.1%},"}
+    order = list(dict.fromkeys(kind))  # each kind once, in the order it first appears
+    if len(order) == 1:
+        return f"{lead[order[0]]} at every step ahead" + (f" (1-{len(kind)})." if len(kind) > 1 else ".")
+    words = {"better": "better", "worse": "worse", "same": f"the same within {tie:.1%}"}
+    return f"{lead[order[0]]} at {steps(order[0])}; " + "; ".join(f"{words[k]} at {steps(k)}" for k in order[1:]) + "."
 
 
 def evaluate(run_dir, device="cpu"):

@@ -47,11 +47,58 @@ class Parser(argparse.ArgumentParser):
         fail(self.prog, message)
 
 
+def finite(text):
+    """argparse type of a float option: nan and inf are refused (they would train a run of NaN losses)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give e.g. 0.1") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number; give e.g. 0.1")
+    return value
+
+
+def text(value):
+    """A value as it is typed on the command line: 32-128-512, true, 0.007."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (tuple, list)):
+        return "-".join(map(str, value))
+    return str(value)
+
+
 def check_positive(**values):
     """Raise UsageError naming the first option that is not >= 1 (sizes, counts, epochs)."""
     for name, value in values.items():
         if value is not None and value < 1:
             raise UsageError(f"--{name} must be at least 1, got {value}")
+
+
+# ---------------------------------------------------------------- progress
+
+class Progress:
+    """A flushed line per epoch where stderr is not a terminal (a log file, a pipe), where tqdm's
+    bar is off and `python train.py > log.txt 2>&1` would otherwise show nothing until the end.
+    At most one line every `every` seconds ($VQSEQ_PROGRESS_SECONDS, default 2; 0: every epoch),
+    but always the first epoch and the last one. On a terminal it prints nothing: tqdm draws."""
+
+    def __init__(self, stream=None, every=None, clock=time.monotonic):
+        self.stream = sys.stderr if stream is None else stream
+        self.on = not (hasattr(self.stream, "isatty") and self.stream.isatty())
+        if every is None:
+            seconds = os.environ.get("VQSEQ_PROGRESS_SECONDS", "2")
+            try:
+                every = float(seconds)
+            except ValueError:
+                raise UsageError(f"$VQSEQ_PROGRESS_SECONDS {seconds!r} is not a number of seconds; "
+                                 f"give e.g. 2, or 0 for a line every epoch") from None
+        self.every, self.clock, self.last = every, clock, None
+
+    def line(self, text, first=False, last=False):
+        now = self.clock()
+        if self.on and (first or last or self.last is None or now - self.last >= self.every):
+            print(text, file=self.stream, flush=True)
+            self.last = now
 
 
 # ---------------------------------------------------------------- device
@@ -210,13 +257,13 @@ def plot_curves(curves, title, ylabel, path, log_y=True):
 # abbreviation (vs512); a tuple as l32-128-512; a true flag as the abbreviation alone, a false
 # one not at all; a dict gives each value's text (None: left out). Any other argument appears
 # as name+value only where it differs from the model's default (lstm_hidden_size128_...), so two
-# runs that differ in an option never share a name. block_size follows time_steps (ts).
+# runs that differ in an option never share a name. block_size's default is time_steps (ts): it
+# appears only where it differs from it (vqlnpemlp_..._block_size200_y_w_ts96_...).
 NAME_PARTS = (("order", ""), ("levels", "l"), ("heads", "h"), ("vocab_size", "vs"), ("d_model", "dm"),
               ("n_heads", "nh"), ("trainable_codebooks", "tc"), ("kv_heads", "kv"),
               ("pe_type", {"none": "nope", "randn": "randn", "sinpe": "sinpe", "rope": "rope"}),
               ("pe_on", {"input": None, "qk": "qk"}), ("in_ln", "inln"), ("q_ln", "qln"), ("k_ln", "kln"),
               ("causal", {True: None, False: "bidir"}))
-NOT_NAMED = ("block_size",)
 
 
 def _part(abbr, value):
@@ -231,9 +278,10 @@ def _part(abbr, value):
 
 def run_name(model, model_args, defaults, dataset, time_steps, lr):
     """The log's run name of a model with constructor arguments model_args (defaults: the
-    constructor's own), e.g. vqlnmlp_vs512_dm64_y_w_ts96_lr0.007."""
+    constructor's own; block_size's is time_steps), e.g. vqlnmlp_vs512_dm64_y_w_ts96_lr0.007."""
     parts = [model] + [_part(abbr, model_args[k]) for k, abbr in NAME_PARTS if k in model_args]
-    named = {k for k, _ in NAME_PARTS} | set(NOT_NAMED)
+    named = {k for k, _ in NAME_PARTS}
+    defaults = {**defaults, "block_size": time_steps}  # a positional table as long as the window
     for k, value in model_args.items():
         if k not in named and value != defaults.get(k):
             parts.append(_part(k, value) if not isinstance(value, bool) else f"{k}{str(value).lower()}")

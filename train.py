@@ -18,11 +18,14 @@ of overlapping windows, the last epoch kept, scored over the whole series (as th
 
 A run directory runs/{run_name}/{timestamp}/ receives config.json, model.pt (the weights
 forecasting uses), last.pt (the last epoch, with the optimizer: --resume), losses.csv, loss.png
-and metrics.json, then forecast.py's evaluation (unless --no_forecast).
+and metrics.json, then forecast.py's evaluation (unless --no_forecast). Where stderr is not a
+terminal (python train.py ... > log.txt 2>&1) a line per epoch replaces tqdm's bar.
 """
+import argparse
 import copy
 import csv
 import ctypes
+import math
 import os
 import platform
 import signal
@@ -77,6 +80,7 @@ def train(args, model_args):
     shuffle = torch.Generator().manual_seed(args.seed) if honest else None  # the log kept one fixed order
     select = "val_mse_last" if honest else None  # chrono keeps the best validation epoch; the log the last
     rows, best = [], {"epoch": 0, "score": float("inf"), "state": None}
+    progress = runs.Progress()  # a line per epoch where stderr is a log file, not a terminal
 
     if resumed:
         run_dir, partial = args.resume, None
@@ -116,6 +120,7 @@ def train(args, model_args):
     try:
         t0 = time.perf_counter() - (rows[-1]["seconds"] if rows else 0.0)
         first = rows[-1]["epoch"] + 1 if rows else 1
+        initial = copy.deepcopy(model.state_dict()) if not rows else None  # model.pt if no epoch completes
         bar = tqdm(range(first, hp["epochs"] + 1), desc=config["run_name"], unit="epoch", leave=False, disable=None)
         for epoch in bar:
             n = len(x_train)
@@ -133,23 +138,33 @@ def train(args, model_args):
                 batch_means.append(loss.detach())
                 if stop:
                     break
+            complete = seen == n  # Ctrl-C stops mid-epoch: a partial epoch, never chosen for model.pt
             # the log's epoch loss is the mean of its batch means; ours the mean over windows
             train_loss = (total.item() / seen if honest else torch.stack(batch_means).mean().item())
             val_loss, val_mse_last = evaluate(model, x_val, y_val)
             rows.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                         "val_mse_last": val_mse_last, "seconds": time.perf_counter() - t0})
+                         "val_mse_last": val_mse_last, "seconds": time.perf_counter() - t0, "complete": int(complete)})
             score = rows[-1][select] if select else -epoch                   # the log: the last epoch wins
-            if score < best["score"]:
+            if complete and score < best["score"]:
                 best = {"epoch": epoch, "score": score, "state": copy.deepcopy(model.state_dict())}
             bar.set_postfix(train=f"{train_loss:.4g}", val=f"{val_loss:.4g}", val_mse_last=f"{val_mse_last:.4g}")
+            progress.line(f"epoch {epoch}/{hp['epochs']}  train {train_loss:.4g}  val {val_loss:.4g}  "
+                          f"val_mse_last {val_mse_last:.4g}  {rows[-1]['seconds']:.1f}s"
+                          + ("" if complete else "  (partial: stopped by Ctrl-C)"),
+                          first=epoch == first, last=epoch == hp["epochs"] or bool(stop))
             if stop:
                 break
             threads.update()
         bar.close()
-        if not rows:  # epochs 0: measure the untrained model
+        if initial is not None and not any(r["complete"] for r in rows):
+            # no epoch completed (--epochs 0, or Ctrl-C in the first): model.pt is the untrained model, epoch 0
+            trained = copy.deepcopy(model.state_dict())
+            model.load_state_dict(initial)
             val_loss, val_mse_last = evaluate(model, x_val, y_val)
-            rows.append({"epoch": 0, "train_loss": None, "val_loss": val_loss, "val_mse_last": val_mse_last,
-                         "seconds": 0.0})
+            model.load_state_dict(trained)
+            rows.insert(0, {"epoch": 0, "train_loss": None, "val_loss": val_loss, "val_mse_last": val_mse_last,
+                            "seconds": 0.0, "complete": 1})
+            best = {"epoch": 0, "score": float("inf"), "state": initial}
         if best["state"] is None:
             best = {"epoch": rows[-1]["epoch"], "score": float("inf"), "state": model.state_dict()}
 
@@ -172,6 +187,7 @@ def train(args, model_args):
                "val_mse_last": chosen["val_mse_last"],
                "val_mse_last_original_units": chosen["val_mse_last"] * data.std ** 2,
                "best_epoch": best["epoch"], "epochs_run": rows[-1]["epoch"], "interrupted": bool(stop),
+               "partial_epochs": [r["epoch"] for r in rows if not r["complete"]],
                "trainable_parameters": trainable, "fixed_parameters": fixed, "seconds": rows[-1]["seconds"]}
     if usage:
         metrics["codebook_usage"] = usage
@@ -261,6 +277,7 @@ def load_resume(args):
         rows = [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()} for r in csv.DictReader(f)]
     for r in rows:
         r["epoch"] = int(r["epoch"])
+        r["complete"] = int(r.get("complete") if r.get("complete") is not None else 1)  # older runs: all complete
     epochs = args.epochs if args.epochs is not None else config["epochs"]
     if epochs <= rows[-1]["epoch"]:
         raise DataError(f"--resume {run_dir}: it has run {rows[-1]['epoch']} epochs already; "
@@ -363,11 +380,44 @@ def parse_value(text, default):
         raise ValueError(f"{text!r} is not a boolean (true/false)")
     if isinstance(default, (tuple, list)):  # e.g. --levels 32-128-512
         return tuple(type(default[0])(v) for v in text.split("-"))
+    if isinstance(default, float) and not math.isfinite(float(text)):  # a run of NaN losses
+        raise ValueError(f"{text!r} is not a finite number")
     return type(default)(text) if default is not None else text
 
 
-def base_parser():
-    p = runs.Parser(add_help=False, description="Train one forecasting model and write a run directory.")
+# What the lines train.py prints mean: the epilog of --help (README "What a run writes" too).
+TERMS = """\
+what the lines train.py prints mean:
+  epoch E/N  train A  val B  val_mse_last C  Ts
+                 a line per epoch where stderr is not a terminal (a log file): at most one
+                 every 2 s ($VQSEQ_PROGRESS_SECONDS; 0: every epoch), the first and last always
+  val_loss       validation MSE of every output the model is trained on (its objective), in
+                 normalised units (the series minus its training mean, over its std)
+  val_mse_last   validation MSE of the value after each window alone: what a forecast needs;
+                 chrono keeps the epoch where it is lowest
+  (epoch N)      the epoch model.pt holds: chrono the lowest val_mse_last, random the last;
+                 never a partial epoch (stopped by Ctrl-C: complete 0 in losses.csv)
+  params A+B fixed
+                 A trained parameters; B fixed numbers, never trained (codebooks, positions)
+  headH ppl P/V  perplexity of head H's mean code probabilities on the validation windows:
+                 about P of its V codes (vocab_size) carry the reads
+  used U%        codes that are the most probable code for at least one validation value
+  test MASE h1 A hH B all C  (naive a / b / c)
+                 test-part mean absolute error over the naive one-step error on the training
+                 part: 1 step ahead, H steps ahead, all steps; naive (the last value repeated)
+                 beside it; then a sentence: at which steps it beats naive
+  80% interval coverage
+                 the share of test values inside the 80% prediction interval
+"""
+
+
+def base_parser(model=None):
+    """The options every model shares; given a model's name, its training defaults in the help."""
+    def default(k):
+        return f"{model}: {models.get(model).train_defaults[k]}" if model else \
+            "default: the model's, see --model NAME --help"
+    p = runs.Parser(add_help=False, description="Train one forecasting model and write a run directory.",
+                    epilog=TERMS, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-h", "--help", action="store_true", help="show this help (with --model: its options)")
     p.add_argument("--model", default=None, help="model name (see --list)")
     p.add_argument("--list", action="store_true", help="list every model with its parameter counts")
@@ -378,15 +428,15 @@ def base_parser():
     p.add_argument("--fill", default=None, help=f"gaps in a CSV: {', '.join(FILL_MODES)} (default: gaps are an error)")
     p.add_argument("--date_format", default=None, help="strptime format of a CSV's dates where day and month "
                    "are ambiguous, e.g. %%d/%%m/%%Y")
-    p.add_argument("--time_steps", type=int, default=None, help="window length (default: the model's)")
-    p.add_argument("--batch_size", type=int, default=None, help="(default: the model's)")
-    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the model's)")
-    p.add_argument("--epochs", type=int, default=None, help="(default: the model's, 50 for most); with "
-                   "--resume: the total to reach")
+    p.add_argument("--time_steps", type=int, default=None, help=f"window length ({default('time_steps')})")
+    p.add_argument("--batch_size", type=int, default=None, help=f"windows per Adam step ({default('batch_size')})")
+    p.add_argument("--lr", type=runs.finite, default=None, help=f"Adam learning rate ({default('lr')})")
+    p.add_argument("--epochs", type=int, default=None, help=f"passes over the training windows "
+                   f"({default('epochs')}); with --resume: the total to reach")
     p.add_argument("--split", default="chrono", choices=SPLITS, help="chrono: train/validation/test in time "
                    "(default); random: the log's protocol")
-    p.add_argument("--val_fraction", type=float, default=DEFAULT_FRACTIONS[1], help="chrono: validation part")
-    p.add_argument("--test_fraction", type=float, default=DEFAULT_FRACTIONS[2], help="chrono: test part")
+    p.add_argument("--val_fraction", type=runs.finite, default=DEFAULT_FRACTIONS[1], help="chrono: validation part")
+    p.add_argument("--test_fraction", type=runs.finite, default=DEFAULT_FRACTIONS[2], help="chrono: test part")
     p.add_argument("--seed", type=int, default=0, help="seeds the model, the codebooks and the shuffling")
     p.add_argument("--device", default="auto", help=f"one of {', '.join(runs.DEVICES)}")
     p.add_argument("--out_dir", default="runs", help="where run directories go")
@@ -412,12 +462,15 @@ def parse_args(argv):
             sys.exit(0 if args.help else 2)
         return args, {}
     try:
-        model_defaults = models.options(models.get(args.model))
+        cls = models.get(args.model)
     except models.ModelError as e:
         runs.fail(parser.prog, e)
-    group = parser.add_argument_group(f"options of model {args.model} (default)")
+    parser, model_defaults = base_parser(args.model), models.options(cls)
+    group = parser.add_argument_group(f"options of model {args.model} (its constructor's arguments)")
     for name, default in model_defaults.items():
-        group.add_argument(f"--{name}", default=None, help=f"({default})")
+        shown = "time_steps" if name == "block_size" else runs.text(default)  # train.py's block_size
+        group.add_argument(f"--{name}", default=None, metavar=models.values(cls, name),
+                           help=f"{models.describe(cls, name)} (default {shown})")
     if args.help:
         parser.print_help()
         sys.exit(0)
@@ -432,7 +485,8 @@ def parse_args(argv):
             try:
                 model_args[name] = parse_value(text, default)
             except ValueError:
-                runs.fail(parser.prog, f"--{name} {text!r}: expected a value like {default!r}")
+                kind = "a finite number" if isinstance(default, float) else "a value"
+                runs.fail(parser.prog, f"--{name} {text!r}: expected {kind} like {runs.text(default)}")
     return args, model_args
 
 
@@ -443,7 +497,9 @@ def summary(metrics):
             f"params {m['trainable_parameters']}+{m['fixed_parameters']} fixed  {m['seconds']:.1f}s")
     for u in m.get("codebook_usage", []):
         line += f"  head{u['head']} ppl {u['perplexity']:.1f}/{u['vocab_size']} used {u['used_fraction']:.0%}"
-    return line + ("  (interrupted)" if m["interrupted"] else "")
+    partial = m.get("partial_epochs")
+    return line + ("  (interrupted)" if m["interrupted"] else "") + \
+        (f"  partial epoch {partial[-1]}: not chosen" if partial else "")
 
 
 def main(argv=None):

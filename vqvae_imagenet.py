@@ -96,6 +96,13 @@ def run(args):
     report(r)
 
 
+def say(line):
+    """Print a line of progress beside tqdm's bar, flushed: with stdout a file (> log.txt, where
+    the bar is off) each epoch's line appears when the epoch ends, not when the process does."""
+    tqdm.write(line)
+    sys.stdout.flush()
+
+
 def setup(args):
     """Everything a run needs: checked options, device, data, model, optimizer, run directory."""
     resumed = load_resume(args) if args.resume else None
@@ -107,7 +114,7 @@ def setup(args):
     r = types.SimpleNamespace(args=args, world=world, rank=rank, device=device, data_info=data_info,
                               source=source, bad=set(), metrics={}, rows=[], step=0, partial=None,
                               sets={s: Images(files[s], s, args, photo) for s in ("train", "val", "test")},
-                              say=tqdm.write if rank == 0 else (lambda *a, **k: None))
+                              say=say if rank == 0 else (lambda *a, **k: None))
 
     # The model: fresh (the seed's first draw is its weights), a swap of a trained FFN model, or resumed.
     if resumed:

@@ -9,6 +9,11 @@ What a forecasting model declares, and all the scripts read of it (nothing else)
                     them, run names are spelled from them (runs.run_name), and each is a
                     command-line option of train.py. An argument named block_size is the length
                     of a positional table: train.py sets it to time_steps unless given.
+                    What each argument means, for `train.py --model NAME --help`: OPTION_HELP
+                    below, one line per argument name; a model may word its own in
+    option_help     {argument: one line}, which replaces OPTION_HELP's line for that model.
+    choices         {argument: tuple of the values its constructor accepts}, the very tuple the
+                    constructor checks against (att's PE_TYPES): the help lists them.
     forward(x, start_pos=0)   x (B, T, 1) normalised values; start_pos numbers the first position.
     codebook        a fixed buffer (V, D) or (heads, V, head_size), never a parameter; or
     codebook_size() (entries, vocabulary) for models with several codebooks (the cascades).
@@ -67,6 +72,53 @@ def options(cls):
     """The constructor's keyword arguments and their defaults: the model's configuration."""
     params = list(inspect.signature(cls.__init__).parameters.values())[1:]
     return {p.name: p.default for p in params}
+
+
+# What each constructor argument means: one line per argument name, shared by the models that take
+# it; the help adds the valid values (Model.choices, true/false, sizes) and the default.
+OPTION_HELP = {
+    "vocab_size": "codes in each fixed random codebook",
+    "d_model": "width of the encoded values, the codes and the attention",
+    "n_heads": "heads: d_model is split into n_heads parts of d_model / n_heads",
+    "block_size": "rows of the positional table, the longest window it numbers",
+    "pe_per_head": "true: one sinusoidal table of width head_size in every head (the log's); "
+                   "false: one of width d_model split among the heads",
+    "levels": "cache sizes L1-L2-..., L1 next to the input (the log's Method Three)",
+    "heads": "heads per cache level, one number per level, each dividing d_model",
+    "order": "inc: the caches exchange from the last level down, then the input reads L1; "
+             "dec: the input reads L1, the result L2, ...",
+    "trainable_codebooks": "train the caches' codes too, instead of fixed random ones",
+    "kv_heads": "key/value heads shared by groups of query heads (grouped-query); must divide n_heads",
+    "pe_type": "positional encoding: none, a fixed randn table, sinusoidal, or rotary (RoPE)",
+    "pe_on": "where positions enter: input (added to or rotating the encoded values) or qk (RoPE on q and k)",
+    "in_ln": "LayerNorm on the encoded input before q, k, v",
+    "q_ln": "LayerNorm on the queries",
+    "k_ln": "LayerNorm on the keys",
+    "causal": "position t sees only values up to t (false: the whole window; the losses then leak)",
+    "bias": "biases on q, k, v and the decoder (the original has none)",
+    "pe_std": "std of the randn positional table (pe_type randn)",
+    "rope_before_ln": "with pe_on qk: rotate q and k before their LayerNorm (the original) or after",
+    "hidden_size": "LSTM hidden units",
+    "num_layers": "stacked LSTM layers",
+}
+
+
+def describe(cls, name):
+    """One line for --NAME of model cls: what it means (OPTION_HELP, or the model's own option_help)."""
+    return {**OPTION_HELP, **getattr(cls, "option_help", {})}.get(name, "")
+
+
+def values(cls, name):
+    """The values --NAME takes, as the help shows them: the model's declared choices ({none,rope}),
+    {true,false}, sizes joined by '-' (N-N-N), a number (X) or an integer >= 1 (N)."""
+    default = options(cls)[name]
+    if name in getattr(cls, "choices", {}):
+        return "{" + ",".join(map(str, cls.choices[name])) + "}"
+    if isinstance(default, bool):
+        return "{true,false}"
+    if isinstance(default, (tuple, list)):
+        return "-".join("N" for _ in default)
+    return {float: "X", int: "N"}.get(type(default), "TEXT")
 
 
 def positions(cls, time_steps):

@@ -58,6 +58,7 @@ def read(q, cache, scale):
 class Model(nn.Module):
     target = "aligned"  # trained on the next value at every position
     train_defaults = dict(time_steps=96, batch_size=32, lr=0.007, epochs=50)
+    choices = dict(order=ORDERS)  # what the constructor accepts, for --help
 
     def __init__(self, levels=(32, 128, 512), order="inc", d_model=64, trainable_codebooks=False):
         super().__init__()

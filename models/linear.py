@@ -13,6 +13,7 @@ import torch.nn as nn
 class Model(nn.Module):
     target = "last"
     train_defaults = dict(time_steps=96, batch_size=32, lr=0.007, epochs=50)
+    option_help = dict(block_size="values the linear layer reads: the window length")
 
     def __init__(self, block_size=96):
         super().__init__()

@@ -104,6 +104,7 @@ def memory_table(time_steps=4096):
 class Model(nn.Module):
     target = "aligned"  # trained on the next value at every position
     train_defaults = dict(time_steps=96, batch_size=32, lr=0.007, epochs=50)
+    choices = dict(order=ORDERS)  # what the constructor accepts, for --help
 
     def __init__(self, levels=(4, 16, 32), heads=(5, 2, 1), order="dec", d_model=60,
                  trainable_codebooks=False):

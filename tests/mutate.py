@@ -138,9 +138,14 @@ MUTATIONS = [
      [HONEST + "test_resume_gives_the_same_weights_as_an_uninterrupted_run"]),
     # chrono keeps the last epoch instead of the best validation epoch
     ("best_epoch_ignored", "train.py",
-     "if score < best[\"score\"]:",
-     "if True:",
+     "if complete and score < best[\"score\"]:",
+     "if complete:",
      [HONEST + "test_chrono_keeps_the_best_validation_epoch"]),
+    # issue 24: an epoch Ctrl-C cut short chosen for model.pt
+    ("partial_epoch_chosen", "train.py",
+     "if complete and score < best[\"score\"]:",
+     "if score < best[\"score\"]:",
+     ["tests/test_first_hour.py::test_a_partial_epoch_is_marked_and_never_chosen_even_when_best"]),
     # --- issue 16, fidelity: a model that departs from the original's outputs ---
     ("att_pe_std", "models/att.py",
      "pe_std=0.02",
