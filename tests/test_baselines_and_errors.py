@@ -116,6 +116,7 @@ def test_linear_run_holds_the_least_squares_weights_of_its_training_windows(tmp_
     rows = open(os.path.join(run_dir, "losses.csv")).read().splitlines()
     assert len(rows) == 2 and rows[1].startswith("1,")
     assert torch.load(os.path.join(run_dir, "last.pt"), weights_only=True)["optimizer"] is None
+    assert os.path.getsize(os.path.join(run_dir, "loss.png")) > 1000
     assert os.path.basename(os.path.dirname(run_dir)) == "linear_sine_ts8_lr0.5"  # the run name keeps lr
 
 
