@@ -264,8 +264,12 @@ def make_folder(path, what, hint="give a folder you can write to"):
     made = []
     try:
         for folder in reversed(missing):
-            os.mkdir(folder)
-            made.append(folder)
+            try:
+                os.mkdir(folder)
+                made.append(folder)
+            except FileExistsError:  # another run (sweep --jobs) made it meanwhile
+                if not os.path.isdir(folder):
+                    raise
         if not os.path.isdir(path):
             raise NotADirectoryError(errno.ENOTDIR, "a file is in its place")
     except OSError as e:

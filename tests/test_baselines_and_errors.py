@@ -310,6 +310,20 @@ def test_vqvae_out_dir_that_cannot_be_made(tmp_path, place):
     assert snapshot(tmp_path) == before
 
 
+def test_a_folder_another_run_made_meanwhile_is_no_error(tmp_path, monkeypatch):
+    """sweep --jobs 2: two trainings may make runs/{name} at once; the second must take it as made."""
+    import errno
+    import runs
+    mkdir = os.mkdir
+
+    def made_by_another_process_first(path, *args):
+        mkdir(path)
+        raise FileExistsError(errno.EEXIST, "File exists", path)
+    monkeypatch.setattr(os, "mkdir", made_by_another_process_first)
+    assert runs.make_folder(str(tmp_path / "runs" / "name"), "--out_dir runs") == []
+    assert os.path.isdir(tmp_path / "runs" / "name")
+
+
 @pytest.mark.parametrize("extra", [[], ["--future", "5"]], ids=["backtest", "future"])
 def test_forecast_into_a_run_whose_forecasts_folder_is_a_file(naive_run, tmp_path, extra):
     run_dir = copy_run(naive_run, tmp_path / "run")
