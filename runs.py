@@ -1,4 +1,5 @@
-"""What the scripts share: one-line errors, the device, files written whole, run directories.
+"""What the scripts share: one-line errors, the device, files written whole, run directories and
+their config.json, checked on reading.
 
 Why a top-level file: train.py, forecast.py, sweep.py and vqvae_imagenet.py are flat scripts
 that a reader opens one at a time. Each needs the same plumbing: argument errors that are one

@@ -16,6 +16,9 @@ the epoch with the lowest validation error; forecast.py then backtests on the te
 training never reads. random: the log's protocol, whole-series statistics, a random 80/20 split
 of overlapping windows, the last epoch kept, scored over the whole series (as the log's tables).
 
+A model that declares fit = "least_squares" (linear) is not trained by Adam: its weights are the
+least-squares solution on the training windows, one solve (models/__init__.py).
+
 A run directory runs/{run_name}/{timestamp}/ receives config.json, model.pt (the weights
 forecasting uses), last.pt (the last epoch, with the optimizer: --resume), losses.csv, loss.png
 and metrics.json, then forecast.py's evaluation (unless --no_forecast).
