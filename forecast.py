@@ -274,12 +274,12 @@ def calibrate(run, horizon, level):
 def load_run(run_dir, device="cpu", weights="model.pt"):
     """(model, config) rebuilt from RUN_DIR/config.json and its weights (model.pt: the ones
     training chose). A run directory that cannot be read is a one-line RunError."""
-    config = runs.read_json(os.path.join(run_dir, "config.json"))
+    config = runs.read_config(run_dir)
     checkpoint = runs.load_checkpoint(os.path.join(run_dir, weights), device)
     try:
         model = models.build(checkpoint["model"], **checkpoint["model_args"])
         model.load_state_dict(checkpoint["state_dict"])
-    except (KeyError, RuntimeError) as e:
+    except (KeyError, RuntimeError, TypeError) as e:  # TypeError: model_args not a dict
         raise runs.RunError(f"not a readable run: {os.path.join(run_dir, weights)} does not fit its model "
                             f"({str(e).splitlines()[0][:120]})") from None
     return model.to(device).eval(), config
@@ -431,7 +431,8 @@ def output_folder(run_dir, tag):
     """RUN/forecasts/{tag}: one folder per evaluation setting, so no evaluation replaces another's
     files (the same settings give the same numbers, so a repeat rewrites them unchanged)."""
     folder = os.path.join(run_dir, "forecasts", tag)
-    os.makedirs(folder, exist_ok=True)
+    runs.make_folder(folder, f"run {run_dir}", hint="move what is in its place away, or copy the run "
+                     "to a folder you can write to")
     return folder
 
 
@@ -642,6 +643,10 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu", help=f"one of {', '.join(runs.DEVICES)}")
     args = parser.parse_args(argv)
     try:
+        if args.future is not None and args.season is not None:  # the season shapes only the backtest
+            raise DataError(f"--season {args.season} shapes the backtest (seasonal naive, MASE's scale), and "
+                            f"--future {args.future} forecasts past the end without one; drop --season, or "
+                            f"drop --future to backtest")
         device = runs.pick_device(args.device)
         runs.Threads().start()  # as many threads as other processes leave cores free
         if args.dataset and "," in args.dataset:

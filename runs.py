@@ -1,4 +1,5 @@
-"""What the scripts share: one-line errors, the device, files written whole, run directories.
+"""What the scripts share: one-line errors, the device, files written whole, run directories and
+their config.json, checked on reading.
 
 Why a top-level file: train.py, forecast.py, sweep.py and vqvae_imagenet.py are flat scripts
 that a reader opens one at a time. Each needs the same plumbing: argument errors that are one
@@ -11,6 +12,7 @@ beside its final one (.{timestamp}-XXXX.partial) and renamed when its weights ar
 run directory is complete or absent: a failed start leaves nothing that looks like a run.
 """
 import argparse
+import errno
 import json
 import math
 import os
@@ -229,6 +231,74 @@ def read_json(path):
     return obj
 
 
+# ---------------------------------------------------------------- a run's config.json
+
+def _whole(v, low):
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _text_or_none(v):
+    return v is None or isinstance(v, str)
+
+
+# What train.py --resume and forecast.py read of a forecasting run's config.json: the key, its
+# test, and what a reader is told was expected. A key with a dot is one inside a dict.
+CONFIG_KEYS = (
+    ("run_name", lambda v: isinstance(v, str), "a text"),
+    ("model", lambda v: isinstance(v, str), "a model name"),
+    ("model_args", lambda v: isinstance(v, dict), "a dict of constructor arguments"),
+    ("dataset", lambda v: isinstance(v, str), "a data set name"),
+    ("source", lambda v: isinstance(v, str), "a path or a description"),
+    ("column", lambda v: v is None or (isinstance(v, (str, int)) and not isinstance(v, bool)),
+     "a name, an index or null"),
+    ("split", lambda v: v in ("chrono", "random"), "chrono or random"),
+    ("time_steps", lambda v: _whole(v, 1), "a whole number >= 1"),
+    ("batch_size", lambda v: _whole(v, 1), "a whole number >= 1"),
+    ("epochs", lambda v: _whole(v, 0), "a whole number >= 0"),
+    ("lr", lambda v: _number(v) and v > 0, "a number > 0"),
+    ("seed", lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
+    ("normalisation", lambda v: isinstance(v, dict), "a dict with mean and std"),
+    ("normalisation.mean", _number, "a finite number"),
+    ("normalisation.std", lambda v: _number(v) and v > 0, "a number > 0"),
+)
+OPTIONAL_KEYS = (  # runs written before these keys existed lack them
+    ("sha256", _text_or_none, "a text or null"),
+    ("data_dir", _text_or_none, "a path or null"),
+    ("fill", _text_or_none, "a fill mode or null"),
+    ("date_format", _text_or_none, "a date format or null"),
+)
+FRACTIONS = "a list of three fractions (train, validation, test), e.g. [0.7, 0.1, 0.2]"
+
+
+def read_config(run_dir):
+    """RUN_DIR/config.json of a forecasting run, checked: a missing key or one of the wrong type
+    is a one-line RunError naming the key and what was expected (instead of a traceback later)."""
+    path = os.path.join(run_dir, "config.json")
+    config = read_json(path)
+
+    def bad(key, value, expected):
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        return RunError(f"not a readable run: {path}: {key} is {shown}, expected {expected}")
+    for keys, required in ((CONFIG_KEYS, True), (OPTIONAL_KEYS, False)):
+        for key, test, expected in keys:
+            holder, name = (config, key) if "." not in key else (config[key.split(".")[0]], key.split(".")[1])
+            if name not in holder:
+                if required:
+                    raise RunError(f"not a readable run: {path} has no {key} (expected {expected})")
+                continue
+            if not test(holder[name]):
+                raise bad(key, holder[name], expected)
+    fractions = config.get("fractions")
+    if config["split"] == "chrono" and not (isinstance(fractions, list) and len(fractions) == 3
+                                            and all(_number(f) and 0 < f < 1 for f in fractions)):
+        raise bad("fractions", fractions, FRACTIONS)
+    return config
+
+
 def plot_curves(curves, title, ylabel, path, log_y=True):
     """One PNG of curves {label: (x, y)} (a dashed line where the label starts with '~')."""
     import matplotlib
@@ -290,12 +360,65 @@ def run_name(model, model_args, defaults, dataset, time_steps, lr):
 
 # ---------------------------------------------------------------- run directories
 
-def new_run_dir(out_dir, name):
+def make_folder(path, what, hint="give a folder you can write to"):
+    """os.makedirs(path), or a one-line UsageError `{what}: cannot make folder PATH (why); {hint}`.
+    What it made before failing is removed again: nothing is left behind. Returns the folders it
+    made, outermost first (a caller that fails later removes them with remove_folders)."""
+    missing, head = [], os.path.abspath(path)
+    while not os.path.lexists(head):
+        missing.append(head)
+        head = os.path.dirname(head)
+    made = []
+    try:
+        for folder in reversed(missing):
+            try:
+                os.mkdir(folder)
+                made.append(folder)
+            except FileExistsError:  # another run (sweep --jobs) made it meanwhile
+                if not os.path.isdir(folder):
+                    raise
+        if not os.path.isdir(path):
+            raise NotADirectoryError(errno.ENOTDIR, "a file is in its place")
+    except OSError as e:
+        remove_folders(made)
+        why = f"{head} is not a folder" if not os.path.isdir(head) else e.strerror or type(e).__name__
+        raise UsageError(f"{what}: cannot make folder {path} ({why}); {hint}") from None
+    return made
+
+
+def remove_folders(made):
+    """Remove the (empty) folders make_folder made, innermost first."""
+    for folder in reversed(made):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass
+
+
+def check_writable(path, what):
+    """A one-line UsageError unless a run directory can be made under path; leaves nothing behind."""
+    made = make_folder(path, what)
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".write-test-", dir=path))
+    except OSError as e:
+        raise UsageError(f"{what}: cannot write into {path} ({e.strerror}); give a folder you can write to") from None
+    finally:
+        remove_folders(made)
+
+
+def new_run_dir(out_dir, name, what=None):
     """A hidden temporary directory for a new run of `name`: out_dir/name/.{timestamp}-XXXX.partial.
-    finish_run_dir() gives it its final name; discard_run_dir() removes it."""
+    finish_run_dir() gives it its final name; discard_run_dir() removes it. A folder that cannot
+    be made or written is a one-line UsageError naming `what` (default: --out_dir OUT_DIR)."""
+    what = what or f"--out_dir {out_dir!r}"
     parent = os.path.join(out_dir, name)
-    os.makedirs(parent, exist_ok=True)
-    return tempfile.mkdtemp(prefix=f".{time.strftime('%Y-%m-%d-%H-%M-%S')}-", suffix=".partial", dir=parent)
+    made = make_folder(parent, what)
+    try:
+        return tempfile.mkdtemp(prefix=f".{time.strftime('%Y-%m-%d-%H-%M-%S')}-", suffix=".partial", dir=parent)
+    except OSError as e:
+        remove_folders(made)
+        raise UsageError(f"{what}: cannot write into {parent} ({e.strerror}); give a folder you can write to") \
+            from None
 
 
 def finish_run_dir(partial):

@@ -63,6 +63,11 @@ def expand_grid(argv):
 def skip_reason(argv, prog="sweep.py"):
     """Why the chosen model cannot take this combination (one line), or None if it can.
     Mistakes that no combination fixes (an unknown model, a value of the wrong type) exit 2."""
+    return check_combination(argv, prog)[0]
+
+
+def check_combination(argv, prog="sweep.py"):
+    """(why the model cannot take this combination, None) or (None, the model it builds)."""
     import models
     import train
     args, rest = train.base_parser().parse_known_args(argv)
@@ -76,17 +81,46 @@ def skip_reason(argv, prog="sweep.py"):
     for option, text in split_options(rest):
         name = option.lstrip("-")
         if name not in defaults or text is None:
-            return f"model {args.model} does not take {option}"
+            return f"model {args.model} does not take {option}", None
         try:
             model_args[name] = train.parse_value(text, defaults[name])
         except ValueError:
             runs.fail(prog, f"--{name} {text!r}: expected a value like {defaults[name]!r}")
     model_args = {**models.positions(cls, args.time_steps or cls.train_defaults["time_steps"]), **model_args}
     try:
-        models.build(args.model, **model_args)  # the constructor's own checks (d_model % n_heads, ...)
+        model = models.build(args.model, **model_args)  # the constructor's own checks (d_model % n_heads, ...)
     except models.ModelError as e:
-        return str(e)
-    return None
+        return str(e), None
+    return None, model
+
+
+def plan(argv, prog="sweep.py"):
+    """The grid's runs: (commands [argv], notes [one line per skipped combination and per model
+    whose runs were merged]). Combinations that differ only in options that cannot change a
+    model's result (train.inert_options: naive's --lr, a least-squares fit's --epochs, ...) are
+    one run, the first of them."""
+    import train
+    commands, notes, first, merged = [], [], {}, {}
+    for combo in expand_grid(argv):
+        reason, model = check_combination(combo, prog)
+        if reason:
+            notes.append(f"skip {shlex.join(combo)}: {reason}")
+            continue
+        inert, why = train.inert_options(model)
+        items = split_options(combo)
+        key = tuple(item for item in items if item[0].lstrip("-") not in inert)
+        if key in first:  # the same run as an earlier combination
+            m = merged.setdefault(dict(items)["--model"], {"why": why, "dropped": 0, "options": set()})
+            m["dropped"] += 1
+            m["options"] |= {k for k, v in items if (k, v) not in first[key]}  # the values that differ
+            continue
+        first[key] = items
+        commands.append(combo)
+    for name, m in merged.items():
+        n = sum(dict(split_options(c))["--model"] == name for c in commands)
+        notes.append(f"merge: model {name} gives the same result for any {', '.join(sorted(m['options']))} "
+                     f"({m['why']}): {n} run{'s' if n > 1 else ''} instead of {n + m['dropped']}")
+    return commands, notes
 
 
 def run_one(argv, threads):
@@ -160,13 +194,16 @@ def main(argv=None, prog="sweep.py"):
     jobs_text = options.get("--jobs") or "1"
     if not jobs_text.isdigit() or int(jobs_text) < 1:
         runs.fail(prog, f"--jobs {jobs_text!r}: expected a whole number >= 1")
-    grid = []
-    for combo in expand_grid(argv):
-        reason = skip_reason(combo, prog)
-        if reason:
-            print(f"skip {shlex.join(combo)}: {reason}", file=sys.stderr)
-        else:
-            grid.append(combo)
+    import train
+    grid, notes = plan(argv, prog)
+    if "--dry_run" not in options:
+        for out_dir in dict.fromkeys(train.base_parser().parse_known_args(c)[0].out_dir for c in grid):
+            try:  # before any run starts: one line, not one failure per run
+                runs.check_writable(out_dir, f"--out_dir {out_dir!r}")
+            except runs.UsageError as e:
+                runs.fail(prog, e)
+    for note in notes:
+        print(note, file=sys.stderr)
     if not grid:
         runs.fail(prog, "no combination of the grid can run (each skip is listed above)")
     if "--dry_run" in options:

@@ -16,6 +16,9 @@ the epoch with the lowest validation error; forecast.py then backtests on the te
 training never reads. random: the log's protocol, whole-series statistics, a random 80/20 split
 of overlapping windows, the last epoch kept, scored over the whole series (as the log's tables).
 
+A model that declares fit = "least_squares" (linear) is not trained by Adam: its weights are the
+least-squares solution on the training windows, one solve (models/__init__.py).
+
 A run directory runs/{run_name}/{timestamp}/ receives config.json, model.pt (the weights
 forecasting uses), last.pt (the last epoch, with the optimizer: --resume), losses.csv, loss.png
 and metrics.json, then forecast.py's evaluation (unless --no_forecast). Where stderr is not a
@@ -42,6 +45,8 @@ import runs
 from data import DATASETS, DEFAULT_FRACTIONS, FILL_MODES, SPLITS, DataError, load_series, split_series
 
 TRAINING = ("time_steps", "batch_size", "lr", "epochs")
+FITS = {"adam": "Adam on the MSE",  # how a model is fit: models/__init__.py, the protocol's `fit`
+        "least_squares": "least squares (closed form): lr, batch_size and epochs do not apply"}
 
 
 def train(args, model_args):
@@ -53,6 +58,10 @@ def train(args, model_args):
     runs.check_positive(batch_size=hp["batch_size"], time_steps=hp["time_steps"])
     if hp["epochs"] < 0 or hp["lr"] <= 0:
         raise DataError(f"--epochs must be >= 0 and --lr > 0, got epochs {hp['epochs']}, lr {hp['lr']}")
+    fit = getattr(cls, "fit", "adam")
+    closed_form = fit == "least_squares"
+    if closed_form:
+        hp["epochs"] = 1  # one solve, recorded as epoch 1; lr and batch_size do not apply either
     defaults = models.options(cls)
     device = runs.pick_device(args.device)
     keep_freed_memory()
@@ -74,8 +83,9 @@ def train(args, model_args):
     model = models.build(args.model, example=x_train[:1].cpu(), **model_args).to(device)
     trainable, fixed = models.count_parameters(model)
     params = [p for p in model.parameters() if p.requires_grad]
+    fitted = FITS[fit] if params else "none: no trainable parameters"  # config.json and metrics.json say how
     optimizer = (Adam(params, hp["lr"]) if device in ("cpu", "cuda") else torch.optim.Adam(params, hp["lr"])) \
-        if params else None
+        if params and not closed_form else None
     honest = args.split == "chrono"
     shuffle = torch.Generator().manual_seed(args.seed) if honest else None  # the log kept one fixed order
     select = "val_mse_last" if honest else None  # chrono keeps the best validation epoch; the log the last
@@ -103,7 +113,8 @@ def train(args, model_args):
             "date_format": args.date_format, "split": args.split,
             "fractions": list(fractions) if honest else None,
             "parts": {"train_end": data.train_end, "val_end": data.val_end, "n_values": len(data.z)},
-            "seed": args.seed, "device": device, "normalisation": {"mean": data.mean, "std": data.std},
+            "fit": fitted, "seed": args.seed, "device": device,
+            "normalisation": {"mean": data.mean, "std": data.std},
             "normalised_on": "training part" if honest else "whole series (the log's protocol)",
             "n_windows": {"train": len(x_train), "val": len(x_val)},
             "selection": f"model.pt: the epoch with the lowest {select}" if honest else "model.pt: the last epoch",
@@ -119,6 +130,17 @@ def train(args, model_args):
 
     try:
         t0 = time.perf_counter() - (rows[-1]["seconds"] if rows else 0.0)
+        if closed_form:  # the least-squares weights in one solve, as epoch 1 (the loop below then has none)
+            (head,) = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]  # the protocol: one Linear
+            weight, bias = least_squares(x_train, y_train)
+            with torch.no_grad():
+                head.weight.copy_(weight.view_as(head.weight))
+                head.bias.fill_(bias.item())
+            train_loss, _ = evaluate(model, x_train, y_train)
+            val_loss, val_mse_last = evaluate(model, x_val, y_val)
+            rows.append({"epoch": 1, "train_loss": train_loss, "val_loss": val_loss, "val_mse_last": val_mse_last,
+                         "seconds": time.perf_counter() - t0, "complete": 1})
+            best = {"epoch": 1, "score": val_mse_last, "state": copy.deepcopy(model.state_dict())}
         first = rows[-1]["epoch"] + 1 if rows else 1
         initial = copy.deepcopy(model.state_dict()) if not rows else None  # model.pt if no epoch completes
         bar = tqdm(range(first, hp["epochs"] + 1), desc=config["run_name"], unit="epoch", leave=False, disable=None)
@@ -186,13 +208,35 @@ def train(args, model_args):
     metrics = {"train_loss": chosen["train_loss"], "val_loss": chosen["val_loss"],
                "val_mse_last": chosen["val_mse_last"],
                "val_mse_last_original_units": chosen["val_mse_last"] * data.std ** 2,
-               "best_epoch": best["epoch"], "epochs_run": rows[-1]["epoch"], "interrupted": bool(stop),
-               "partial_epochs": [r["epoch"] for r in rows if not r["complete"]],
+               "best_epoch": best["epoch"], "epochs_run": rows[-1]["epoch"], "fit": fitted,
+               "interrupted": bool(stop), "partial_epochs": [r["epoch"] for r in rows if not r["complete"]],
                "trainable_parameters": trainable, "fixed_parameters": fixed, "seconds": rows[-1]["seconds"]}
     if usage:
         metrics["codebook_usage"] = usage
     runs.write_json(os.path.join(run_dir, "metrics.json"), metrics)
     return run_dir, metrics
+
+
+def least_squares(x, y):
+    """(weight (T,), bias): the least-squares fit of y (N, 1) from windows x (N, T, 1), minimising
+    sum_i (x_i . weight + bias - y_i) ** 2, in float64 on the CPU (the minimum-norm one where the
+    windows do not determine it). What models that declare fit = "least_squares" are trained by."""
+    X = x.detach().flatten(1).cpu().double()                           # (N, T)
+    X = torch.cat([X, torch.ones(len(X), 1, dtype=X.dtype)], dim=1)    # (N, T + 1): the bias's column
+    solution = torch.linalg.lstsq(X, y.detach().cpu().double().view(-1, 1), driver="gelsd").solution
+    return solution[:-1, 0], solution[-1, 0]
+
+
+def inert_options(model):
+    """(training options that cannot change this model's result, why) or ((), None): a model with
+    nothing to learn or draw (naive), or one fit in closed form (least squares: the same windows
+    give the same weights), is the same for any lr, batch_size, epochs and seed. sweep.py runs it
+    once for all of them."""
+    if getattr(model, "fit", None) == "least_squares":
+        return ("lr", "batch_size", "epochs", "seed"), "fit by least squares in closed form"
+    if sum(models.count_parameters(model)) == 0:
+        return ("lr", "batch_size", "epochs", "seed"), "nothing to train"
+    return (), None
 
 
 def settings(args, model_args):
@@ -271,7 +315,10 @@ def load_resume(args):
     """What --resume needs: the run's config, its losses and last.pt; the run's own settings
     replace the command line's (only --epochs, --device, --no_forecast, --data_dir may be given)."""
     run_dir = runs.latest_run(args.resume, weights="last.pt")
-    config = runs.read_json(os.path.join(run_dir, "config.json"))
+    config = runs.read_config(run_dir)
+    if getattr(models.get(config["model"]), "fit", None) == "least_squares":
+        raise DataError(f"--resume {run_dir}: model {config['model']} is fit by least squares in one solve, "
+                        f"so there is nothing to continue; its model.pt is final")
     last = runs.load_checkpoint(os.path.join(run_dir, "last.pt"))
     with open(os.path.join(run_dir, "losses.csv"), newline="") as f:
         rows = [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()} for r in csv.DictReader(f)]
@@ -493,7 +540,8 @@ def parse_args(argv):
 def summary(metrics):
     """One line of what a training measured."""
     m = metrics
-    line = (f"val_loss {m['val_loss']:.6g}  val_mse_last {m['val_mse_last']:.6g}  (epoch {m['best_epoch']})  "
+    chosen = "least squares" if m.get("fit") == FITS["least_squares"] else f"epoch {m['best_epoch']}"
+    line = (f"val_loss {m['val_loss']:.6g}  val_mse_last {m['val_mse_last']:.6g}  ({chosen})  "
             f"params {m['trainable_parameters']}+{m['fixed_parameters']} fixed  {m['seconds']:.1f}s")
     for u in m.get("codebook_usage", []):
         line += f"  head{u['head']} ppl {u['perplexity']:.1f}/{u['vocab_size']} used {u['used_fraction']:.0%}"

@@ -171,7 +171,8 @@ def setup(args):
     else:
         r.config = make_config(r, args)
         if rank == 0:
-            r.partial = r.run_dir = runs.new_run_dir(os.path.join(args.out_dir, "vqvae"), r.name)
+            r.partial = r.run_dir = runs.new_run_dir(os.path.join(args.out_dir, "vqvae"), r.name,
+                                                     what=f"--out_dir {args.out_dir!r}")
             runs.write_json(os.path.join(r.run_dir, "config.json"), r.config)
     r.first_epoch = r.rows[-1]["epoch"] + 1 if r.rows else 1
     r.t0 = time.perf_counter() - (r.rows[-1]["seconds"] if r.rows else 0.0)

@@ -5,6 +5,10 @@ What a forecasting model declares, and all the scripts read of it (nothing else)
     target          "aligned": trained on the next value at every position, output (B, T, 1);
                     "last": trained on the value after the window only, output (B, 1). Required.
     train_defaults  dict(time_steps=, batch_size=, lr=, epochs=): its training defaults. Required.
+    fit             "least_squares": the model is one nn.Linear from the window (B, T) to the next
+                    value, and train.py solves for it in closed form on the training windows
+                    (train.least_squares, float64) instead of running Adam; lr, batch_size and
+                    epochs do not apply (one solve, recorded as epoch 1). Optional; default Adam.
     __init__(...)   keyword arguments with defaults: the whole configuration. A checkpoint stores
                     them, run names are spelled from them (runs.run_name), and each is a
                     command-line option of train.py. An argument named block_size is the length
@@ -146,7 +150,7 @@ def build(name, example=None, **kwargs):
         if example is not None:
             with torch.no_grad():
                 model(example)
-    except (ValueError, RuntimeError, IndexError) as e:  # e.g. d_model not divisible by n_heads
+    except (ValueError, RuntimeError, IndexError, TypeError) as e:  # e.g. d_model not divisible by n_heads
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         given = ", ".join(f"--{k} {v}" for k, v in kwargs.items() if v != valid[k]) or "its defaults"
         raise ModelError(f"model {name} with {given}: {message}") from None

@@ -1,7 +1,10 @@
 """linear: one linear layer from the window to the next value (an autoregressive model).
 
-A baseline the research log did not have: the least-squares family that any sequence model
-should beat. Xavier-uniform weight and zero bias, as the log initialises every Linear.
+A baseline the research log did not have: least squares, which any sequence model should beat.
+It declares fit = "least_squares": train.py solves for the weight and bias in closed form on the
+training windows (float64) instead of running Adam, so lr, batch_size and epochs do not apply.
+The Xavier-uniform weight and zero bias below (as the log initialises every Linear) are replaced
+by that solve.
 
 Parent: none.
 Shapes: x (B, T, 1) with T == block_size -> (B, 1), the forecast of the value after the window.
@@ -12,7 +15,8 @@ import torch.nn as nn
 
 class Model(nn.Module):
     target = "last"
-    train_defaults = dict(time_steps=96, batch_size=32, lr=0.007, epochs=50)
+    fit = "least_squares"  # train.py: the closed-form least-squares weights, no Adam
+    train_defaults = dict(time_steps=96, batch_size=32, lr=0.007, epochs=1)  # lr names the run only
     option_help = dict(block_size="values the linear layer reads: the window length")
 
     def __init__(self, block_size=96):
