@@ -482,13 +482,24 @@ def normalise(values, mean=None, std=None):
         raise DataError(f"the series' values are too large to normalise (the largest in magnitude is "
                         f"{np.abs(values).max():g}); rescale the column")
     if std == 0.0:
-        raise DataError("the series (or its training part) is constant (std 0); nothing to forecast")
+        low, high = float(values.min()), float(values.max())
+        if low != high:  # the squares of differences below 1e-154 underflow to 0 in float64
+            scale = -math.floor(math.log10(max(abs(low), abs(high))))
+            rescale = f", e.g. multiply it by 1e{scale}" if scale > 0 else ""
+            raise DataError(f"the values (of the series or its training part) range from {low:g} to {high:g}, too "
+                            f"small for float64 to measure their spread (their std underflows to 0); rescale "
+                            f"the column{rescale}")
+        raise DataError(f"the series (or its training part) is constant at {low:g} (std 0); nothing to forecast")
     return (values - mean) / std, mean, std
 
 
 def check_time_steps(n_values, time_steps):
     if time_steps < 1:
         raise DataError(f"time_steps must be at least 1, got {time_steps}")
+    if n_values < 3:  # the shortest window, time_steps 1, needs 3 values: two windows and their targets
+        raise DataError(f"the series has {n_values} value" + ("s" if n_values != 1 else "") + f"; time_steps "
+                        f"{time_steps} needs at least {time_steps + 2}, and even time_steps 1 needs 3: give a "
+                        f"series of at least 3 values")
     if n_values < time_steps + 2:
         raise DataError(f"the series has {n_values} values; time_steps {time_steps} needs at least "
                         f"{time_steps + 2} (choose time_steps <= {n_values - 2})")
