@@ -42,7 +42,7 @@ import torch
 import models
 import runs
 from data import (DATASETS, FILL_MODES, DataError, boundaries, check_time_steps, load_series, make_windows,
-                  normalise, time_step)
+                  future_times, normalise)
 
 POSITIONS = ("sliding", "absolute")
 KV_CACHE = ("auto", "on", "off")
@@ -163,9 +163,10 @@ def backtest(run, horizon=DEFAULT_HORIZON, stride=None, origins=None, season=Non
 
 def future(run, steps, level=DEFAULT_LEVEL, kv_cache="auto"):
     """Forecast `steps` values past the end of the series from its last time_steps values.
-    Returns {time (steps,), forecast, lower, upper, level}: time continues the series' own
-    regular step (its median spacing; the row index without a time column). The interval is
-    the validation part's conformal one (chrono runs; None under the log's protocol)."""
+    Returns {time (steps,), forecast, lower, upper, level, spacing}: time continues the series' own
+    step, and spacing says how (data.future_times: calendar months, business days, or the median
+    spacing, called a guess where the gaps differ; the row index without a time column). The
+    interval is the validation part's conformal one (chrono runs; None under the log's protocol)."""
     runs.check_positive(future=steps)
     if not 0 < level < 100:
         raise DataError(f"--level {level}: expected a percentage between 0 and 100, e.g. 80")
@@ -174,8 +175,9 @@ def future(run, steps, level=DEFAULT_LEVEL, kv_cache="auto"):
     if run.honest:
         halfwidth, _ = calibrate(run, steps, level)
         lower, upper = pred - halfwidth, pred + halfwidth
-    time = run.series.time[-1] + time_step(run.series) * np.arange(1, steps + 1)
-    return {"time": time, "forecast": pred, "lower": lower, "upper": upper, "level": level if run.honest else None}
+    time, spacing = future_times(run.series, steps)
+    return {"time": time, "forecast": pred, "lower": lower, "upper": upper, "level": level if run.honest else None,
+            "spacing": spacing}
 
 
 # ---------------------------------------------------------------- forecasting and scoring
@@ -626,7 +628,8 @@ def main(argv=None):
                 ahead = future(run, args.future, args.level, args.kv_cache)
                 band = f" with a {args.level:g}% interval" if ahead["level"] else \
                     " (no interval: the log's protocol keeps no held-out part to calibrate it)"
-                print(f"{args.future} steps past {run.series.time[-1]}{band} -> {write_future(run, ahead)}")
+                print(f"{args.future} steps past {run.series.time[-1]}, {ahead['spacing']}{band} "
+                      f"-> {write_future(run, ahead)}")
             return
         backtest_options = [f"--{k}" for k in ("horizon", "stride", "origins", "season") if getattr(args, k) is not None]
         if not all(run.honest for run in loaded) and backtest_options:
