@@ -18,7 +18,8 @@ of overlapping windows, the last epoch kept, scored over the whole series (as th
 
 A run directory runs/{run_name}/{timestamp}/ receives config.json, model.pt (the weights
 forecasting uses), last.pt (the last epoch, with the optimizer: --resume), losses.csv, loss.png
-and metrics.json, then forecast.py's evaluation (unless --no_forecast).
+and metrics.json, then forecast.py's evaluation (unless --no_forecast) in forecasts/. --resume moves
+the forecasts of the weights it replaces to forecasts-before-resume-epoch{N}/ (N: the epochs run before).
 """
 import copy
 import csv
@@ -84,6 +85,7 @@ def train(args, model_args):
         if shuffle is not None:
             shuffle.set_state(resumed["last"]["shuffle"])
         rows = resumed["rows"]
+        resumed_from = rows[-1]["epoch"]
         best = {"epoch": resumed["last"]["best_epoch"], "score": resumed["last"]["best_score"],
                 "state": runs.load_checkpoint(os.path.join(run_dir, "model.pt"))["state_dict"]}
         config.update(epochs=hp["epochs"], interrupted=False)
@@ -155,6 +157,9 @@ def train(args, model_args):
         save_run(run_dir, config, model_args, best, model, optimizer, shuffle, rows)
         if partial:
             run_dir = runs.finish_run_dir(partial)
+        elif os.path.isdir(os.path.join(run_dir, "forecasts")):  # made with the weights this resume replaced
+            runs.rename_unique(os.path.join(run_dir, "forecasts"),
+                               os.path.join(run_dir, f"forecasts-before-resume-epoch{resumed_from}"))
     except BaseException:
         if partial:
             runs.discard_run_dir(partial)  # a run directory is complete or absent
