@@ -74,7 +74,8 @@ def test_a_number_time_column_must_increase_too(tmp_path):
                                         r"row 3 \('9'\), row 4 \('8'\), .* and 14 more\)"):
         load_series(path)
     path = write_series(tmp_path, [2000, 2001, 2001, 2002, 2003, 2003], header="year,v")
-    with pytest.raises(DataError, match=r"repeats times \(rows equal to the row above: row 4 \('2001'\), row 7 \('2003'\)\)"):
+    with pytest.raises(DataError, match=r"repeats times \(rows equal to the row above: "
+                                        r"row 4 \('2001'\), row 7 \('2003'\)\)"):
         load_series(path)
     hours = write_series(tmp_path, [k / 30 for k in range(40)], header="time(h),v")  # the log's series: every 2 minutes
     assert len(load_series(hours).values) == 40
