@@ -22,8 +22,10 @@ Runs trained with --split random (the log's protocol) are scored as in the log: 
 (batch) and regressive forecasts over the whole series (--predict_rate: the last fraction),
 normalised with each series' own statistics.
 
-Each evaluation writes into its own folder RUN/forecasts/{settings}/ (metrics.json, CSVs,
-PNGs), so nothing training or an earlier evaluation wrote is replaced.
+Each evaluation writes a new folder RUN/forecasts/{settings}/ (metrics.json, CSVs, PNGs; a repeat
+of the same settings gets {settings}-2, then -3, ...), built under a hidden name and named when
+whole, so nothing training or an earlier evaluation wrote is replaced. `train.py --resume` moves
+the forecasts of the earlier weights aside, to RUN/forecasts-before-resume-epoch{N}/.
 
 From Python (plain numpy and dicts):
     import forecast
@@ -42,7 +44,7 @@ import torch
 import models
 import runs
 from data import (DATASETS, FILL_MODES, DataError, boundaries, check_time_steps, load_series, make_windows,
-                  normalise, time_step)
+                  future_times, normalise)
 
 POSITIONS = ("sliding", "absolute")
 KV_CACHE = ("auto", "on", "off")
@@ -163,9 +165,10 @@ def backtest(run, horizon=DEFAULT_HORIZON, stride=None, origins=None, season=Non
 
 def future(run, steps, level=DEFAULT_LEVEL, kv_cache="auto"):
     """Forecast `steps` values past the end of the series from its last time_steps values.
-    Returns {time (steps,), forecast, lower, upper, level}: time continues the series' own
-    regular step (its median spacing; the row index without a time column). The interval is
-    the validation part's conformal one (chrono runs; None under the log's protocol)."""
+    Returns {time (steps,), forecast, lower, upper, level, spacing}: time continues the series' own
+    step, and spacing says how (data.future_times: calendar months, business days, or the median
+    spacing, called a guess where the gaps differ; the row index without a time column). The
+    interval is the validation part's conformal one (chrono runs; None under the log's protocol)."""
     runs.check_positive(future=steps)
     if not 0 < level < 100:
         raise DataError(f"--level {level}: expected a percentage between 0 and 100, e.g. 80")
@@ -174,8 +177,9 @@ def future(run, steps, level=DEFAULT_LEVEL, kv_cache="auto"):
     if run.honest:
         halfwidth, _ = calibrate(run, steps, level)
         lower, upper = pred - halfwidth, pred + halfwidth
-    time = run.series.time[-1] + time_step(run.series) * np.arange(1, steps + 1)
-    return {"time": time, "forecast": pred, "lower": lower, "upper": upper, "level": level if run.honest else None}
+    time, spacing = future_times(run.series, steps)
+    return {"time": time, "forecast": pred, "lower": lower, "upper": upper, "level": level if run.honest else None,
+            "spacing": spacing}
 
 
 # ---------------------------------------------------------------- forecasting and scoring
@@ -344,8 +348,9 @@ def forecast(run_dir, dataset=None, column=None, predict_rate=None, device="cpu"
 
     Under the log's protocol over the last predict_rate of windows (default 1: the whole series);
     under chrono over the test part (predict_rate is the log's and is refused). Writes
-    predict_batch.png, predict_regressive.png and metrics.json into RUN/forecasts/{settings}/.
-    kv_cache (auto, on, off): regressive prediction with the model's KV cache; see regressive_path.
+    predict_batch.png, predict_regressive.png and metrics.json into a new RUN/forecasts/{settings}/
+    (metrics["folder"]). kv_cache (auto, on, off): regressive prediction with the model's KV cache;
+    see regressive_path.
     run_dir may also be a Run from load() (its own series then; dataset and column are not used)."""
     if positions not in POSITIONS:
         raise DataError(f"unknown positions {positions!r}; choose one of {', '.join(POSITIONS)}")
@@ -363,11 +368,11 @@ def forecast(run_dir, dataset=None, column=None, predict_rate=None, device="cpu"
     actual, scored = series.values[start:], run.observed[start:]
     tag = f"{series.name}_{'test' if run.honest else 'log'}" + (f"_rate{predict_rate:g}" if predict_rate != 1 else "") \
         + ("_absolute" if positions == "absolute" else "") + (f"_kv{kv_cache}" if kv_cache != "auto" else "")
-    folder = output_folder(run.run_dir, tag)
     metrics = {"run_dir": run.run_dir, "dataset": series.name, "source": series.source, "column": series.column,
                "protocol": run.config["split"], "predict_rate": None if run.honest else predict_rate,
                "n_predicted": n, "start_index": start, "positions": positions, "regressive_path": path,
-               "normalisation": {"mean": run.mean, "std": run.std}, "folder": folder}
+               "normalisation": {"mean": run.mean, "std": run.std}}
+    predictions = {}
     for kind in ("batch", "regressive"):
         try:
             if kind == "batch":
@@ -376,12 +381,16 @@ def forecast(run_dir, dataset=None, column=None, predict_rate=None, device="cpu"
                 pred = predict_regressive(run.model, z, T, n, device, positions, path)
         except ValueError as e:  # e.g. absolute positions past a positional table's block_size
             raise DataError(f"{kind} prediction with positions {positions}: {e}") from None
-        pred = pred.astype(np.float64) * run.std + run.mean
+        predictions[kind] = pred = pred.astype(np.float64) * run.std + run.mean
         metrics[f"mse_{kind}"] = float(np.mean((pred - actual)[scored] ** 2))
         metrics[f"mae_{kind}"] = float(np.mean(np.abs(pred - actual)[scored]))
-        title = f"{run.config['run_name']}: {kind} on {series.name}, MSE {metrics[f'mse_{kind}']:.4g}"
-        plot(series, start, pred, title, os.path.join(folder, f"predict_{kind}.png"))
-    runs.write_json(os.path.join(folder, "metrics.json"), metrics)
+
+    def write(folder):
+        for kind, pred in predictions.items():
+            title = f"{run.config['run_name']}: {kind} on {series.name}, MSE {metrics[f'mse_{kind}']:.4g}"
+            plot(series, start, pred, title, os.path.join(folder, f"predict_{kind}.png"))
+        runs.write_json(os.path.join(folder, "metrics.json"), metrics)
+    metrics["folder"] = output_folder(run.run_dir, tag, write)
     return metrics
 
 
@@ -418,22 +427,26 @@ def cross_dataset(run_dirs, datasets, column=None, predict_rate=None, device="cp
             if col == 0:
                 ax.set_ylabel(label.split(" (")[0])
     fig.tight_layout()
-    folder = output_folder(next(iter(cells.values()))["run_dir"], f"matrix_{'+'.join(cells)}")
-    png = os.path.join(folder, "predict_matrix.png")
-    runs.write_atomic(png, lambda tmp: fig.savefig(tmp, dpi=150, format="png"))
+    folder = output_folder(next(iter(cells.values()))["run_dir"], f"matrix_{'+'.join(cells)}",
+                           lambda folder: fig.savefig(os.path.join(folder, "predict_matrix.png"), dpi=150, format="png"))
     plt.close(fig)
-    return "\n".join(table), png, cells
+    return "\n".join(table), os.path.join(folder, "predict_matrix.png"), cells
 
 
 # ---------------------------------------------------------------- files and plots
 
-def output_folder(run_dir, tag):
-    """RUN/forecasts/{tag}: one folder per evaluation setting, so no evaluation replaces another's
-    files (the same settings give the same numbers, so a repeat rewrites them unchanged)."""
-    folder = os.path.join(run_dir, "forecasts", tag)
-    runs.make_folder(folder, f"run {run_dir}", hint="move what is in its place away, or copy the run "
-                     "to a folder you can write to")
-    return folder
+def output_folder(run_dir, tag, write):
+    """Call write(folder) on a new hidden folder in RUN/forecasts/, then name it {tag}, or {tag}-2,
+    {tag}-3, ... where an earlier evaluation has that name: no evaluation replaces another's files
+    (a repeat may read another version of a CSV), and a folder is whole or absent. Returns it."""
+    partial = runs.new_folder(os.path.join(run_dir, "forecasts"), tag, f"run {run_dir}",
+                              hint="move what is in its place away, or copy the run to a folder you can write to")
+    try:
+        write(partial)
+    except BaseException:
+        runs.discard_run_dir(partial)
+        raise
+    return runs.finish_folder(partial)
 
 
 def write_csv(path, header, rows):
@@ -450,14 +463,12 @@ def write_backtest(run, result, tag=None):
     H = result["horizon"]
     tag = tag or f"{run.series.name}_backtest_h{H}_stride{result['stride']}_n{len(result['origins'])}" \
         + (f"_season{result['season']}" if result["season"] else "") + f"_level{result['interval']['level']:g}"
-    folder = output_folder(run.run_dir, tag)
     interval = result["interval"]
     header = ["step"] + [f"{name}_{k}" for name in result["by_step"] for k in ("mse", "rmse", "mae", "smape", "mase")] \
         + ["interval_halfwidth", "interval_coverage"]
     rows = [[h + 1] + [result["by_step"][name][k][h] for name in result["by_step"]
                        for k in ("mse", "rmse", "mae", "smape", "mase")]
             + [interval["halfwidth"][h], interval["coverage_by_step"][h]] for h in range(H)]
-    write_csv(os.path.join(folder, "errors_by_step.csv"), header, rows)
     at = sorted({1, H})
     summary = {
         "run_dir": run.run_dir, "dataset": run.series.name, "protocol": "chrono: rolling-origin backtest on the test part",
@@ -476,9 +487,12 @@ def write_backtest(run, result, tag=None):
                      "calibrated_on": "validation part (split conformal)"},
         "filled_values_not_scored": int((~result["observed"]).sum()),
     }
-    runs.write_json(os.path.join(folder, "metrics.json"), summary)
-    plot_horizon({run.config["run_name"]: result}, os.path.join(folder, "error_by_horizon.png"))
-    return folder
+
+    def write(folder):
+        write_csv(os.path.join(folder, "errors_by_step.csv"), header, rows)
+        runs.write_json(os.path.join(folder, "metrics.json"), summary)
+        plot_horizon({run.config["run_name"]: result}, os.path.join(folder, "error_by_horizon.png"))
+    return output_folder(run.run_dir, tag, write)
 
 
 def plot_horizon(results, path, metric="mase"):
@@ -504,18 +518,16 @@ def plot_horizon(results, path, metric="mase"):
 
 
 def write_future(run, ahead):
-    """future.csv and future.png in RUN/forecasts/future_{steps}_level{level}/; returns the folder."""
+    """future.csv and future.png in a new RUN/forecasts/{dataset}_future_{steps}_level{level}/; returns it."""
     steps = len(ahead["forecast"])
-    folder = output_folder(run.run_dir, f"{run.series.name}_future_{steps}_level{ahead['level'] or 'none'}")
     level = ahead["level"]
     lower = ahead["lower"] if ahead["lower"] is not None else [None] * steps
     upper = ahead["upper"] if ahead["upper"] is not None else [None] * steps
     time_name = run.series.time_label if run.series.time_label != "sample" else "step"
-    write_csv(os.path.join(folder, "future.csv"),
-              [time_name, "forecast", f"lower_{level}" if level else "lower", f"upper_{level}" if level else "upper"],
-              [[str(t), float(f), "" if lo is None or not np.isfinite(lo) else float(lo),
-                "" if up is None or not np.isfinite(up) else float(up)]
-               for t, f, lo, up in zip(ahead["time"], ahead["forecast"], lower, upper)])
+    header = [time_name, "forecast", f"lower_{level}" if level else "lower", f"upper_{level}" if level else "upper"]
+    rows = [[str(t), float(f), "" if lo is None or not np.isfinite(lo) else float(lo),
+             "" if up is None or not np.isfinite(up) else float(up)]
+            for t, f, lo, up in zip(ahead["time"], ahead["forecast"], lower, upper)]
 
     import matplotlib
     matplotlib.use("Agg")
@@ -536,7 +548,11 @@ def write_future(run, ahead):
     ax.legend(loc="best", fontsize=8)
     fig.autofmt_xdate()
     fig.tight_layout()
-    runs.write_atomic(os.path.join(folder, "future.png"), lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+
+    def write(folder):
+        write_csv(os.path.join(folder, "future.csv"), header, rows)
+        fig.savefig(os.path.join(folder, "future.png"), dpi=100, format="png")
+    folder = output_folder(run.run_dir, f"{run.series.name}_future_{steps}_level{level or 'none'}", write)
     plt.close(fig)
     return folder
 
@@ -662,7 +678,8 @@ def main(argv=None):
                 ahead = future(run, args.future, args.level, args.kv_cache)
                 band = f" with a {args.level:g}% interval" if ahead["level"] else \
                     " (no interval: the log's protocol keeps no held-out part to calibrate it)"
-                print(f"{args.future} steps past {run.series.time[-1]}{band} -> {write_future(run, ahead)}")
+                print(f"{args.future} steps past {run.series.time[-1]}, {ahead['spacing']}{band} "
+                      f"-> {write_future(run, ahead)}")
             return
         backtest_options = [f"--{k}" for k in ("horizon", "stride", "origins", "season") if getattr(args, k) is not None]
         if not all(run.honest for run in loaded) and backtest_options:
@@ -684,8 +701,8 @@ def main(argv=None):
             print(f"{run.config['run_name']}: {backtest_line(result, write_backtest(run, result))}")
             results[run.config["run_name"]] = result
         if len(loaded) > 1:
-            folder = output_folder(loaded[0].run_dir, f"compare_h{args.horizon}_{len(loaded)}runs")
-            plot_horizon(results, os.path.join(folder, "error_by_horizon.png"))
+            folder = output_folder(loaded[0].run_dir, f"compare_h{args.horizon}_{len(loaded)}runs",
+                                   lambda folder: plot_horizon(results, os.path.join(folder, "error_by_horizon.png")))
             print(f"-> {os.path.join(folder, 'error_by_horizon.png')}")
     except runs.UsageError as e:
         runs.fail(parser.prog, e)

@@ -10,6 +10,8 @@ has to import another script for it.
 A run directory is runs/{run_name}/{timestamp}. It is built under a hidden temporary name
 beside its final one (.{timestamp}-XXXX.partial) and renamed when its weights are saved, so a
 run directory is complete or absent: a failed start leaves nothing that looks like a run.
+forecast.py builds each evaluation's folder, RUN/forecasts/{settings}, the same way; neither
+ever takes an existing name (a second gets -2, a third -3).
 """
 import argparse
 import errno
@@ -410,42 +412,59 @@ def new_run_dir(out_dir, name, what=None):
     """A hidden temporary directory for a new run of `name`: out_dir/name/.{timestamp}-XXXX.partial.
     finish_run_dir() gives it its final name; discard_run_dir() removes it. A folder that cannot
     be made or written is a one-line UsageError naming `what` (default: --out_dir OUT_DIR)."""
-    what = what or f"--out_dir {out_dir!r}"
-    parent = os.path.join(out_dir, name)
-    made = make_folder(parent, what)
-    try:
-        return tempfile.mkdtemp(prefix=f".{time.strftime('%Y-%m-%d-%H-%M-%S')}-", suffix=".partial", dir=parent)
-    except OSError as e:
-        remove_folders(made)
-        raise UsageError(f"{what}: cannot write into {parent} ({e.strerror}); give a folder you can write to") \
-            from None
+    return new_folder(os.path.join(out_dir, name), time.strftime("%Y-%m-%d-%H-%M-%S"),
+                      what or f"--out_dir {out_dir!r}")
 
 
 def finish_run_dir(partial):
     """Rename a temporary run directory to runs/{name}/{timestamp} (its start time), adding -2,
     -3, ... if that exists: an existing run is never reused or overwritten. Returns the path."""
+    return finish_folder(partial)
+
+
+def new_folder(parent, name, what, hint="give a folder you can write to"):
+    """A hidden temporary folder parent/.{name}-XXXX.partial for files that must appear together
+    (a run, one evaluation); finish_folder() names it, discard_run_dir() removes it. A parent that
+    cannot be made or written is a one-line UsageError naming `what` (make_folder)."""
+    made = make_folder(parent, what, hint)
+    try:
+        return tempfile.mkdtemp(prefix=f".{name}-", suffix=".partial", dir=parent)
+    except OSError as e:
+        remove_folders(made)
+        raise UsageError(f"{what}: cannot write into {parent} ({e.strerror}); {hint}") from None
+
+
+def finish_folder(partial):
+    """Rename a temporary folder from new_folder() to its name, or name-2, name-3, ... where that
+    exists: an existing folder is never reused or overwritten. Returns the path."""
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(partial, 0o777 & ~umask)  # mkdtemp's 0700 would hide results from other users
-    parent, stamp = os.path.split(partial)
-    base = os.path.join(parent, stamp[1:20])  # .2025-01-06-12-00-00-XXXX.partial -> the timestamp
-    path, k = base, 1
+    parent, hidden = os.path.split(partial)
+    name = hidden[1:-len(".partial")].rsplit("-", 1)[0]  # .{name}-XXXX.partial (XXXX holds no '-')
+    return rename_unique(partial, os.path.join(parent, name))
+
+
+def rename_unique(path, target):
+    """Rename path to target, or target-2, target-3, ... where that exists; returns the new path."""
+    new, k = target, 1
     while True:
-        if not os.path.exists(path):
+        if not os.path.exists(new):
             try:
-                os.rename(partial, path)  # fails if another run took the name meanwhile
-                return path
+                os.rename(path, new)  # fails if another process took the name meanwhile
+                return new
             except OSError:
-                pass
+                if not os.path.exists(path):
+                    raise
         k += 1
-        path = f"{base}-{k}"
+        new = f"{target}-{k}"
 
 
 def discard_run_dir(partial):
-    """Remove a temporary run directory (a run that failed before its weights were saved)."""
+    """Remove a temporary folder (a run that failed before its weights were saved, a failed evaluation)."""
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        os.rmdir(os.path.dirname(partial))  # runs/{name} too, if nothing else is in it
+        os.rmdir(os.path.dirname(partial))  # runs/{name} (or RUN/forecasts) too, if nothing else is in it
     except OSError:
         pass
 

@@ -21,8 +21,9 @@ least-squares solution on the training windows, one solve (models/__init__.py).
 
 A run directory runs/{run_name}/{timestamp}/ receives config.json, model.pt (the weights
 forecasting uses), last.pt (the last epoch, with the optimizer: --resume), losses.csv, loss.png
-and metrics.json, then forecast.py's evaluation (unless --no_forecast). Where stderr is not a
-terminal (python train.py ... > log.txt 2>&1) a line per epoch replaces tqdm's bar.
+and metrics.json, then forecast.py's evaluation (unless --no_forecast) in forecasts/. --resume moves
+the forecasts of the weights it replaces to forecasts-before-resume-epoch{N}/ (N: the epochs run before).
+Where stderr is not a terminal (python train.py ... > log.txt 2>&1) a line per epoch replaces tqdm's bar.
 """
 import argparse
 import copy
@@ -100,6 +101,7 @@ def train(args, model_args):
         if shuffle is not None:
             shuffle.set_state(resumed["last"]["shuffle"])
         rows = resumed["rows"]
+        resumed_from = rows[-1]["epoch"]
         best = {"epoch": resumed["last"]["best_epoch"], "score": resumed["last"]["best_score"],
                 "state": runs.load_checkpoint(os.path.join(run_dir, "model.pt"))["state_dict"]}
         config.update(epochs=hp["epochs"], interrupted=False)
@@ -195,6 +197,9 @@ def train(args, model_args):
         save_run(run_dir, config, model_args, best, model, optimizer, shuffle, rows)
         if partial:
             run_dir = runs.finish_run_dir(partial)
+        elif os.path.isdir(os.path.join(run_dir, "forecasts")):  # made with the weights this resume replaced
+            runs.rename_unique(os.path.join(run_dir, "forecasts"),
+                               os.path.join(run_dir, f"forecasts-before-resume-epoch{resumed_from}"))
     except BaseException:
         if partial:
             runs.discard_run_dir(partial)  # a run directory is complete or absent

@@ -425,7 +425,8 @@ def load_splits(data, val_from):
         return {s: None for s in SAMPLE_SIZES}, {"source": photo, "kind": "sample: random crops of one photograph",
                                                  "test_split": "test"}
     if not os.path.isdir(data):
-        raise UsageError(f"--data {data!r}: no such folder; give an ImageNet tree (train/, val/), "
+        what = "is a file, not a folder" if os.path.exists(data) else "no such folder"
+        raise UsageError(f"--data {data!r}: {what}; give an ImageNet tree (train/, val/), "
                          f"any folder of images, or 'sample'")
     exts = ", ".join(IMAGE_EXTENSIONS)
     if os.path.isdir(os.path.join(data, "train")):
@@ -819,11 +820,15 @@ def check_args(args, config, source):
     model_args = ({**LEGACY_MODEL, **held["model_args"]} if held else dict(model_options(), **args.model_args))
     down = 2 ** (model_args["scale_factor"] + 1)
     if args.patch_size < 1 or args.patch_size % down:
-        raise UsageError(f"--patch_size {args.patch_size}: must be a multiple of {down}, the model's "
+        raise UsageError(f"--patch_size {args.patch_size}: must be a positive multiple of {down}, the model's "
                          f"downsampling (e.g. 16, 32)")
+    sizes = f"{args.patch_size}, {2 * args.patch_size}, ..., {8 * args.patch_size}, ..."
+    if args.image_size < 1:
+        raise UsageError(f"--image_size {args.image_size}: must be positive, a multiple of --patch_size "
+                         f"{args.patch_size}; choose one of {sizes}")
     if args.image_size < args.patch_size or args.image_size % args.patch_size:
         raise UsageError(f"--image_size {args.image_size} is not a multiple of --patch_size {args.patch_size}; "
-                         f"choose one of {args.patch_size}, {2 * args.patch_size}, ..., {8 * args.patch_size}, ...")
+                         f"choose one of {sizes}")
     if not 0 <= args.mask_ratio <= 1:
         raise UsageError(f"--mask_ratio {args.mask_ratio}: must be between 0 and 1")
     for name, low in (("batch_size", 1), ("accumulate", 1), ("epochs", 0), ("workers", 0), ("max_steps", 0)):

@@ -31,7 +31,8 @@ A data set is one of
     value; a gap at the start takes the first observed one) or "drop" (the rows go) fills them.
     Series.observed is False where a value was filled, so metrics never score one. Text in the
     value column is never filled: it is an error naming its rows. The time column must be
-    complete.
+    complete and increase row by row: rows out of time order (sort them) and repeated times
+    (aggregate them) are errors naming their rows, never read as a series.
 
 Everything a user can get wrong raises DataError with a one-line message.
 """
@@ -115,19 +116,80 @@ def load_series(dataset="membrane", column=None, data_dir=None, fill=None, date_
                     f"or give a path to a .csv file")
 
 
-def time_step(series):
-    """The series' regular step, the median spacing of its time: a numpy timedelta64 for dates,
-    a float for a number column, an int for the sample index (1 for a CSV without a time axis).
-    forecast.py continues the time axis past the end with it."""
+def future_times(series, n):
+    """(times, how): the n times after the series' last, and how they continue it, one phrase for
+    the user. forecast.py's --future dates its forecasts with them.
+
+    - dates all on one day of the month, or on that day cut to the month's end (31 Jan, 29 Feb,
+      31 Mar: month ends), at one time of day, continue in calendar months: the median gap in
+      months (1 monthly, 3 quarterly, 12 yearly);
+    - dates on weekdays only that skip weekends (a Friday, then a Monday) continue on business
+      days, Monday to Friday (holidays are not known);
+    - any other time axis (dates, a number column, the sample index) continues its median
+      spacing; where its gaps differ the phrase says so, because those times are a guess.
+    """
     t = series.time
     if len(t) < 2:
-        raise DataError(f"series {series.name!r} has {len(t)} time value(s); a time step needs two")
+        raise DataError(f"series {series.name!r} has {len(t)} time value(s); continuing its time needs two")
+    ahead = np.arange(1, n + 1)
+    if t.dtype.kind == "M":
+        day = t.astype("datetime64[D]")
+        clock = t - day                                   # time of day, in t's unit
+        if (clock == clock[0]).all():
+            month = day.astype("datetime64[M]")
+            dom = (day - month.astype("datetime64[D]")).astype(np.int64) + 1      # day of the month
+            anchor = dom.max()
+            if (dom == np.minimum(anchor, _month_length(month))).all():
+                gaps = np.diff(month.astype(np.int64))
+                step = max(1, int(np.median(gaps)))
+                months = month[-1] + step * ahead
+                days = months.astype("datetime64[D]") + np.minimum(anchor, _month_length(months)) - 1
+                freq = {1: "monthly", 3: "quarterly", 12: "yearly"}.get(step, f"every {step} months")
+                on = "month ends" if anchor == 31 else f"day {anchor}" + (
+                    ", or the month's last day" if (dom < anchor).any() else "")
+                how = f"{freq}, on {on}" + _varies((gaps == step).all(), gaps.min(), gaps.max(), " months")
+                return (days + clock[-1]).astype(t.dtype), how
+            business = np.busday_count(day[:-1], day[1:])   # weekdays from one date to the next
+            weekend = (business == 1) & (np.diff(day).astype(np.int64) > 1)  # a Friday, then a Monday
+            if np.is_busday(day).all() and np.median(business) == 1 and weekend.any():
+                how = "on business days, Monday to Friday (holidays are not known)"
+                return (np.busday_offset(day[-1], ahead) + clock[-1]).astype(t.dtype), how
     gaps = np.diff(t)
     if t.dtype.kind == "M":
-        unit = np.datetime_data(gaps.dtype)[0]
-        return np.timedelta64(int(np.median(gaps.astype(np.int64))), unit)
-    step = float(np.median(gaps))
-    return int(step) if t.dtype.kind in "iu" and step.is_integer() else step
+        step = np.timedelta64(int(np.median(gaps.astype(np.int64))), np.datetime_data(gaps.dtype)[0])
+        words, low, high = _duration(step), _duration(gaps.min()), _duration(gaps.max())
+        regular = (gaps == step).all()
+    else:
+        step = float(np.median(gaps))
+        step = int(step) if t.dtype.kind in "iu" and step.is_integer() else step
+        words, low, high = f"{step:g}", f"{gaps.min():g}", f"{gaps.max():g}"
+        regular = np.allclose(gaps, step, rtol=1e-6, atol=0)
+    if not step > step * 0:
+        raise DataError(f"series {series.name!r}: its time does not increase (median step {words}); "
+                        f"sort it by time")
+    return t[-1] + step * ahead, f"every {words}" + _varies(regular, low, high)
+
+
+def _varies(regular, low, high, unit=""):
+    """'' for a regular axis, else the phrase that says its step is the median gap."""
+    if regular:
+        return ""
+    return f" (the median gap; gaps vary from {low}{unit} to {high}{unit}, so these times are a guess)"
+
+
+def _month_length(months):
+    """Days in each month of a datetime64[M] array."""
+    return ((months + 1).astype("datetime64[D]") - months.astype("datetime64[D]")).astype(np.int64)
+
+
+def _duration(delta):
+    """'1 day', '15 minutes', '2.5 seconds' for a numpy timedelta64."""
+    seconds = delta / np.timedelta64(1, "s")
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds / size
+            return f"{count:g} {unit}" + ("s" if count != 1 else "")
+    return f"{seconds:g} second" + ("s" if seconds != 1 else "")
 
 
 def _sample_data(filename):
@@ -186,6 +248,8 @@ def _csv(path, column, name, fill, date_format):
                             f"{_rows(cols[0], lines, ~np.isfinite(time))}; fill them in or remove those rows")
     else:
         time = np.arange(len(values))
+    if axis:
+        _check_time_order(header[0], cols[0], lines, path, time)
     filled = 0
     if not observed.all():
         if fill is None:
@@ -342,6 +406,22 @@ def _rows(cells, lines, mask):
     return ", ".join(f"row {line} ({cell!r})" for line, cell in bad[:SHOWN]) + more
 
 
+def _check_time_order(name, cells, lines, path, time):
+    """A time column must increase row by row: a series read out of order would be trained on
+    and continued backwards, and repeated times would count their rows twice."""
+    order = time.astype(np.int64) if time.dtype.kind == "M" else time
+    step = np.diff(order)
+    back = np.concatenate([[False], step < 0])
+    if back.any():
+        raise DataError(f"time column {name!r} of {path} is not in time order (rows earlier than the "
+                        f"row above: {_rows(cells, lines, back)}); sort the rows by {name}")
+    same = np.concatenate([[False], step == 0])
+    if same.any():
+        raise DataError(f"time column {name!r} of {path} repeats times (rows equal to the row above: "
+                        f"{_rows(cells, lines, same)}); keep one row per time: aggregate the repeats (e.g. their "
+                        f"mean) or remove them")
+
+
 def _values(name, cells, numbers, lines, path):
     """(values, observed) of the value column; text cells are an error."""
     text = [v is None for v in numbers]
@@ -482,13 +562,24 @@ def normalise(values, mean=None, std=None):
         raise DataError(f"the series' values are too large to normalise (the largest in magnitude is "
                         f"{np.abs(values).max():g}); rescale the column")
     if std == 0.0:
-        raise DataError("the series (or its training part) is constant (std 0); nothing to forecast")
+        low, high = float(values.min()), float(values.max())
+        if low != high:  # the squares of differences below 1e-154 underflow to 0 in float64
+            scale = -math.floor(math.log10(max(abs(low), abs(high))))
+            rescale = f", e.g. multiply it by 1e{scale}" if scale > 0 else ""
+            raise DataError(f"the values (of the series or its training part) range from {low:g} to {high:g}, too "
+                            f"small for float64 to measure their spread (their std underflows to 0); rescale "
+                            f"the column{rescale}")
+        raise DataError(f"the series (or its training part) is constant at {low:g} (std 0); nothing to forecast")
     return (values - mean) / std, mean, std
 
 
 def check_time_steps(n_values, time_steps):
     if time_steps < 1:
         raise DataError(f"time_steps must be at least 1, got {time_steps}")
+    if n_values < 3:  # the shortest window, time_steps 1, needs 3 values: two windows and their targets
+        raise DataError(f"the series has {n_values} value" + ("s" if n_values != 1 else "") + f"; time_steps "
+                        f"{time_steps} needs at least {time_steps + 2}, and even time_steps 1 needs 3: give a "
+                        f"series of at least 3 values")
     if n_values < time_steps + 2:
         raise DataError(f"the series has {n_values} values; time_steps {time_steps} needs at least "
                         f"{time_steps + 2} (choose time_steps <= {n_values - 2})")

@@ -127,10 +127,11 @@ MUTATIONS = [
      "k = math.ceil(len(r) * level / 200)",
      [HONEST + "test_intervals_reach_their_nominal_coverage_on_a_noisy_series"]),
     # future timestamps start at the last observed time instead of one step after it
-    ("future_time_off_by_one", "forecast.py",
-     "time = run.series.time[-1] + time_step(run.series) * np.arange(1, steps + 1)",
-     "time = run.series.time[-1] + time_step(run.series) * np.arange(steps)",
-     [HONEST + "test_future_continues_daily_and_hourly_timestamps"]),
+    ("future_time_off_by_one", "data/__init__.py",
+     "ahead = np.arange(1, n + 1)",
+     "ahead = np.arange(n)",
+     [HONEST + "test_future_continues_daily_and_hourly_timestamps",
+      "tests/test_timestamps.py::test_month_ends_continue_on_month_ends"]),
     # resume forgets the shuffling state: not the same as an uninterrupted run
     ("resume_forgets_shuffle", "train.py",
      'shuffle.set_state(resumed["last"]["shuffle"])',

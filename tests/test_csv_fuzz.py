@@ -4,7 +4,7 @@ import random
 
 import numpy as np
 
-from data import FILL_MODES, DataError, load_series, time_step
+from data import FILL_MODES, DataError, future_times, load_series
 
 CELLS = ["0", "1", "-2.5", "3e2", "1e308", "-1e308", "1e999", "", " ", "nan", "NaN", "inf", "-inf", "NA",
          "abc", "é", "température", '"1,5"', "1,5", "2024-01-02", "2024-01-02T13:00", "01/02/2024",
@@ -61,8 +61,8 @@ def test_random_csvs_load_or_fail_in_one_line(tmp_path):
         assert kwargs["fill"] in ("interpolate", "ffill") or s.observed.all(), where
         assert s.time.dtype.kind in "Mfi", where
         if len(s.values) > 1:
-            step = time_step(s)
-            assert isinstance(step, (np.timedelta64, float, int)), where
+            times, how = future_times(s, 3)
+            assert len(times) == 3 and (times > s.time[-1]).all() and how, where
         loaded += 1
     assert loaded > 30 and failed > 30, (loaded, failed)  # both paths exercised
 
@@ -83,7 +83,7 @@ def test_random_csvs_through_train_py_end_to_end(tmp_path):
         for k in range(n):
             bad = ["", "abc", "1e308", "inf"] if case % 3 == 0 else [""] if case % 3 == 1 else []
             value = rng.choice([f"{rng.uniform(-5, 5):.3f}"] * 20 + bad)
-            lines.append(f"2024-01-{1 + k % 28:02d}T{k // 28:02d}:00{sep}{value}" if sep == "," else f"{k}{sep}{value}")
+            lines.append(f"2024-01-{1 + k // 24:02d}T{k % 24:02d}:00{sep}{value}" if sep == "," else f"{k}{sep}{value}")
         path = tmp_path / f"fuzz{case}.csv"
         path.write_text("\n".join(lines) + "\n", encoding=rng.choice(["utf-8", "utf-8-sig"]))
         out = tmp_path / f"runs{case}"

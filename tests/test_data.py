@@ -9,7 +9,7 @@ import torch
 
 from conftest import needs_formaldehyde, run_script
 from data import (DATASETS, DataError, check_time_steps, load_series, make_windows, normalise,
-                  split_indices, time_step)
+                  future_times, split_indices)
 from data.download import FILES, default_data_dir
 
 
@@ -259,15 +259,17 @@ def test_ambiguous_day_month_needs_date_format(tmp_path):
     error(write(tmp_path, "date,v\n2024-02-30,1\n"), "'2024-02-30' at row 2 is not a valid date (day is out of range")
 
 
-def test_time_step(tmp_path):
+def test_future_times_continue_the_median_step(tmp_path):
+    # Monday to Wednesday, then Friday: no weekend skipped, so days, and the gap of 2 makes it a guess
     daily = load_series(write(tmp_path, "date,v\n2024-01-01,1\n2024-01-02,2\n2024-01-03,3\n2024-01-05,4\n"))
-    assert time_step(daily) == np.timedelta64(1, "D")
+    times, how = future_times(daily, 2)
+    assert times.tolist() == np.array(["2024-01-06", "2024-01-07"], dtype="datetime64[D]").tolist()
+    assert how.startswith("every 1 day (the median gap; gaps vary from 1 day to 2 days")
     hourly = load_series(write(tmp_path, "time,v\n2024-01-01 00:00,1\n2024-01-01 01:00,2\n2024-01-01 02:00,3\n"))
-    assert time_step(hourly) == np.timedelta64(3600, "s")
-    assert hourly.time[-1] + time_step(hourly) == np.datetime64("2024-01-01T03:00")
-    assert time_step(load_series(write(tmp_path, "t,v\n0,1\n0.5,2\n1.0,3\n"))) == 0.5
-    assert time_step(load_series(write(tmp_path, "v\n1\n2\n3\n"))) == 1
-    assert time_step(load_series("goog")) == np.timedelta64(1, "D")
+    times, how = future_times(hourly, 1)
+    assert times[0] == np.datetime64("2024-01-01T03:00") and how == "every 1 hour"
+    assert future_times(load_series(write(tmp_path, "t,v\n0,1\n0.5,2\n1.0,3\n")), 2)[0].tolist() == [1.5, 2.0]
+    assert future_times(load_series(write(tmp_path, "v\n1\n2\n3\n")), 2)[0].tolist() == [3, 4]
 
 
 GAPPY = "t,v\n0,\n1,2\n2,nan\n3,\n4,8\n5,inf\n"  # v: _ 2 _ _ 8 _
