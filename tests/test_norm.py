@@ -156,6 +156,19 @@ def test_config_records_the_norm_and_the_run_name_tells_it(tmp_path):
     assert not isinstance(forecast.load(plain).model, WindowNorm)
 
 
+def test_resume_and_sweeps_keep_the_norm(tmp_path):
+    csv = write_csv(tmp_path / "s.csv", 3 + np.sin(np.arange(200) / 5))
+    first = train_run(tmp_path, csv, "linear", "last", "--epochs", "1")
+    args, model_args = train.parse_args(["--resume", first, "--epochs", "2", "--no_forecast"])
+    resumed, metrics = train.train(args, model_args)
+    assert resumed == first and metrics["epochs_run"] == 2 and args.norm == "last"
+    assert isinstance(forecast.load(resumed).model, WindowNorm)
+    out = run_main("train.py", "--model", "naive", "--dataset", csv, "--time_steps", "8", "--norm", "global,revin",
+                   "--out_dir", tmp_path / "grid", "--no_forecast")
+    assert out.returncode == 0, out.stderr
+    assert sorted(os.listdir(tmp_path / "grid")) == ["naive_s_ts8_lr0.007", "naive_s_ts8_lr0.007_normrevin"]
+
+
 def test_forecast_py_applies_the_norm_without_being_told(tmp_path):
     rng = np.random.default_rng(3)
     values = 100 + np.cumsum(rng.standard_normal(400))
