@@ -723,7 +723,7 @@ def main(argv=None):
                         help="sliding: every window numbered 0..T-1 (the log's); absolute: positions in the series")
     parser.add_argument("--kv_cache", default="auto",
                         help="regressive prediction with a KV cache: auto (where it gives the same "
-                             "forecasts: causal att models), on, off")
+                             "forecasts: causal att models trained with --norm global), on, off")
     parser.add_argument("--device", default="cpu", help=f"one of {', '.join(runs.DEVICES)}")
     args = parser.parse_args(argv)
     try:

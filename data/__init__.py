@@ -33,6 +33,9 @@ A data set is one of
     value column is never filled: it is an error naming its rows. The time column must be
     complete.
 
+A model may then read each window normalised by itself (--norm last or revin): WindowNorm, the
+one place that does it, for training and every forecast.
+
 Everything a user can get wrong raises DataError with a one-line message.
 """
 import csv
