@@ -14,9 +14,12 @@ test part: from each origin the model sees the true history before it and foreca
 steps, its own forecasts fed back. Errors (MSE, RMSE, MAE, sMAPE, MASE) are in the series' units
 per step ahead and overall, always beside the same numbers for naive (the last value repeated)
 and, with --season m, seasonal naive. MASE divides by the in-sample MAE of the one-step (or
-seasonal) naive forecast on the training part. Prediction intervals are split conformal: the
-level-quantile of the absolute errors per step ahead on the validation part; their coverage
-on the test part is reported so you can see whether they hold.
+seasonal) naive forecast on the training part. Prediction intervals come two ways, each with
+its coverage on the test part: fixed split conformal (the level-quantile of the absolute errors
+per step ahead on the validation part) and adaptive conformal (Gibbs and Candes 2021: the level
+moves after every origin with the errors observed before it), which holds where errors change.
+--future's interval uses the latest errors of the validation and test parts. A run trained with
+--norm last or revin reads each window normalised by itself (config.json says; data.WindowNorm).
 
 Runs trained with --split random (the log's protocol) are scored as in the log: one-step
 (batch) and regressive forecasts over the whole series (--predict_rate: the last fraction),
@@ -44,13 +47,18 @@ import torch
 import models
 import runs
 from data import (DATASETS, FILL_MODES, DataError, boundaries, check_time_steps, load_series, make_windows,
-                  future_times, normalise)
+                  future_times, normalise, with_norm)
 
 POSITIONS = ("sliding", "absolute")
 KV_CACHE = ("auto", "on", "off")
 DEFAULT_HORIZON = 24
 DEFAULT_LEVEL = 80
 MAX_ORIGINS = 100  # the default stride keeps a backtest to about this many origins
+# Adaptive conformal's step size. Gibbs and Candes bound the long-run miscoverage of T origins by
+# (max(alpha, 1 - alpha) + gamma) / (gamma T): with the ~100 origins of a backtest their 0.005 bounds
+# nothing (the level moves by at most 0.4 in all), 0.05 bounds it by 0.17 and moves the level 4 points a miss.
+ACI_GAMMA = 0.05
+FUTURE_WINDOW = 100  # --future: per step ahead, the conformal quantile of the latest this many errors
 
 
 # ---------------------------------------------------------------- the Python API
@@ -124,7 +132,10 @@ def backtest(run, horizon=DEFAULT_HORIZON, stride=None, origins=None, season=Non
     before o. Returns plain numpy and dicts: origins (K,), predictions, actual, naive (K, H) in
     the series' units; metrics {model, naive[, seasonal_naive]} each {mse, rmse, mae, smape,
     mase} overall, and by_step the same per step ahead; interval {level, halfwidth (H,),
-    coverage, coverage_by_step} from the validation part's errors."""
+    coverage, coverage_by_step} from the validation part's errors (fixed); interval_adaptive
+    {level, gamma, halfwidth (K, H), alpha (K, H), coverage, coverage_by_step}: adaptive conformal
+    inference over the origins (adaptive_intervals), each interval from errors observed before
+    its origin only."""
     if not run.honest:
         raise DataError("a backtest needs a held-out test part, and this run was trained under the log's "
                         "protocol (--split random); train with --split chrono, or use --predict_rate")
@@ -152,34 +163,45 @@ def backtest(run, horizon=DEFAULT_HORIZON, stride=None, origins=None, season=Non
     metrics, by_step = {}, {}
     for name, f in forecasts.items():
         metrics[name], by_step[name] = errors(f, actual, scored, scale)
-    halfwidth, n_cal = calibrate(run, horizon, level)
+    pool = validation_errors(run, horizon)
+    halfwidth, n_cal = calibrate(run, horizon, level, pool)
     inside = (np.abs(pred - actual) <= halfwidth) & scored
     coverage_by_step = inside.sum(0) / np.maximum(scored.sum(0), 1)
+    adaptive, alphas = adaptive_intervals(chosen, np.abs(pred - actual), scored, pool, level)
+    inside_adaptive = (np.abs(pred - actual) <= adaptive) & scored
     return {"origins": chosen, "horizon": horizon, "stride": stride, "predictions": pred, "actual": actual,
             "naive": forecasts["naive"], "observed": scored, "metrics": metrics, "by_step": by_step,
             "mase_scale": scale, "season": season,
             "interval": {"level": level, "halfwidth": halfwidth, "n_calibration": n_cal,
                          "coverage": float(inside.sum() / max(scored.sum(), 1)),
-                         "coverage_by_step": coverage_by_step}}
+                         "coverage_by_step": coverage_by_step},
+            "interval_adaptive": {"level": level, "gamma": ACI_GAMMA, "halfwidth": adaptive, "alpha": alphas,
+                                  "coverage": float(inside_adaptive.sum() / max(scored.sum(), 1)),
+                                  "coverage_by_step": inside_adaptive.sum(0) / np.maximum(scored.sum(0), 1)}}
 
 
 def future(run, steps, level=DEFAULT_LEVEL, kv_cache="auto"):
     """Forecast `steps` values past the end of the series from its last time_steps values.
-    Returns {time (steps,), forecast, lower, upper, level, spacing}: time continues the series' own
-    step, and spacing says how (data.future_times: calendar months, business days, or the median
-    spacing, called a guess where the gaps differ; the row index without a time column). The
-    interval is the validation part's conformal one (chrono runs; None under the log's protocol)."""
+    Returns {time (steps,), forecast, lower, upper, level, spacing, interval_steps}: time continues
+    the series' own step, and spacing says how (data.future_times: calendar months, business days,
+    or the median spacing, called a guess where the gaps differ; the row index without a time
+    column). The interval is conformal on the most recent errors (recent_calibration; chrono runs,
+    None under the log's protocol); it is infinite (a blank cell) past interval_steps, where the
+    series is too short to give a step enough errors."""
     runs.check_positive(future=steps)
     if not 0 < level < 100:
         raise DataError(f"--level {level}: expected a percentage between 0 and 100, e.g. 80")
     pred = rollout(run, np.array([len(run.z)]), steps, kv_cache)[0]
     lower = upper = None
+    interval_steps = 0
     if run.honest:
-        halfwidth, _ = calibrate(run, steps, level)
+        halfwidth, _ = recent_calibration(run, steps, level)
         lower, upper = pred - halfwidth, pred + halfwidth
+        interval_steps = int(np.argmin(np.isfinite(halfwidth))) if not np.isfinite(halfwidth).all() else steps
     time, spacing = future_times(run.series, steps)
     return {"time": time, "forecast": pred, "lower": lower, "upper": upper, "level": level if run.honest else None,
-            "spacing": spacing}
+            "spacing": spacing, "interval_steps": interval_steps, "min_errors": min_errors(level),
+            "window": FUTURE_WINDOW}
 
 
 # ---------------------------------------------------------------- forecasting and scoring
@@ -250,12 +272,27 @@ def errors(pred, actual, scored, scale):
     return overall, summary(0)
 
 
+def conformal(r, level):
+    """The split conformal half-width of the sorted errors r at `level` percent: the
+    ceil((n + 1) level)-th smallest; inf where n is too small for the level, 0 at level <= 0."""
+    k = math.ceil((len(r) + 1) * level / 100)
+    if k > len(r):
+        return math.inf
+    return float(r[k - 1]) if k > 0 else 0.0
+
+
+def min_errors(level):
+    """The fewest errors that give a finite conformal interval at `level` percent."""
+    n = 1
+    while math.ceil((n + 1) * level / 100) > n:
+        n += 1
+    return n
+
+
 @torch.no_grad()
-def calibrate(run, horizon, level):
-    """Split conformal half-widths per step ahead: for step h, the ceil((n + 1) level)-th
-    smallest absolute error of the n forecasts whose target lies in the validation part, from
-    origins with true history before them. Returns (halfwidth (H,), n (H,)); inf where the
-    validation part is too small for the level."""
+def validation_errors(run, horizon):
+    """Per step ahead h, the absolute errors of the forecasts whose target lies in the
+    validation part, from every origin with true history before it: a list of H arrays."""
     first = max(run.time_steps, run.train_end - horizon + 1)
     origins = np.arange(first, run.val_end)
     pred = rollout(run, origins, horizon)
@@ -263,13 +300,75 @@ def calibrate(run, horizon, level):
     inside = (targets >= run.train_end) & (targets < run.val_end)
     inside[inside] &= run.observed[targets[inside]]
     residual = np.abs(pred - run.series.values[np.minimum(targets, len(run.z) - 1)])
-    halfwidth, counts = np.full(horizon, np.inf), np.zeros(horizon, int)
-    for h in range(horizon):
-        r = np.sort(residual[inside[:, h], h])
-        k = math.ceil((len(r) + 1) * level / 100)
-        counts[h] = len(r)
-        if 0 < k <= len(r):
-            halfwidth[h] = r[k - 1]
+    return [residual[inside[:, h], h] for h in range(horizon)]
+
+
+def calibrate(run, horizon, level, errors=None):
+    """Split conformal half-widths per step ahead (fixed): for step h, the ceil((n + 1) level)-th
+    smallest absolute error of the n forecasts whose target lies in the validation part
+    (validation_errors, or the given ones). Returns (halfwidth (H,), n (H,)); inf where the
+    validation part is too small for the level."""
+    errors = validation_errors(run, horizon) if errors is None else errors
+    halfwidth = np.array([conformal(np.sort(r), level) for r in errors])
+    return halfwidth, np.array([len(r) for r in errors])
+
+
+def adaptive_intervals(origins, errors, scored, pool, level, gamma=ACI_GAMMA):
+    """Adaptive conformal inference (Gibbs and Candes, NeurIPS 2021) per step ahead.
+
+    origins (K,) increasing; errors, scored (K, H): the backtest's absolute errors; pool: per
+    step, the validation part's errors. Step h of origin o_k forecasts value o_k + h, which is
+    known from origin o_k + h + 1 on. The interval of origin o_k at step h is the conformal
+    quantile at 1 - alpha_k of pool[h] plus the errors of earlier origins whose targets lie
+    before o_k; alpha starts at 1 - level and, for each such outcome in turn, moves by
+    alpha_{t+1} = alpha_t + gamma (alpha - miss_t), clipped to [-gamma, 1 + gamma]
+    (alpha_t <= 0: an infinite interval). Only the backtest's own origins are used (no extra
+    rollouts at stride 1). Returns (halfwidth (K, H), alpha (K, H))."""
+    K, H = errors.shape
+    alpha = 1 - level / 100
+    halfwidth, alphas = np.empty((K, H)), np.empty((K, H))
+    for h in range(H):
+        known = np.searchsorted(origins + h, origins, side="left")  # origins j whose target o_j + h < o_k
+        a, applied = alpha, 0
+        for k in range(K):
+            while applied < known[k]:  # outcomes observed since the last origin, in order
+                if scored[applied, h]:
+                    miss = errors[applied, h] > halfwidth[applied, h]
+                    a = min(max(a + gamma * (alpha - miss), -gamma), 1 + gamma)
+                applied += 1
+            seen = errors[:known[k], h][scored[:known[k], h]]
+            alphas[k, h] = a
+            level_k = round(100 * (1 - a), 9)  # so that alpha_k = alpha gives the fixed level exactly
+            halfwidth[k, h] = conformal(np.sort(np.concatenate([pool[h], seen])), level_k)
+    return halfwidth, alphas
+
+
+@torch.no_grad()
+def recent_calibration(run, steps, level, window=FUTURE_WINDOW):
+    """--future's half-widths: per step ahead h, the conformal quantile of the latest `window`
+    absolute errors of forecasts whose targets lie in the validation and test parts
+    [train_end, N), from every origin with true history before it (a backtest over both
+    parts at stride 1). Nothing is evaluated past the end, so the newest errors are the best
+    guide. A step needs at least min_errors(level) errors; far steps of a long --future have
+    fewer (origins must leave h values before the end), and their interval is inf. Returns
+    (halfwidth (steps,), n (steps,))."""
+    n, T = len(run.z), run.time_steps
+    window = max(window, min_errors(level))
+    h = np.arange(steps)
+    available = np.minimum(n - h - T, n - run.train_end)   # origins o >= T, o >= train_end - h, o + h < n
+    reach = int((available >= min_errors(level)).sum())     # non-increasing in h: the steps with enough
+    halfwidth, counts = np.full(steps, np.inf), np.zeros(steps, int)
+    if reach == 0:
+        return halfwidth, counts
+    origins = np.arange(max(T, run.train_end - reach + 1, n - reach + 1 - window), n)
+    pred = rollout(run, origins, reach)
+    targets = origins[:, None] + np.arange(reach)
+    inside = (targets >= run.train_end) & (targets < n)
+    inside[inside] &= run.observed[targets[inside]]
+    residual = np.abs(pred - run.series.values[np.minimum(targets, n - 1)])
+    for k in range(reach):
+        r = residual[inside[:, k], k][-window:]            # origins increase: the latest targets last
+        halfwidth[k], counts[k] = conformal(np.sort(r), level), len(r)
     return halfwidth, counts
 
 
@@ -281,7 +380,7 @@ def load_run(run_dir, device="cpu", weights="model.pt"):
     config = runs.read_config(run_dir)
     checkpoint = runs.load_checkpoint(os.path.join(run_dir, weights), device)
     try:
-        model = models.build(checkpoint["model"], **checkpoint["model_args"])
+        model = with_norm(models.build(checkpoint["model"], **checkpoint["model_args"]), config.get("norm", "global"))
         model.load_state_dict(checkpoint["state_dict"])
     except (KeyError, RuntimeError, TypeError) as e:  # TypeError: model_args not a dict
         raise runs.RunError(f"not a readable run: {os.path.join(run_dir, weights)} does not fit its model "
@@ -327,6 +426,12 @@ def regressive_path(model, positions="sliding", kv_cache="auto"):
     the cache exactly then; on asks for it and fails where it would change the forecasts."""
     if kv_cache not in KV_CACHE:
         raise DataError(f"unknown kv_cache {kv_cache!r}; choose one of {', '.join(KV_CACHE)}")
+    norm = getattr(model, "norm", "global")
+    if norm != "global":  # every new window is re-normalised: no cached key of an earlier input holds
+        if kv_cache == "on":
+            raise DataError(f"kv_cache on: this run reads each window with --norm {norm}, which changes every "
+                            f"input of a window at each step, so a cache cannot be reused; choose kv_cache auto or off")
+        return "recompute"
     has_cache = hasattr(model, "new_cache") and getattr(model, "causal", False)
     same = positions == "absolute" or getattr(model, "relative_positions", False)
     if kv_cache == "off" or (kv_cache == "auto" and not (has_cache and same)):
@@ -371,7 +476,7 @@ def forecast(run_dir, dataset=None, column=None, predict_rate=None, device="cpu"
     metrics = {"run_dir": run.run_dir, "dataset": series.name, "source": series.source, "column": series.column,
                "protocol": run.config["split"], "predict_rate": None if run.honest else predict_rate,
                "n_predicted": n, "start_index": start, "positions": positions, "regressive_path": path,
-               "normalisation": {"mean": run.mean, "std": run.std}}
+               "normalisation": {"mean": run.mean, "std": run.std}, "norm": run.config.get("norm", "global")}
     predictions = {}
     for kind in ("batch", "regressive"):
         try:
@@ -463,12 +568,14 @@ def write_backtest(run, result, tag=None):
     H = result["horizon"]
     tag = tag or f"{run.series.name}_backtest_h{H}_stride{result['stride']}_n{len(result['origins'])}" \
         + (f"_season{result['season']}" if result["season"] else "") + f"_level{result['interval']['level']:g}"
-    interval = result["interval"]
+    interval, adaptive = result["interval"], result["interval_adaptive"]
+    median_halfwidth = np.median(adaptive["halfwidth"], axis=0)  # per step, over origins (inf-safe)
     header = ["step"] + [f"{name}_{k}" for name in result["by_step"] for k in ("mse", "rmse", "mae", "smape", "mase")] \
-        + ["interval_halfwidth", "interval_coverage"]
+        + ["interval_halfwidth", "interval_coverage", "adaptive_median_halfwidth", "adaptive_coverage"]
     rows = [[h + 1] + [result["by_step"][name][k][h] for name in result["by_step"]
                        for k in ("mse", "rmse", "mae", "smape", "mase")]
-            + [interval["halfwidth"][h], interval["coverage_by_step"][h]] for h in range(H)]
+            + [interval["halfwidth"][h], interval["coverage_by_step"][h], median_halfwidth[h],
+               adaptive["coverage_by_step"][h]] for h in range(H)]
     at = sorted({1, H})
     summary = {
         "run_dir": run.run_dir, "dataset": run.series.name, "protocol": "chrono: rolling-origin backtest on the test part",
@@ -485,6 +592,12 @@ def write_backtest(run, result, tag=None):
                      "coverage_by_step": [float(v) for v in interval["coverage_by_step"]],
                      "n_calibration": [int(v) for v in interval["n_calibration"]],
                      "calibrated_on": "validation part (split conformal)"},
+        "interval_adaptive": {"level": adaptive["level"], "gamma": adaptive["gamma"], "coverage": adaptive["coverage"],
+                              "coverage_by_step": [float(v) for v in adaptive["coverage_by_step"]],
+                              "median_halfwidth_by_step": [float(v) for v in median_halfwidth],
+                              "infinite_fraction": float(np.mean(~np.isfinite(adaptive["halfwidth"]))),
+                              "calibrated_on": "adaptive conformal (Gibbs and Candes 2021): the validation part's "
+                                               "errors and the test errors observed before each origin"},
         "filled_values_not_scored": int((~result["observed"]).sum()),
     }
 
@@ -586,7 +699,8 @@ def backtest_line(result, folder):
     if "seasonal_naive" in m:
         line += f"  (seasonal naive all {m['seasonal_naive']['mase']:.3g})"
     line += (f"  RMSE {m['model']['rmse']:.4g} (naive {m['naive']['rmse']:.4g})  {result['interval']['level']:g}% "
-             f"interval coverage {result['interval']['coverage']:.0%}  ({len(result['origins'])} origins) -> {folder}")
+             f"interval coverage fixed {result['interval']['coverage']:.0%}, adaptive "
+             f"{result['interval_adaptive']['coverage']:.0%}  ({len(result['origins'])} origins) -> {folder}")
     return line + "\n" + verdict(s["model"]["mase"], s["naive"]["mase"])
 
 
@@ -655,7 +769,7 @@ def main(argv=None):
                         help="sliding: every window numbered 0..T-1 (the log's); absolute: positions in the series")
     parser.add_argument("--kv_cache", default="auto",
                         help="regressive prediction with a KV cache: auto (where it gives the same "
-                             "forecasts: causal att models), on, off")
+                             "forecasts: causal att models trained with --norm global), on, off")
     parser.add_argument("--device", default="cpu", help=f"one of {', '.join(runs.DEVICES)}")
     args = parser.parse_args(argv)
     try:
@@ -678,6 +792,10 @@ def main(argv=None):
                 ahead = future(run, args.future, args.level, args.kv_cache)
                 band = f" with a {args.level:g}% interval" if ahead["level"] else \
                     " (no interval: the log's protocol keeps no held-out part to calibrate it)"
+                if ahead["level"] and ahead["interval_steps"] < args.future:
+                    band += (f" up to step {ahead['interval_steps']} (none after: a step needs at least "
+                             f"{ahead['min_errors']} forecast errors with targets in the validation and test "
+                             f"parts, and the series is too short to give step {ahead['interval_steps'] + 1} that many)")
                 print(f"{args.future} steps past {run.series.time[-1]}, {ahead['spacing']}{band} "
                       f"-> {write_future(run, ahead)}")
             return

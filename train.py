@@ -43,7 +43,8 @@ from tqdm import tqdm
 
 import models
 import runs
-from data import DATASETS, DEFAULT_FRACTIONS, FILL_MODES, SPLITS, DataError, load_series, split_series
+from data import (DATASETS, DEFAULT_FRACTIONS, FILL_MODES, NORMS, SPLITS, DataError, load_series, split_series,
+                  with_norm)
 
 TRAINING = ("time_steps", "batch_size", "lr", "epochs")
 FITS = {"adam": "Adam on the MSE",  # how a model is fit: models/__init__.py, the protocol's `fit`
@@ -75,13 +76,16 @@ def train(args, model_args):
     if args.split == "chrono" and not (args.val_fraction > 0 and args.test_fraction > 0 and fractions[0] > 0):
         raise DataError(f"--val_fraction {args.val_fraction} --test_fraction {args.test_fraction}: each must be "
                         f"above 0 and together below 1 (training takes the rest), e.g. 0.1 and 0.2")
+    if args.split == "random" and args.norm != "global":
+        raise DataError(f"--norm {args.norm} with --split random: the log's protocol normalises the whole series "
+                        f"(--norm global); choose --norm global or --split chrono")
     data = split_series(series.values, hp["time_steps"], cls.target, args.split, fractions)
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
     x_val, y_val = data.x_val.to(device), data.y_val.to(device)
 
     # Model and optimizer; the model is built and tried on one window before anything is written
     torch.manual_seed(args.seed)
-    model = models.build(args.model, example=x_train[:1].cpu(), **model_args).to(device)
+    model = with_norm(models.build(args.model, example=x_train[:1].cpu(), **model_args), args.norm).to(device)
     trainable, fixed = models.count_parameters(model)
     params = [p for p in model.parameters() if p.requires_grad]
     fitted = FITS[fit] if params else "none: no trainable parameters"  # config.json and metrics.json say how
@@ -106,13 +110,14 @@ def train(args, model_args):
                 "state": runs.load_checkpoint(os.path.join(run_dir, "model.pt"))["state_dict"]}
         config.update(epochs=hp["epochs"], interrupted=False)
     else:
-        name = runs.run_name(args.model, model_args, defaults, series.name, hp["time_steps"], hp["lr"])
+        name = runs.run_name(args.model, model_args, defaults, series.name, hp["time_steps"], hp["lr"]) \
+            + (f"_norm{args.norm}" if args.norm != "global" else "")
         run_dir = partial = runs.new_run_dir(args.out_dir, name)
         config = {
             "run_name": name, "model": args.model, "model_args": model_args, "target": cls.target, **hp,
             "dataset": series.name, "column": series.column, "source": series.source,
             "sha256": series.sha256, "data_dir": args.data_dir, "fill": args.fill, "filled": series.filled,
-            "date_format": args.date_format, "split": args.split,
+            "date_format": args.date_format, "split": args.split, "norm": args.norm,
             "fractions": list(fractions) if honest else None,
             "parts": {"train_end": data.train_end, "val_end": data.val_end, "n_values": len(data.z)},
             "fit": fitted, "seed": args.seed, "device": device,
@@ -134,7 +139,11 @@ def train(args, model_args):
         t0 = time.perf_counter() - (rows[-1]["seconds"] if rows else 0.0)
         if closed_form:  # the least-squares weights in one solve, as epoch 1 (the loop below then has none)
             (head,) = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]  # the protocol: one Linear
-            weight, bias = least_squares(x_train, y_train)
+            x_fit, y_fit = x_train, y_train
+            if hasattr(model, "normalise"):  # --norm last/revin: fit what the model reads and returns
+                x_fit, loc, scale = model.normalise(x_train)                # loc, scale (N, 1, 1) or 1
+                y_fit = (y_train - loc[:, 0]) / (scale[:, 0] if torch.is_tensor(scale) else scale)
+            weight, bias = least_squares(x_fit, y_fit)
             with torch.no_grad():
                 head.weight.copy_(weight.view_as(head.weight))
                 head.bias.fill_(bias.item())
@@ -340,6 +349,7 @@ def load_resume(args):
     args.data_dir = args.data_dir or config.get("data_dir")
     args.fill, args.date_format = config.get("fill"), config.get("date_format")
     args.split, args.seed, args.epochs = config["split"], config["seed"], epochs
+    args.norm = config.get("norm", "global")  # runs from before --norm read the global level
     for k in ("time_steps", "batch_size", "lr"):
         setattr(args, k, config[k])
     if config.get("fractions"):
@@ -487,6 +497,9 @@ def base_parser(model=None):
                    f"({default('epochs')}); with --resume: the total to reach")
     p.add_argument("--split", default="chrono", choices=SPLITS, help="chrono: train/validation/test in time "
                    "(default); random: the log's protocol")
+    p.add_argument("--norm", default="global", choices=NORMS, help="what the model reads of each window: global "
+                   "(z-score with the training part's statistics), last (changes from the window's last value: "
+                   "NLinear), revin (the window's own mean and std: RevIN)")
     p.add_argument("--val_fraction", type=runs.finite, default=DEFAULT_FRACTIONS[1], help="chrono: validation part")
     p.add_argument("--test_fraction", type=runs.finite, default=DEFAULT_FRACTIONS[2], help="chrono: test part")
     p.add_argument("--seed", type=int, default=0, help="seeds the model, the codebooks and the shuffling")

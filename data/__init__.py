@@ -34,6 +34,9 @@ A data set is one of
     complete and increase row by row: rows out of time order (sort them) and repeated times
     (aggregate them) are errors naming their rows, never read as a series.
 
+A model may then read each window normalised by itself (--norm last or revin): WindowNorm, the
+one place that does it, for training and every forecast.
+
 Everything a user can get wrong raises DataError with a one-line message.
 """
 import csv
@@ -54,6 +57,8 @@ from data.download import DATA_DIR_ENV, FILES, default_data_dir
 EMBEDDED = ("membrane", "goog")
 DATASETS = EMBEDDED + tuple(FILES)
 SPLITS = ("chrono", "random")  # chrono: train/validation/test in time; random: the log's
+NORMS = ("global", "last", "revin")  # what a model reads: the series' level, or each window's changes
+REVIN_EPS = 1e-5  # added to a window's variance, so a constant window divides by 0.003, not 0
 DEFAULT_FRACTIONS = (0.7, 0.1, 0.2)  # train, validation, test (TSLib's convention)
 SPLIT_SEED = 42  # the log's random_split generator seed
 MEMBRANE_DECIMATION = 4
@@ -571,6 +576,53 @@ def normalise(values, mean=None, std=None):
                             f"the column{rescale}")
         raise DataError(f"the series (or its training part) is constant at {low:g} (std 0); nothing to forecast")
     return (values - mean) / std, mean, std
+
+
+class WindowNorm(torch.nn.Module):
+    """A model that reads each window normalised by itself, in and out in global z units.
+
+    The series is z-scored once with the training part's mean and std (`normalise`); this
+    wrapper then, per input window x (B, T, 1), takes a location and scale, gives the model
+    (x - loc) / scale and maps its output back: out * scale + loc. So the model file stays the
+    textbook computation, and everything around it (losses, val_mse_last, forecasts) stays in
+    the global z units every norm shares.
+      last:  loc = the window's last value, scale 1 (of global z: the training part's std).
+             A forecast is a change from the last value: NLinear (Zeng et al. 2023).
+      revin: loc, scale = the window's own mean and std (sqrt(var + REVIN_EPS)): RevIN without
+             its affine weights (Kim et al., ICLR 2022).
+    A regressive forecast re-normalises every new window, so no key of an earlier input stays
+    valid: there is no KV cache (forecast.regressive_path). An aligned model's outputs before
+    the last position forecast values inside the window its statistics came from; only the
+    last position's output is a forecast, and val_mse_last measures just that."""
+
+    def __init__(self, model, norm):
+        super().__init__()
+        self.model, self.norm, self.target = model, norm, model.target
+        if hasattr(model, "code_probs"):  # codebook usage, measured on what the model reads
+            self.code_probs = lambda x, start_pos=0: model.code_probs(self.normalise(x)[0], start_pos)
+
+    def normalise(self, x):
+        """(x normalised, loc (B, 1, 1), scale (B, 1, 1) or 1)."""
+        if self.norm == "last":
+            loc, scale = x[:, -1:], 1.0
+        else:
+            loc = x.mean(1, keepdim=True)
+            scale = (x.var(1, keepdim=True, unbiased=False) + REVIN_EPS).sqrt()
+        return (x - loc) / scale, loc, scale
+
+    def forward(self, x, start_pos=0):
+        xn, loc, scale = self.normalise(x)
+        out = self.model(xn, start_pos=start_pos)                # (B, T, 1) aligned, (B, 1) last
+        if self.target == "last":
+            loc, scale = loc[:, 0], scale if self.norm == "last" else scale[:, 0]  # (B, 1)
+        return out * scale + loc
+
+
+def with_norm(model, norm):
+    """model reading windows as `norm` says: itself for global (the log's), else WindowNorm."""
+    if norm not in NORMS:
+        raise DataError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
+    return model if norm == "global" else WindowNorm(model, norm)
 
 
 def check_time_steps(n_values, time_steps):

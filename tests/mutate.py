@@ -152,6 +152,22 @@ MUTATIONS = [
      "pe_std=0.02",
      "pe_std=0.01",
      ["tests/test_reference.py"]),
+    # --- issue 22, window norms and intervals under shift ---
+    # the window's level is not added back to the forecast
+    ("norm_level_not_restored", "data/__init__.py",
+     "return out * scale + loc",
+     "return out * scale",
+     ["tests/test_norm.py::test_last_and_revin_invert_exactly_in_batch_and_regressive_paths"]),
+    # adaptive conformal counts the target at the origin itself as observed
+    ("aci_sees_the_origin", "forecast.py",
+     'known = np.searchsorted(origins + h, origins, side="left")',
+     'known = np.searchsorted(origins + h, origins, side="right")',
+     ["tests/test_intervals.py::test_no_interval_uses_an_error_whose_target_lies_after_its_origin"]),
+    # --future calibrated on the validation part only, as before issue 22
+    ("future_ignores_the_test_part", "forecast.py",
+     "inside = (targets >= run.train_end) & (targets < n)",
+     "inside = (targets >= run.train_end) & (targets < run.val_end)",
+     ["tests/test_intervals.py::test_future_intervals_follow_the_latest_errors_not_the_training_part"]),
 ]
 
 

@@ -1,0 +1,204 @@
+"""--norm: each window read as changes from its last value (last) or by its own statistics (revin).
+
+Expected numbers come from outside the code under test: the last observed value, a hand-written
+linear forecast, the closed form of a pointwise model under `last`, naive's own error.
+"""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import forecast
+import models
+import train
+from conftest import run_main, run_script
+from data import DataError, Series, WindowNorm, boundaries, with_norm
+
+
+def make_run(values, model, time_steps, fractions=(0.7, 0.1, 0.2), run_dir="/nonexistent"):
+    """A forecast.Run over `values` for a given model, normalised with the training part."""
+    n = len(values)
+    train_end, val_end = boundaries(n, fractions)
+    mean, std = float(values[:train_end].mean()), float(values[:train_end].std())
+    series = Series("synthetic", values, np.arange(n), "sample", "value", "test", "v")
+    config = {"split": "chrono", "time_steps": time_steps, "run_name": "test", "fractions": list(fractions)}
+    return forecast.Run(str(run_dir), model.eval(), config, series, (values - mean) / std, mean, std,
+                        train_end, val_end, np.ones(n, bool))
+
+
+class LastValue(nn.Module):
+    """A last-target model whose forecast is the (normalised) last value it reads."""
+    target = "last"
+
+    def forward(self, x, start_pos=0):
+        return x[:, -1].clone()                                   # (B, 1)
+
+
+class NoChange(nn.Module):
+    """A last-target model that forecasts 0: no change from the window's reference."""
+    target = "last"
+
+    def forward(self, x, start_pos=0):
+        return x.new_zeros(len(x), 1)
+
+
+def write_csv(path, values):
+    path.write_text("t,value\n" + "".join(f"{i},{float(v)!r}\n" for i, v in enumerate(values)))
+    return path
+
+
+def train_run(tmp_path, csv, model, norm, *extra):
+    args, model_args = train.parse_args(["--model", model, "--dataset", str(csv), "--norm", norm,
+                                         "--time_steps", "8", "--out_dir", str(tmp_path / "runs"),
+                                         "--no_forecast", *extra])
+    return train.train(args, model_args)[0]
+
+
+@pytest.mark.parametrize("norm", ["last", "revin"])
+def test_last_and_revin_invert_exactly_in_batch_and_regressive_paths(norm, tmp_path):
+    rng = np.random.default_rng(1)
+    values = 50 + np.cumsum(rng.standard_normal(300))             # a random walk far from 0
+    exact = norm == "last"                                         # revin divides and multiplies by the std
+    identities = [("naive", models.build("naive"))] + [("last-value", LastValue())] \
+        + ([("no-change", NoChange())] if exact else [])           # under revin, no change is the window mean
+    tol = 1e-4                                                     # original units: float32 forecasts
+    for name, inner in identities:
+        run = make_run(values, with_norm(inner, norm), 8, run_dir=tmp_path / name)
+        z = torch.as_tensor(run.z, dtype=torch.float32)            # what the models read
+        # batch: every one-step forecast of the test part is the value before it
+        batch = forecast.predict_batch(run.model, run.z, 8, 40)
+        regressive = forecast.regress(run.model, torch.stack([z[o - 8:o] for o in range(250, 290, 7)]).unsqueeze(-1), 6)
+        last = torch.stack([z[o - 1] for o in range(250, 290, 7)])[:, None].expand(-1, 6)
+        if exact:
+            assert np.array_equal(batch, z[-41:-1].numpy()), name
+            assert torch.equal(regressive, last), name
+        else:
+            assert np.allclose(batch, z[-41:-1].numpy(), atol=1e-5), name
+            assert torch.allclose(regressive, last, atol=1e-5), name
+        # in original units through the backtest (regressive: each new window re-normalised), with
+        # the cache's auto and off, forecast() (batch and regressive on the test part) and future()
+        result = forecast.backtest(run, horizon=6, stride=7)
+        assert np.abs(result["predictions"] - values[result["origins"] - 1][:, None]).max() <= tol, name
+        for kv in ("auto", "off"):
+            again = forecast.backtest(run, horizon=6, stride=7, kv_cache=kv)["predictions"]
+            assert np.array_equal(again, result["predictions"]), (name, kv)
+        m = forecast.forecast(run)
+        assert m["mae_batch"] == pytest.approx(np.mean(np.abs(np.diff(values[run.val_end - 1:]))), abs=tol)
+        assert m["mae_regressive"] == pytest.approx(np.mean(np.abs(values[run.val_end:] - values[run.val_end - 1])),
+                                                    abs=tol)
+        assert np.abs(forecast.future(run, 5)["forecast"] - values[-1]).max() <= tol
+
+
+def test_the_kv_cache_falls_back_under_auto_and_is_refused_when_asked_for():
+    torch.manual_seed(0)
+    att = models.build("att", d_model=8, block_size=8, pe_on="qk")  # its cache is exact under global
+    assert forecast.regressive_path(att, "sliding", "auto") == "kv_cache"
+    wrapped = with_norm(att, "last")
+    assert forecast.regressive_path(wrapped, "sliding", "auto") == "recompute"
+    assert forecast.regressive_path(wrapped, "sliding", "off") == "recompute"
+    with pytest.raises(DataError, match="kv_cache on: .*--norm last"):
+        forecast.regressive_path(wrapped, "sliding", "on")
+    # auto, under revin, forecasts what recomputing every window by hand forecasts
+    values = 5 + np.sin(np.arange(200) / 6)
+    run = make_run(values, with_norm(att, "revin"), 8)
+    auto = forecast.backtest(run, horizon=4, stride=9)
+    z = torch.as_tensor(run.z, dtype=torch.float32)
+    with torch.no_grad():
+        for k, o in enumerate(auto["origins"][:3]):
+            window = z[o - 8:o].clone()
+            for h in range(4):
+                mu, sd = window.mean(), (window.var(unbiased=False) + 1e-5).sqrt()
+                nxt = att(((window - mu) / sd).view(1, 8, 1))[0, -1, 0] * sd + mu
+                assert float(nxt) * run.std + run.mean == pytest.approx(auto["predictions"][k, h], abs=1e-4)
+                window = torch.cat([window[1:], nxt.view(1)])
+
+
+def test_a_level_shift_is_forecast_by_last_and_not_by_global(tmp_path):
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal(1000)                             # white noise at level 0 ...
+    _, val_end = boundaries(1000)
+    values[val_end:] += 20                                         # ... the test part at level 20
+    csv = write_csv(tmp_path / "shift.csv", values)
+    small = ("--vocab_size", "16", "--d_model", "8", "--epochs", "3")
+    result = {}
+    for norm in ("global", "last"):
+        run = forecast.load(train_run(tmp_path, csv, "vqlnmlp", norm, *small))
+        result[norm] = forecast.backtest(run, horizon=4, stride=1)
+    naive = result["last"]["by_step"]["naive"]["mase"]
+    # global: a softmax read returns a convex combination of fixed codes, bounded near the training range
+    assert np.all(result["global"]["by_step"]["model"]["mase"] > 5 * naive)
+    # last: as good as persistence (white noise: no forecast of the change beats 0 by much)
+    assert np.all(result["last"]["by_step"]["model"]["mase"] <= 1.1 * naive)
+    # and why: vqlnmlp reads each value alone, and under last the last value reads 0, so the forecast is
+    # the last value plus one learned constant c, and h steps ahead the last value plus h c
+    pred, origins = result["last"]["predictions"], result["last"]["origins"]
+    step = pred - values[origins - 1][:, None]
+    c = step[0, 0]
+    assert np.allclose(step, c * np.arange(1, 5), atol=1e-4)
+
+
+def test_config_records_the_norm_and_the_run_name_tells_it(tmp_path):
+    csv = write_csv(tmp_path / "s.csv", 3 + np.sin(np.arange(200) / 5))
+    plain = train_run(tmp_path, csv, "naive", "global")
+    revin = train_run(tmp_path, csv, "naive", "revin")
+    assert json.load(open(os.path.join(plain, "config.json")))["norm"] == "global"
+    assert json.load(open(os.path.join(revin, "config.json")))["norm"] == "revin"
+    assert os.path.basename(os.path.dirname(plain)) == "naive_s_ts8_lr0.007"          # unchanged
+    assert os.path.basename(os.path.dirname(revin)) == "naive_s_ts8_lr0.007_normrevin"
+    assert isinstance(forecast.load(revin).model, WindowNorm)
+    # a run from before --norm has no key: it is global
+    config = json.load(open(os.path.join(plain, "config.json")))
+    del config["norm"]
+    json.dump(config, open(os.path.join(plain, "config.json"), "w"))
+    assert not isinstance(forecast.load(plain).model, WindowNorm)
+
+
+def test_resume_and_sweeps_keep_the_norm(tmp_path):
+    csv = write_csv(tmp_path / "s.csv", 3 + np.sin(np.arange(200) / 5))
+    first = train_run(tmp_path, csv, "linear", "last", "--epochs", "1")
+    args, model_args = train.parse_args(["--resume", first, "--epochs", "2", "--no_forecast"])
+    resumed, metrics = train.train(args, model_args)
+    assert resumed == first and metrics["epochs_run"] == 2 and args.norm == "last"
+    assert isinstance(forecast.load(resumed).model, WindowNorm)
+    out = run_main("train.py", "--model", "naive", "--dataset", csv, "--time_steps", "8", "--norm", "global,revin",
+                   "--out_dir", tmp_path / "grid", "--no_forecast")
+    assert out.returncode == 0, out.stderr
+    assert sorted(os.listdir(tmp_path / "grid")) == ["naive_s_ts8_lr0.007", "naive_s_ts8_lr0.007_normrevin"]
+
+
+def test_forecast_py_applies_the_norm_without_being_told(tmp_path):
+    rng = np.random.default_rng(3)
+    values = 100 + np.cumsum(rng.standard_normal(400))
+    csv = write_csv(tmp_path / "walk.csv", values)
+    run_dir = train_run(tmp_path, csv, "linear", "last", "--epochs", "1")
+    out = run_script("forecast.py", run_dir, "--horizon", "3", "--stride", "5")  # a second process
+    assert out.returncode == 0, out.stderr
+    folder = out.stdout.split("-> ")[-1].strip()
+    m = json.load(open(os.path.join(folder, "metrics.json")))
+    # by hand: NLinear, w . (x - x_last) + b + x_last in global z units, from the stored weights
+    config = json.load(open(os.path.join(run_dir, "config.json")))
+    mean, std = config["normalisation"]["mean"], config["normalisation"]["std"]
+    state = torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)["state_dict"]
+    w, b = state["model.head.weight"].double().numpy()[0], float(state["model.head.bias"])
+    z = (values - mean) / std
+    origins = np.arange(m["first_origin"], m["last_origin"] + 1, m["stride"])
+    one_step = np.array([w @ (z[o - 8:o] - z[o - 1]) + b + z[o - 1] for o in origins]) * std + mean
+    assert m["at_step"]["h1"]["model"]["mae"] == pytest.approx(np.mean(np.abs(one_step - values[origins])), rel=1e-5)
+    ignored = np.array([w @ z[o - 8:o] + b for o in origins]) * std + mean  # what forgetting the norm gives
+    assert abs(np.mean(np.abs(ignored - values[origins])) - m["at_step"]["h1"]["model"]["mae"]) > 1e-3
+    # the kv cache cannot be reused under last: asking for it is one line
+    refused = run_main("forecast.py", run_dir, "--horizon", "3", "--kv_cache", "on")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "--norm last" in refused.stderr
+
+
+def test_random_split_with_a_window_norm_is_refused(tmp_path):
+    out = run_main("train.py", "--model", "naive", "--split", "random", "--norm", "last",
+                   "--out_dir", tmp_path / "runs")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1
+    assert out.stderr.startswith("train.py: error: --norm last with --split random") and "--norm global" in out.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("config.json"))
+    bad = run_main("train.py", "--model", "naive", "--norm", "median", "--out_dir", tmp_path / "runs")
+    assert bad.returncode == 2 and "median" in bad.stderr and "revin" in bad.stderr
