@@ -7,7 +7,9 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import torch
 
 from conftest import ROOT, needs_formaldehyde, run_main, run_script
 
@@ -231,6 +233,17 @@ def test_cross_dataset_table_and_png(tmp_path, sine_csv, split, tag):
         for cell, dataset in zip(cells, ("sine", "wave")):
             saved = json.load(open(os.path.join(run_dir, "forecasts", f"{dataset}_{tag}", "metrics.json")))
             assert cell == pytest.approx(saved[f"mse_{kind}"], rel=1e-5)
+    # the sine-wave batch cell by hand: the linear model's weights on the wave normalised with its
+    # own statistics (chrono: its training part's, scored on its test part; the log: the whole series)
+    head = torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)["state_dict"]
+    w, b = head["head.weight"].double().numpy()[0], float(head["head.bias"])
+    wave = np.array([(i % 17) * 0.5 + (i % 5) for i in range(200)])
+    part = wave[:140] if split == "chrono" else wave
+    z = (wave - part.mean()) / part.std()
+    start = 160 if split == "chrono" else 8
+    pred = np.array([z[t - 8:t] @ w + b for t in range(start, 200)]) * part.std() + part.mean()
+    batch = float(lines[2].strip("|").split("|")[2])
+    assert batch == pytest.approx(np.mean((pred - wave[start:]) ** 2), rel=1e-4)
     png = lines[-1][3:]
     assert png.endswith(".png") and os.path.getsize(png) > 10000
     record = results.load_record(run_dir)  # results.py reads the evaluation of the run's own series
