@@ -208,6 +208,10 @@ MUTATIONS_ROUND2 = [
      "preds[:, i] = next_value(model, preds[:, i - 1].view(B, 1, 1), pos + T + i - 1, cache)",
      "preds[:, i] = next_value(model, preds[:, i - 1].view(B, 1, 1), pos + T + i, cache)",
      ["tests/test_attention.py::test_cache_equals_sliding_recomputation_past_block_size"]),
+    ("r2_kv_cache_window_is_block_size", "forecast.py",
+     "cache = model.new_cache(T)                                # each step sees time_steps values",
+     "cache = model.new_cache()                                 # each step sees time_steps values",
+     [MEANING + "test_kv_cache_sees_time_steps_values_when_block_size_is_longer"]),
     ("r2_predict_batch_first_window", "forecast.py",
      "first = len(x) - n                                  # index of the first predicted window",
      "first = len(x) - n - 1                              # index of the first predicted window",
@@ -293,10 +297,9 @@ MUTATIONS_ROUND2 = [
      'kept = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith("bottleneck.")}',
      'kept = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith("bottleneck.ln")}',
      ["tests/test_vqvae.py::test_swap_keeps_encoder_and_decoder"]),
-    ("r2_vqvae_resume_default_lr", "vqvae_imagenet.py",
-     'for k in ("image_size", "patch_size", "mask_ratio", "batch_size", "accumulate", "lr", "weight_decay",',
-     'for k in ("image_size", "patch_size", "mask_ratio", "batch_size", "accumulate", "weight_decay",',
-     ["tests/test_vqvae.py::test_resume_gives_the_same_weights_as_one_straight_run"]),
+    # (Tried and left out as harmless: --resume dropping "lr" from the settings it takes from the
+    # run. AdamW's load_state_dict restores each parameter group's lr from last.pt, so the weights
+    # are the same; the resume test runs at --lr 0.001 and passes with that bug.)
     ("r2_vqvae_resume_forgets_rng", "vqvae_imagenet.py",
      "set_rng_state(last[\"rng\"], rank, world, device)",
      "pass",

@@ -219,11 +219,11 @@ def test_results_cli_tables_and_errors(grid_runs):
 def test_cross_dataset_table_and_png(tmp_path, sine_csv, split, tag):
     other = tmp_path / "wave.csv"
     other.write_text("t,v\n" + "".join(f"{i},{(i % 17) * 0.5 + (i % 5)}\n" for i in range(200)))
-    r = run_script("train.py", "--model", "linear", "--dataset", sine_csv, "--epochs", "1", "--time_steps", "8",
-                   "--split", split, "--no_forecast", "--out_dir", tmp_path / "runs")
+    r = run_main("train.py", "--model", "linear", "--dataset", sine_csv, "--epochs", "1", "--time_steps", "8",
+                 "--split", split, "--no_forecast", "--out_dir", tmp_path / "runs")
     assert r.returncode == 0, r.stderr
     run_dir = r.stdout.strip().splitlines()[-1][3:]
-    r = run_script("forecast.py", run_dir, "--dataset", f"{sine_csv},{other}")
+    r = run_main("forecast.py", run_dir, "--dataset", f"{sine_csv},{other}")  # in-process: no torch import
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
     assert lines[0] == "| Method\\Trainset-Testset | sine-sine | sine-wave |"
@@ -249,7 +249,7 @@ def test_cross_dataset_table_and_png(tmp_path, sine_csv, split, tag):
     record = results.load_record(run_dir)  # results.py reads the evaluation of the run's own series
     assert record["options"]["split"] == split
     assert record["mse_batch"] == pytest.approx(float(lines[2].strip("|").split("|")[1]), rel=1e-5)
-    r = run_script("forecast.py", run_dir, "--dataset", f"{sine_csv},nope")
+    r = run_main("forecast.py", run_dir, "--dataset", f"{sine_csv},nope")
     assert r.returncode == 2 and "nope" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 

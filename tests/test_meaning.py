@@ -134,6 +134,18 @@ def test_future_steps_by_the_typical_gap_not_the_first():
     assert ahead["forecast"] == pytest.approx(np.full(3, values[-1]))
 
 
+@pytest.mark.parametrize("name", ["att", "att_mh"])
+def test_kv_cache_sees_time_steps_values_when_block_size_is_longer(name):
+    """A block_size other than time_steps: each cached step must still see time_steps values,
+    as recomputing every window of time_steps values does."""
+    torch.manual_seed(0)
+    model = models.build(name, d_model=16, block_size=48, pe_type="rope", pe_on="qk", bias=True).eval()
+    z = np.sin(np.arange(150) / 6.0) + 0.1 * np.random.default_rng(0).standard_normal(150)
+    slid = forecast.predict_regressive(model, z, 24, 60)
+    cached = forecast.predict_regressive_cached(model, z, 24, 60)
+    assert np.abs(slid).max() > 0.05 and np.abs(cached - slid).max() < 1e-5
+
+
 def test_boundaries_by_hand_on_non_default_fractions():
     assert boundaries(1000, (0.6, 0.25, 0.15)) == (600, 850)
     assert boundaries(1000) == (700, 800)
