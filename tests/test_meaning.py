@@ -146,6 +146,21 @@ def test_kv_cache_sees_time_steps_values_when_block_size_is_longer(name):
     assert np.abs(slid).max() > 0.05 and np.abs(cached - slid).max() < 1e-5
 
 
+@pytest.mark.parametrize("name", ["att", "att_mh"])
+def test_cache_fed_in_chunks_of_any_size_equals_the_full_forward(name):
+    """Chunks of 10, 3, 1, 7, ... values, before and after the cache fills: the banded mask's
+    positions follow what the cache holds."""
+    torch.manual_seed(0)
+    model = models.build(name, d_model=16, block_size=16).eval()
+    x = torch.randn(2, 60, 1)
+    full = model(x, start_pos=0)
+    cache, outs, t = model.new_cache(), [], 0
+    for size in (10, 3, 1, 7, 2, 20, 5, 12):
+        outs.append(model(x[:, t:t + size], t, cache))
+        t += size
+    assert torch.allclose(torch.cat(outs, 1), full, atol=1e-5)
+
+
 def test_boundaries_by_hand_on_non_default_fractions():
     assert boundaries(1000, (0.6, 0.25, 0.15)) == (600, 850)
     assert boundaries(1000) == (700, 800)
