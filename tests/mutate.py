@@ -173,8 +173,8 @@ MUTATIONS_ROUND2 = [
      "rows = [[h] + [result",
      [MEANING + "test_errors_by_step_rows_are_steps_one_to_h_with_hand_computed_errors"]),
     # a training that fails after its run directory exists leaves its hidden partial folder
-    ("r2_discard_keeps_partial", "runs.py",
-     "shutil.rmtree(partial, ignore_errors=True)",
+    ("r2_train_failure_keeps_partial", "train.py",
+     "runs.discard_run_dir(partial)  # a run directory is complete or absent",
      "pass",
      [MEANING + "test_a_training_that_fails_after_its_run_directory_exists_leaves_nothing"]),
     # single-head att: the banded mask lets one key too many through past block_size
@@ -330,6 +330,10 @@ MUTATIONS_ROUND2 = [
      "for combo in (c[::-1] for c in itertools.product(*choices[::-1])):",
      ["tests/test_experiments.py::test_expand_grid_is_the_product_in_order_and_keeps_flags"]),
     # --- runs.py ---
+    ("r2_discard_keeps_partial", "runs.py",   # the same bug one level down
+     "shutil.rmtree(partial, ignore_errors=True)",
+     "pass",
+     [MEANING + "test_a_training_that_fails_after_its_run_directory_exists_leaves_nothing"]),
     ("r2_latest_run_is_oldest", "runs.py",
      "return os.path.join(path, runs[-1])",
      "return os.path.join(path, runs[0])",
