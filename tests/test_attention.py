@@ -165,8 +165,9 @@ def test_cache_equals_sliding_recomputation_past_block_size(name, pe):
     assert np.abs(slid).max() > 0.1 and np.abs(cached - slid).max() < 1e-5
 
 
-def test_the_cache_rolls_and_keeps_block_size_minus_one_positions():
-    model = build("att_mh", block_size=16)
+@pytest.mark.parametrize("name", ["att", "att_mh"])
+def test_the_cache_rolls_and_keeps_block_size_minus_one_positions(name):
+    model = build(name, block_size=16)
     x = torch.randn(2, 80, 1)
     full = model(x, start_pos=0)                                 # banded causal mask: 16 positions back
     cache = model.new_cache()

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 import models
 from conftest import run_script
+from data import load_series
 from forecast import forecast, load_run
 from models.mhcvqlnmlp import LOG_EXAMPLES, memory
 from runs import run_name
@@ -186,6 +187,14 @@ def test_train_and_forecast_end_to_end(tmp_path):
     assert model.levels == (16, 8) and model.cache1.requires_grad
     m = forecast(run_dir, predict_rate=0.05)
     assert m["n_predicted"] == int(0.05 * (1047 - 96)) and math.isfinite(m["mse_regressive"])
+    # the batch MSE by hand: the last 47 values of goog, each from the 96 before it, normalised with
+    # the whole series' numpy statistics (the log's protocol), the model's last output back in units
+    v = load_series("goog").values
+    z = torch.tensor((v - v.mean()) / v.std(), dtype=torch.float32)
+    x = torch.stack([z[t - 96:t] for t in range(1000, 1047)]).unsqueeze(-1)   # (47, 96, 1)
+    with torch.no_grad():
+        pred = model(x)[:, -1, 0].double().numpy() * v.std() + v.mean()
+    assert m["mse_batch"] == pytest.approx(((pred - v[1000:]) ** 2).mean(), rel=1e-4)
 
 
 @pytest.mark.parametrize("name, args", [("cvqlnmlp", {"order": "inc"}), ("cvqlnmlp", {"order": "dec"}),

@@ -1,8 +1,10 @@
 """load_series on a few hundred small random CSVs: each loads finite float64 values with a
 consistent Series, or raises DataError with a one-line message; never another exception."""
+import json
 import random
 
 import numpy as np
+import pytest
 
 from data import FILL_MODES, DataError, future_times, load_series
 
@@ -94,6 +96,12 @@ def test_random_csvs_through_train_py_end_to_end(tmp_path):
         if r.returncode == 0:
             run_dirs = [d for d, _, files in os.walk(out) if "model.pt" in files]
             assert len(run_dirs) == 1 and not os.path.basename(run_dirs[0]).startswith(".")
+            # the stored statistics are numpy's of the training part (the first 70%) of what loaded
+            values = load_series(path, fill=fill[1] if fill else None).values
+            train_part = values[:round(0.7 * len(values))]
+            config = json.load(open(os.path.join(run_dirs[0], "config.json")))
+            assert (config["normalisation"]["mean"], config["normalisation"]["std"]) == \
+                pytest.approx((train_part.mean(), train_part.std()), rel=1e-9)
             outcomes.add("trained")
         else:
             assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr

@@ -7,7 +7,9 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import torch
 
 from conftest import ROOT, needs_formaldehyde, run_main, run_script
 
@@ -217,11 +219,11 @@ def test_results_cli_tables_and_errors(grid_runs):
 def test_cross_dataset_table_and_png(tmp_path, sine_csv, split, tag):
     other = tmp_path / "wave.csv"
     other.write_text("t,v\n" + "".join(f"{i},{(i % 17) * 0.5 + (i % 5)}\n" for i in range(200)))
-    r = run_script("train.py", "--model", "linear", "--dataset", sine_csv, "--epochs", "1", "--time_steps", "8",
-                   "--split", split, "--no_forecast", "--out_dir", tmp_path / "runs")
+    r = run_main("train.py", "--model", "linear", "--dataset", sine_csv, "--epochs", "1", "--time_steps", "8",
+                 "--split", split, "--no_forecast", "--out_dir", tmp_path / "runs")
     assert r.returncode == 0, r.stderr
     run_dir = r.stdout.strip().splitlines()[-1][3:]
-    r = run_script("forecast.py", run_dir, "--dataset", f"{sine_csv},{other}")
+    r = run_main("forecast.py", run_dir, "--dataset", f"{sine_csv},{other}")  # in-process: no torch import
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
     assert lines[0] == "| Method\\Trainset-Testset | sine-sine | sine-wave |"
@@ -231,12 +233,23 @@ def test_cross_dataset_table_and_png(tmp_path, sine_csv, split, tag):
         for cell, dataset in zip(cells, ("sine", "wave")):
             saved = json.load(open(os.path.join(run_dir, "forecasts", f"{dataset}_{tag}", "metrics.json")))
             assert cell == pytest.approx(saved[f"mse_{kind}"], rel=1e-5)
+    # the sine-wave batch cell by hand: the linear model's weights on the wave normalised with its
+    # own statistics (chrono: its training part's, scored on its test part; the log: the whole series)
+    head = torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)["state_dict"]
+    w, b = head["head.weight"].double().numpy()[0], float(head["head.bias"])
+    wave = np.array([(i % 17) * 0.5 + (i % 5) for i in range(200)])
+    part = wave[:140] if split == "chrono" else wave
+    z = (wave - part.mean()) / part.std()
+    start = 160 if split == "chrono" else 8
+    pred = np.array([z[t - 8:t] @ w + b for t in range(start, 200)]) * part.std() + part.mean()
+    batch = float(lines[2].strip("|").split("|")[2])
+    assert batch == pytest.approx(np.mean((pred - wave[start:]) ** 2), rel=1e-4)
     png = lines[-1][3:]
     assert png.endswith(".png") and os.path.getsize(png) > 10000
     record = results.load_record(run_dir)  # results.py reads the evaluation of the run's own series
     assert record["options"]["split"] == split
     assert record["mse_batch"] == pytest.approx(float(lines[2].strip("|").split("|")[1]), rel=1e-5)
-    r = run_script("forecast.py", run_dir, "--dataset", f"{sine_csv},nope")
+    r = run_main("forecast.py", run_dir, "--dataset", f"{sine_csv},nope")
     assert r.returncode == 2 and "nope" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 

@@ -124,11 +124,15 @@ def train_in_process(tmp_path, *extra):
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
-    straight, _ = train_in_process(tmp_path / "a", "--epochs", "4")
-    first, _ = train_in_process(tmp_path / "b", "--epochs", "2")
+    """Not the defaults (lr, fractions), so that a resume that falls back to them differs."""
+    settings = ("--lr", "0.02", "--val_fraction", "0.15", "--test_fraction", "0.1")
+    straight, expected = train_in_process(tmp_path / "a", "--epochs", "4", *settings)
+    first, _ = train_in_process(tmp_path / "b", "--epochs", "2", *settings)
     args, model_args = train.parse_args(["--resume", first, "--epochs", "4", "--no_forecast"])
     resumed, metrics = train.train(args, model_args)
     assert resumed == first and metrics["epochs_run"] == 4
+    for k in ("val_mse_last", "val_loss", "train_loss", "best_epoch"):
+        assert metrics[k] == expected[k], k
     for f in ("model.pt", "last.pt"):
         a = torch.load(os.path.join(straight, f), weights_only=True)["state_dict"]
         b = torch.load(os.path.join(resumed, f), weights_only=True)["state_dict"]

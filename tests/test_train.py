@@ -100,6 +100,14 @@ def test_training_on_a_csv_backtests_it_against_naive(sine_run):
     assert backtest and "sine_test" in folders
     for f in ("metrics.json", "errors_by_step.csv", "error_by_horizon.png"):
         assert os.path.isfile(os.path.join(run_dir, "forecasts", backtest[0], f))
+    # by hand: 400 values, test part [320, 400), 24 steps ahead: origins 320 ... 376, stride 1
+    _, _, _, v = sine_run
+    m = json.load(open(os.path.join(run_dir, "forecasts", backtest[0], "metrics.json")))
+    assert (m["first_origin"], m["last_origin"], m["stride"]) == (320, 376, 1)
+    naive_mae = np.mean([abs(v[o + h] - v[o - 1]) for o in range(320, 377) for h in range(24)])
+    assert m["mase_scale"] == pytest.approx(np.mean(np.abs(np.diff(v[:280]))), rel=1e-9)
+    assert m["metrics"]["naive"]["mae"] == pytest.approx(naive_mae, rel=1e-9)
+    assert m["metrics"]["model"]["mase"] < 0.5 * m["metrics"]["naive"]["mase"]  # a sine: linear beats persistence
 
 
 def test_forecast_other_dataset_and_rate_write_their_own_folders(goog_run, sine_csv):
@@ -109,7 +117,9 @@ def test_forecast_other_dataset_and_rate_write_their_own_folders(goog_run, sine_
     r = run_script("forecast.py", run_dir, "--dataset", sine_csv, "--predict_rate", "0.25")
     assert r.returncode == 0, r.stderr
     m = json.load(open(os.path.join(run_dir, "forecasts", "sine_log_rate0.25", "metrics.json")))
-    assert m["n_predicted"] == int(0.25 * (300 - 96)) and m["normalisation"]["mean"] == pytest.approx(10, abs=0.5)
+    assert m["n_predicted"] == int(0.25 * (300 - 96)) and m["start_index"] == 300 - int(0.25 * (300 - 96))
+    v = np.loadtxt(sine_csv, delimiter=",", skiprows=1)[:, 1]  # the log's protocol: the other series' own statistics
+    assert (m["normalisation"]["mean"], m["normalisation"]["std"]) == pytest.approx((v.mean(), v.std()), rel=1e-12)
     assert os.path.isfile(os.path.join(run_dir, "forecasts", "sine_log_rate0.25", "predict_regressive.png"))
     after = {f: open(os.path.join(run_dir, "forecasts", "goog_log", f), "rb").read() for f in before}
     assert after == before  # the training-time evaluation is untouched

@@ -209,6 +209,9 @@ def test_masking_zeroes_the_expected_patches(mask_count):
         ds = vq.Images(None, "train", data_args(64, 16, 0.5), photo=photo)
         counts = [int(ds.__getitem__(i)[1].sum()) for i in range(40)]
         assert len(set(counts)) > 2 and 6 < np.mean(counts) < 10
+        ds = vq.Images(None, "train", data_args(64, 16, 0.25), photo=photo)  # not 0.5: < and > differ
+        counts = [int(ds.__getitem__(i)[1].sum()) for i in range(40)]
+        assert 2.5 < np.mean(counts) < 5.5  # 0.25 of 16 patches
 
 
 def test_evaluation_masks_fresh_per_epoch_or_fixed():
@@ -435,9 +438,10 @@ def test_eval_takes_the_latest_complete_run(runs, tmp_path):
 
 
 def test_resume_gives_the_same_weights_as_one_straight_run(tmp_path):
-    """llmffnae: its dropout needs the random state, AdamW its moments; 2 epochs of 32 steps."""
+    """llmffnae: its dropout needs the random state, AdamW its moments; 2 epochs of 32 steps.
+    A learning rate other than the default: a resume that fell back to it would differ."""
     quick = ["--model", "llmffnae", "--data", "sample", "--image_size", "32", "--batch_size", "16", "--workers", "0",
-             *SMALL]
+             "--lr", "0.001", *SMALL]
     _, _, straight = train_run(tmp_path / "a", *quick, "--epochs", "2")
     first_dir, first, _ = train_run(tmp_path / "b", *quick, "--epochs", "1")
     assert first["steps"] == 32 and first["epochs_run"] == 1
