@@ -95,8 +95,8 @@ MUTATIONS = [
      [BITE + "test_codebook_usage_on_a_hand_made_case"]),
     # a second run in the same second: 2025-...-002 instead of 2025-...-00-2
     ("run_dir_suffix_without_dash", "runs.py",
-     'path = f"{base}-{k}"',
-     'path = f"{base}{k}"',
+     'new = f"{target}-{k}"',
+     'new = f"{target}{k}"',
      [BITE + "test_a_second_and_third_run_in_the_same_second_get_suffixes"]),
     # keep_freed_memory with one of its two settings gone
     ("freed_memory_trimmed", "train.py",
@@ -365,8 +365,8 @@ MUTATIONS_ROUND2 = [
      'return (not os.path.basename(os.path.normpath(path)).startswith("..")',
      [MEANING + "test_run_directories_latest_and_hidden_partials"]),
     ("r2_finished_run_keeps_the_dot", "runs.py",
-     "base = os.path.join(parent, stamp[1:20])",
-     "base = os.path.join(parent, stamp[0:19])",
+     'name = hidden[1:-len(".partial")].rsplit("-", 1)[0]',
+     'name = hidden[0:-len(".partial")].rsplit("-", 1)[0]',
      [MEANING + "test_run_directories_latest_and_hidden_partials"]),
 ]
 
