@@ -637,7 +637,7 @@ def write_future(run, ahead):
     lower = ahead["lower"] if ahead["lower"] is not None else [None] * steps
     upper = ahead["upper"] if ahead["upper"] is not None else [None] * steps
     time_name = run.series.time_label if run.series.time_label != "sample" else "step"
-    header = [time_name, "forecast", f"lower_{level}" if level else "lower", f"upper_{level}" if level else "upper"]
+    header = [time_name, "forecast", f"lower_{level:g}" if level else "lower", f"upper_{level:g}" if level else "upper"]
     rows = [[str(t), float(f), "" if lo is None or not np.isfinite(lo) else float(lo),
              "" if up is None or not np.isfinite(up) else float(up)]
             for t, f, lo, up in zip(ahead["time"], ahead["forecast"], lower, upper)]

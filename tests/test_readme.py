@@ -18,6 +18,7 @@ import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 
 from conftest import ROOT, formaldehyde_available
@@ -168,3 +169,24 @@ def test_the_readme_states_the_number_of_tests(request):
     stated = re.search(r"(\d+) tests in two worker processes", README)
     assert stated, "README's Tests section names no test count"
     assert int(stated.group(1)) == len(request.session.items)
+
+
+def test_future_csv_has_the_columns_the_readme_names(tmp_path):
+    """README: future.csv's columns are the time column's name (or step), forecast, lower_L, upper_L."""
+    from conftest import run_main
+    sentence = re.search(r"`future\.csv` \(columns:(.*?)\) and `future\.png`", README, re.S).group(1)
+    named = re.findall(r"`([^`]+)`", sentence)
+    assert named[:4] == ["step", "forecast", "lower_80", "upper_80"], named
+    values = np.sin(np.arange(60) / 3)
+    csv_path = tmp_path / "plain.csv"
+    csv_path.write_text("level\n" + "".join(f"{v}\n" for v in values))  # no time column
+    for level, lower, upper in ((80, "lower_80", "upper_80"), (65, "lower_65", "upper_65")):
+        out = tmp_path / f"runs{level}"
+        assert run_main("train.py", "--model", "naive", "--dataset", csv_path, "--time_steps", "4",
+                        "--out_dir", out, "--no_forecast").returncode == 0
+        (run_dir,) = glob.glob(str(out / "naive_plain_ts4_*"))
+        r = run_main("forecast.py", run_dir, "--future", "3", "--level", str(level))
+        assert r.returncode == 0, r.stderr
+        path = glob.glob(str(out / "*" / "*" / "forecasts" / "*future*" / "future.csv"))[0]
+        header = open(path).readline().strip().split(",")
+        assert header == ["step", "forecast", lower, upper]
