@@ -130,8 +130,8 @@ class Threads:
 
     torch starts one thread per core, and its OpenMP threads spin while they wait for each other.
     On an idle machine that is fastest; when another process holds a core, a thread that has lost
-    its core keeps the rest spinning at every barrier: the quick start took 85 s beside one busy
-    process against 29 s idle, and 30 s with one thread (docs/BENCHMARKS.md). So: before training,
+    its core keeps the rest spinning at every barrier: the quick start took 94 s beside one busy
+    process against 28 s idle, and 34 s following the free cores (docs/BENCHMARKS.md). So: before training,
     and then at most every `every` seconds (between epochs), count the cores that other processes
     used since the last look (all busy CPU time in /proc/stat less this process's own), and use
     the cores left, at least one. The thread count changes no number a model computes (tested).
