@@ -692,7 +692,8 @@ def plot(series, start, prediction, title, path):
 
 
 def backtest_line(result, folder):
-    """One line: MASE at step 1, at the horizon and overall, beside naive, and the coverage."""
+    """Two lines: MASE at step 1, at the horizon and overall, beside naive, and the coverages; then
+    the verdict in words, and the folder (the output's last word, as everywhere: -> PATH)."""
     m, s, H = result["metrics"], result["by_step"], result["horizon"]
     line = (f"test MASE h1 {s['model']['mase'][0]:.3g} h{H} {s['model']['mase'][-1]:.3g} all {m['model']['mase']:.3g}"
             f"  (naive {s['naive']['mase'][0]:.3g} / {s['naive']['mase'][-1]:.3g} / {m['naive']['mase']:.3g})")
@@ -700,8 +701,8 @@ def backtest_line(result, folder):
         line += f"  (seasonal naive all {m['seasonal_naive']['mase']:.3g})"
     line += (f"  RMSE {m['model']['rmse']:.4g} (naive {m['naive']['rmse']:.4g})  {result['interval']['level']:g}% "
              f"interval coverage fixed {result['interval']['coverage']:.0%}, adaptive "
-             f"{result['interval_adaptive']['coverage']:.0%}  ({len(result['origins'])} origins) -> {folder}")
-    return line + "\n" + verdict(s["model"]["mase"], s["naive"]["mase"])
+             f"{result['interval_adaptive']['coverage']:.0%}  ({len(result['origins'])} origins)")
+    return f"{line}\n{verdict(s['model']['mase'], s['naive']['mase'])}  -> {folder}"
 
 
 def verdict(model, naive, tie=0.005):

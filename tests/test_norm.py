@@ -158,7 +158,7 @@ def test_config_records_the_norm_and_the_run_name_tells_it(tmp_path):
 
 def test_resume_and_sweeps_keep_the_norm(tmp_path):
     csv = write_csv(tmp_path / "s.csv", 3 + np.sin(np.arange(200) / 5))
-    first = train_run(tmp_path, csv, "linear", "last", "--epochs", "1")
+    first = train_run(tmp_path, csv, "vqlnmlp", "last", "--epochs", "1", "--vocab_size", "16", "--d_model", "8")
     args, model_args = train.parse_args(["--resume", first, "--epochs", "2", "--no_forecast"])
     resumed, metrics = train.train(args, model_args)
     assert resumed == first and metrics["epochs_run"] == 2 and args.norm == "last"
