@@ -26,11 +26,14 @@ def test_forward_backward_and_fixed_buffers(name):
     out = model(x)
     expected = (3, T, 1) if model.target == "aligned" else (3, 1)
     assert out.shape == expected and torch.isfinite(out).all()
+    with torch.no_grad():  # each window on its own: nothing leaks between the windows of a batch
+        assert torch.allclose(model(x[1:2]), out[1:2], atol=1e-5)
 
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
-        assert name == "naive"
+        assert name == "naive" and torch.equal(out, x)  # persistence: each value forecasts the next
         return
+    assert_gradient_is_the_slope(name, T)
     buffers = {k: b.clone() for k, b in model.named_buffers()}
     opt = torch.optim.Adam(params, lr=0.01)
     loss = F.mse_loss(out, torch.randn(expected))
@@ -41,6 +44,27 @@ def test_forward_backward_and_fixed_buffers(name):
     assert any(not torch.equal(b, p) for b, p in zip(before, params))
     for k, b in model.named_buffers():  # codebooks and positional tables are never trained
         assert torch.equal(buffers[k], b), f"{name}: buffer {k} changed"
+
+
+def assert_gradient_is_the_slope(name, T):
+    """In float64, autograd's gradient along a random direction d of all parameters equals the
+    central difference (L(p + eps d) - L(p - eps d)) / 2 eps: the closed-form backwards included."""
+    torch.manual_seed(0)
+    model = models.build(name).double()
+    x = torch.randn(3, T, 1, dtype=torch.float64)
+    target = torch.randn_like(model(x))
+    params = [p for p in model.parameters() if p.requires_grad]
+    loss = lambda: F.mse_loss(model(x), target)
+    directions = [torch.randn_like(p) for p in params]
+    slope = sum((g * d).sum() for g, d in zip(torch.autograd.grad(loss(), params), directions))
+    eps = 1e-6
+    with torch.no_grad():
+        ends = []
+        for step in (eps, -2 * eps):
+            for p, d in zip(params, directions):
+                p.add_(step * d)
+            ends.append(loss().item())
+    assert (ends[0] - ends[1]) / (2 * eps) == pytest.approx(slope.item(), rel=1e-5, abs=1e-9)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -113,6 +137,9 @@ def test_self_checks_run():
     assert r.returncode == 0, r.stderr
     for name in NAMES:
         assert re.search(rf"^{name}: \d+ ", r.stdout, re.M), f"no self-check line for {name}"
+    # vqlnmlp by hand: encoder 1 -> 64 (128), LayerNorm (128), decoder 64 -> 1 (65); codebook 512 x 64
+    assert re.search(r"^vqlnmlp: 321 trainable, 32768 fixed parameters; \(4, 96, 1\) -> \(4, 96, 1\)$",
+                     r.stdout, re.M), r.stdout
 
 
 def test_unknown_model_and_option_errors():
