@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import models
-from conftest import run_script
+from conftest import assert_gradient_is_the_slope, run_script
 
 NAMES = models.names()
 
@@ -33,7 +33,8 @@ def test_forward_backward_and_fixed_buffers(name):
     if not params:
         assert name == "naive" and torch.equal(out, x)  # persistence: each value forecasts the next
         return
-    assert_gradient_is_the_slope(name, T)
+    torch.manual_seed(0)  # autograd, closed-form backwards included, against a central difference
+    assert_gradient_is_the_slope(models.build(name), torch.randn(3, T, 1))
     buffers = {k: b.clone() for k, b in model.named_buffers()}
     opt = torch.optim.Adam(params, lr=0.01)
     loss = F.mse_loss(out, torch.randn(expected))
@@ -44,27 +45,6 @@ def test_forward_backward_and_fixed_buffers(name):
     assert any(not torch.equal(b, p) for b, p in zip(before, params))
     for k, b in model.named_buffers():  # codebooks and positional tables are never trained
         assert torch.equal(buffers[k], b), f"{name}: buffer {k} changed"
-
-
-def assert_gradient_is_the_slope(name, T):
-    """In float64, autograd's gradient along a random direction d of all parameters equals the
-    central difference (L(p + eps d) - L(p - eps d)) / 2 eps: the closed-form backwards included."""
-    torch.manual_seed(0)
-    model = models.build(name).double()
-    x = torch.randn(3, T, 1, dtype=torch.float64)
-    target = torch.randn_like(model(x))
-    params = [p for p in model.parameters() if p.requires_grad]
-    loss = lambda: F.mse_loss(model(x), target)
-    directions = [torch.randn_like(p) for p in params]
-    slope = sum((g * d).sum() for g, d in zip(torch.autograd.grad(loss(), params), directions))
-    eps = 1e-6
-    with torch.no_grad():
-        ends = []
-        for step in (eps, -2 * eps):
-            for p, d in zip(params, directions):
-                p.add_(step * d)
-            ends.append(loss().item())
-    assert (ends[0] - ends[1]) / (2 * eps) == pytest.approx(slope.item(), rel=1e-5, abs=1e-9)
 
 
 @pytest.mark.parametrize("name", NAMES)
