@@ -86,6 +86,24 @@ def assert_gradient_is_the_slope(model, x, seed=0):
     assert (ends[0] - ends[1]) / (2 * eps) == pytest.approx(slope.item(), rel=1e-5, abs=1e-9)
 
 
+def membrane_val_mse_last(run_dir):
+    """A chrono membrane run's model.pt scored by numpy, not by train.py: the squared error of the
+    value after each window whose next value is a validation value [2100, 2400) of 3000, in the
+    training part's statistics (mean and std of the first 2100 values)."""
+    import torch
+    from data import load_series
+    from forecast import load_run
+    model, config = load_run(run_dir)
+    t = config["time_steps"]
+    v = load_series("membrane").values
+    z = (v - v[:2100].mean()) / v[:2100].std()
+    x = np.stack([z[i - t:i] for i in range(2100, 2400)])[..., None]      # (300, t, 1)
+    with torch.no_grad():
+        out = model(torch.tensor(x, dtype=torch.float32))
+    last = out[:, -1].reshape(-1).double().numpy()                       # aligned or last: the next value
+    return np.mean((last - z[2100:2400]) ** 2)
+
+
 @pytest.fixture
 def sine_csv(tmp_path):
     """A small CSV with a time column and a noisy sine, 300 rows."""

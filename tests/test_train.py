@@ -11,7 +11,7 @@ import types
 import numpy as np
 import pytest
 
-from conftest import ROOT, needs_formaldehyde, run_main, run_script
+from conftest import ROOT, membrane_val_mse_last, needs_formaldehyde, run_main, run_script
 import runs
 
 RUN_FILES = {"config.json", "model.pt", "last.pt", "losses.csv", "loss.png", "metrics.json", "forecasts"}
@@ -248,6 +248,9 @@ def test_ctrl_c_saves_and_marks_the_run_interrupted(tmp_path):
     metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
     assert metrics["interrupted"] is True and 1 <= metrics["epochs_run"] < 1000
     assert os.path.isfile(os.path.join(run_dir, "model.pt")) and "(interrupted)" in stdout
+    # model.pt is a complete epoch's weights, and they score what metrics.json says: numpy's windows
+    assert metrics["best_epoch"] not in metrics["partial_epochs"]
+    assert metrics["val_mse_last"] == pytest.approx(membrane_val_mse_last(run_dir), rel=1e-5)
 
 
 def test_list_shows_every_model_and_method_two_arithmetic():
