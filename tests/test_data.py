@@ -123,6 +123,8 @@ def test_download_verifies_checksums(tmp_path):
     r = run_script("data/download.py", "--data_dir", target, "--base_url", mirror.as_uri() + "/")
     assert r.returncode == 0, r.stderr
     assert sorted(os.listdir(target)) == sorted(f for f, _ in FILES.values())
+    for filename, _ in FILES.values():  # byte for byte what the mirror serves
+        assert (target / filename).read_bytes() == (mirror / filename).read_bytes(), filename
 
     (mirror / "w+y.csv").write_text("time(h),formaldehyde(ug/m³)\n0,1\n")
     (target / "w+y.csv").unlink()
