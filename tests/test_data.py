@@ -17,6 +17,10 @@ def test_embedded_data_sets_are_real_recordings():
     membrane = load_series("membrane")
     assert len(membrane.values) == 3000 and membrane.values.std() > 0  # 12000 samples, block means of 4
     assert membrane.time[1] == 4 and membrane.values.max() > -0.1    # spikes survive
+    from matplotlib import cbook  # the raw file read on its own: value k is the mean of samples 4k ... 4k + 3
+    raw = np.fromfile(cbook.get_sample_data("membrane.dat", asfileobj=False), dtype="<f4")
+    for k in (0, 1, 1234, 2999):
+        assert membrane.values[k] == pytest.approx(sum(float(r) for r in raw[4 * k:4 * k + 4]) / 4, rel=1e-12)
     goog = load_series("goog")
     assert len(goog.values) == 1047 and goog.time_label == "date"
     assert goog.column == "adj_close"  # the last numeric column
