@@ -254,7 +254,7 @@ def test_ctrl_c_saves_and_marks_the_run_interrupted(tmp_path):
 
 
 def test_list_shows_every_model_and_method_two_arithmetic():
-    r = run_script("train.py", "--list")
+    r = run_main("train.py", "--list")
     assert r.returncode == 0
     import models
     for name in models.names():
