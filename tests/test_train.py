@@ -65,6 +65,12 @@ def test_run_directory_has_every_file(goog_run):
     assert config["model_args"] == {"vocab_size": 512, "d_model": 16, "block_size": 96}
     assert config["split"] == "random" and config["seed"] == 0 and not config["interrupted"]
     assert set(config["normalisation"]) == {"mean", "std"} and config["versions"]["torch"]
+    # the log's protocol by hand: statistics of the whole series, int(0.8 n) of its 1047 - 96 windows train
+    from data import load_series
+    v = load_series("goog").values
+    assert (config["normalisation"]["mean"], config["normalisation"]["std"]) == pytest.approx((v.mean(), v.std()),
+                                                                                              rel=1e-12)
+    assert config["n_windows"] == {"train": int(0.8 * 951), "val": 951 - int(0.8 * 951)}
     rows = list(csv.DictReader(open(os.path.join(run_dir, "losses.csv"))))
     assert [r["epoch"] for r in rows] == ["1", "2"]
     metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
