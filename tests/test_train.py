@@ -89,7 +89,7 @@ def test_forecast_reproduces_metrics_from_the_run_directory(goog_run, tmp_path):
     copy.mkdir()
     for f in ("config.json", "model.pt"):
         (copy / f).write_bytes(open(os.path.join(run_dir, f), "rb").read())
-    r = run_script("forecast.py", copy)
+    r = run_main("forecast.py", copy)
     assert r.returncode == 0, r.stderr
     after = json.load(open(copy / "forecasts" / "goog_log" / "metrics.json"))
     for k in ("mse_batch", "mse_regressive", "mae_batch", "mae_regressive", "n_predicted"):
@@ -120,7 +120,7 @@ def test_forecast_other_dataset_and_rate_write_their_own_folders(goog_run, sine_
     run_dir, _ = goog_run
     before = {f: open(os.path.join(run_dir, "forecasts", "goog_log", f), "rb").read()
               for f in os.listdir(os.path.join(run_dir, "forecasts", "goog_log"))}
-    r = run_script("forecast.py", run_dir, "--dataset", sine_csv, "--predict_rate", "0.25")
+    r = run_main("forecast.py", run_dir, "--dataset", sine_csv, "--predict_rate", "0.25")
     assert r.returncode == 0, r.stderr
     m = json.load(open(os.path.join(run_dir, "forecasts", "sine_log_rate0.25", "metrics.json")))
     assert m["n_predicted"] == int(0.25 * (300 - 96)) and m["start_index"] == 300 - int(0.25 * (300 - 96))
