@@ -62,6 +62,48 @@ def run_main(script, *args):
     return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
 
 
+def assert_gradient_is_the_slope(model, x, seed=0):
+    """model in float64 on x: autograd's gradient of an MSE loss along a random direction d of all
+    trainable parameters equals the central difference (L(p + eps d) - L(p - eps d)) / 2 eps."""
+    import torch
+    import torch.nn.functional as F
+    torch.manual_seed(seed)
+    model, x = model.double(), x.double()
+    target = torch.randn_like(model(x))
+    params = [p for p in model.parameters() if p.requires_grad]
+    loss = lambda: F.mse_loss(model(x), target)
+    directions = [torch.randn_like(p) for p in params]
+    slope = sum((g * d).sum() for g, d in zip(torch.autograd.grad(loss(), params), directions))
+    eps = 1e-6
+    with torch.no_grad():
+        ends = []
+        for step in (eps, -2 * eps):
+            for p, d in zip(params, directions):
+                p.add_(step * d)
+            ends.append(loss().item())
+        for p, d in zip(params, directions):
+            p.add_(eps * d)
+    assert (ends[0] - ends[1]) / (2 * eps) == pytest.approx(slope.item(), rel=1e-5, abs=1e-9)
+
+
+def membrane_val_mse_last(run_dir):
+    """A chrono membrane run's model.pt scored by numpy, not by train.py: the squared error of the
+    value after each window whose next value is a validation value [2100, 2400) of 3000, in the
+    training part's statistics (mean and std of the first 2100 values)."""
+    import torch
+    from data import load_series
+    from forecast import load_run
+    model, config = load_run(run_dir)
+    t = config["time_steps"]
+    v = load_series("membrane").values
+    z = (v - v[:2100].mean()) / v[:2100].std()
+    x = np.stack([z[i - t:i] for i in range(2100, 2400)])[..., None]      # (300, t, 1)
+    with torch.no_grad():
+        out = model(torch.tensor(x, dtype=torch.float32))
+    last = out[:, -1].reshape(-1).double().numpy()                       # aligned or last: the next value
+    return np.mean((last - z[2100:2400]) ** 2)
+
+
 @pytest.fixture
 def sine_csv(tmp_path):
     """A small CSV with a time column and a noisy sine, 300 rows."""

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import models
-from conftest import run_script
+from conftest import assert_gradient_is_the_slope, run_main
 import train
 from forecast import forecast, predict_regressive, predict_regressive_cached, regressive_path
 from forecast import main as forecast_main
@@ -150,6 +150,7 @@ def test_every_option_builds_and_trains_one_step(name, pe, flags):
     assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in model.parameters())
     changed = [not torch.equal(b, p) for b, p in zip(before, model.parameters())]
     assert all(changed), [n for (n, _), c in zip(model.named_parameters(), changed) if not c]
+    assert_gradient_is_the_slope(model, x)  # the gradient it stepped along is the loss's slope
 
 
 @pytest.mark.parametrize("name", ["att", "att_mh"])
@@ -244,7 +245,7 @@ def test_bad_combinations_are_one_line_errors(name, kwargs, message):
 
 
 def test_train_turns_a_bad_combination_into_exit_2(tmp_path):
-    r = run_script("train.py", "--model", "att_mh", "--n_heads", "4", "--kv_heads", "3", "--out_dir", tmp_path, "--no_forecast")
+    r = run_main("train.py", "--model", "att_mh", "--n_heads", "4", "--kv_heads", "3", "--out_dir", tmp_path, "--no_forecast")
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     assert "model att_mh with --kv_heads 3: kv_heads 3 does not divide n_heads 4; choose kv_heads among 1, 2, 4" in r.stderr
     assert not os.listdir(tmp_path)

@@ -4,6 +4,7 @@ value, no traceback, and nothing created or changed under the output folder.
 Rows run the script's main() in this process (conftest.run_main), as `python SCRIPT ARGS` would.
 """
 import hashlib
+import json
 import os
 import random
 import signal
@@ -14,7 +15,7 @@ import time
 import pytest
 
 import train
-from conftest import ROOT, run_main
+from conftest import ROOT, membrane_val_mse_last, run_main
 
 # ------------------------------------------------------------------ inputs the rows read
 
@@ -229,3 +230,5 @@ def test_a_second_ctrl_c_exits_130_and_keeps_what_was_saved(tmp_path):
     assert len(run) == 1 and not os.path.basename(run[0]).startswith(".")
     for f in ("config.json", "model.pt", "last.pt", "metrics.json"):
         assert os.path.isfile(os.path.join(run[0], f))
+    metrics = json.load(open(os.path.join(run[0], "metrics.json")))  # whole, and true of model.pt
+    assert metrics["val_mse_last"] == pytest.approx(membrane_val_mse_last(run[0]), rel=1e-5)

@@ -17,6 +17,10 @@ def test_embedded_data_sets_are_real_recordings():
     membrane = load_series("membrane")
     assert len(membrane.values) == 3000 and membrane.values.std() > 0  # 12000 samples, block means of 4
     assert membrane.time[1] == 4 and membrane.values.max() > -0.1    # spikes survive
+    from matplotlib import cbook  # the raw file read on its own: value k is the mean of samples 4k ... 4k + 3
+    raw = np.fromfile(cbook.get_sample_data("membrane.dat", asfileobj=False), dtype="<f4")
+    for k in (0, 1, 1234, 2999):
+        assert membrane.values[k] == pytest.approx(sum(float(r) for r in raw[4 * k:4 * k + 4]) / 4, rel=1e-12)
     goog = load_series("goog")
     assert len(goog.values) == 1047 and goog.time_label == "date"
     assert goog.column == "adj_close"  # the last numeric column
@@ -123,6 +127,8 @@ def test_download_verifies_checksums(tmp_path):
     r = run_script("data/download.py", "--data_dir", target, "--base_url", mirror.as_uri() + "/")
     assert r.returncode == 0, r.stderr
     assert sorted(os.listdir(target)) == sorted(f for f, _ in FILES.values())
+    for filename, _ in FILES.values():  # byte for byte what the mirror serves
+        assert (target / filename).read_bytes() == (mirror / filename).read_bytes(), filename
 
     (mirror / "w+y.csv").write_text("time(h),formaldehyde(ug/m³)\n0,1\n")
     (target / "w+y.csv").unlink()

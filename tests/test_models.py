@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import models
-from conftest import run_script
+from conftest import assert_gradient_is_the_slope, run_script
 
 NAMES = models.names()
 
@@ -26,11 +26,15 @@ def test_forward_backward_and_fixed_buffers(name):
     out = model(x)
     expected = (3, T, 1) if model.target == "aligned" else (3, 1)
     assert out.shape == expected and torch.isfinite(out).all()
+    with torch.no_grad():  # each window on its own: nothing leaks between the windows of a batch
+        assert torch.allclose(model(x[1:2]), out[1:2], atol=1e-5)
 
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
-        assert name == "naive"
+        assert name == "naive" and torch.equal(out, x)  # persistence: each value forecasts the next
         return
+    torch.manual_seed(0)  # autograd, closed-form backwards included, against a central difference
+    assert_gradient_is_the_slope(models.build(name), torch.randn(3, T, 1))
     buffers = {k: b.clone() for k, b in model.named_buffers()}
     opt = torch.optim.Adam(params, lr=0.01)
     loss = F.mse_loss(out, torch.randn(expected))
@@ -113,6 +117,9 @@ def test_self_checks_run():
     assert r.returncode == 0, r.stderr
     for name in NAMES:
         assert re.search(rf"^{name}: \d+ ", r.stdout, re.M), f"no self-check line for {name}"
+    # vqlnmlp by hand: encoder 1 -> 64 (128), LayerNorm (128), decoder 64 -> 1 (65); codebook 512 x 64
+    assert re.search(r"^vqlnmlp: 321 trainable, 32768 fixed parameters; \(4, 96, 1\) -> \(4, 96, 1\)$",
+                     r.stdout, re.M), r.stdout
 
 
 def test_unknown_model_and_option_errors():

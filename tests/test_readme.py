@@ -12,6 +12,7 @@ lines as the reason, after its other lines ran. ```sh blocks are shown, not exec
 blocks run at a time (one torch thread each).
 """
 import glob
+import json
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, formaldehyde_available
+from data import load_series
 from data.download import DATA_DIR_ENV
 
 README = open(os.path.join(ROOT, "README.md")).read()
@@ -117,6 +119,12 @@ def test_readme_commands_run(results, case):
         model = QUICK_TRAIN.split("--model ")[1].split()[0]
         assert re.fullmatch(rf"{model}_.*membrane_ts\d+_lr[\d.]+", os.path.basename(os.path.dirname(run_dir)))
         assert {"config.json", "model.pt", "metrics.json"} <= set(os.listdir(run_dir))
+        # by hand: membrane's 3000 values, chrono parts 0.7 and 0.1, statistics of the training part
+        config = json.load(open(found[0]))
+        assert config["parts"] == {"train_end": 2100, "val_end": 2400, "n_values": 3000}
+        v = load_series("membrane").values[:2100]
+        assert (config["normalisation"]["mean"], config["normalisation"]["std"]) == \
+            pytest.approx((v.mean(), v.std()), rel=1e-9)
     if left_out:
         pytest.skip(f"formaldehyde series not in the data directory (python data/download.py, or set "
                     f"${DATA_DIR_ENV}); left out: {'; '.join(left_out)}")
@@ -180,6 +188,7 @@ def test_future_csv_has_the_columns_the_readme_names(tmp_path):
     values = np.sin(np.arange(60) / 3)
     csv_path = tmp_path / "plain.csv"
     csv_path.write_text("level\n" + "".join(f"{v}\n" for v in values))  # no time column
+    bands = []
     for level, lower, upper in ((80, "lower_80", "upper_80"), (65, "lower_65", "upper_65")):
         out = tmp_path / f"runs{level}"
         assert run_main("train.py", "--model", "naive", "--dataset", csv_path, "--time_steps", "4",
@@ -190,3 +199,10 @@ def test_future_csv_has_the_columns_the_readme_names(tmp_path):
         path = glob.glob(str(out / "*" / "*" / "forecasts" / "*future*" / "future.csv"))[0]
         header = open(path).readline().strip().split(",")
         assert header == ["step", "forecast", lower, upper]
+        rows = np.loadtxt(path, delimiter=",", skiprows=1)
+        # by hand: 60 values, no time column: steps 60-62; persistence repeats the last value
+        assert rows[:, 0].tolist() == [60, 61, 62]
+        np.testing.assert_allclose(rows[:, 1], values[-1], rtol=1e-6)
+        assert (rows[:, 2] <= rows[:, 1]).all() and (rows[:, 1] <= rows[:, 3]).all()
+        bands.append(rows[:, 3] - rows[:, 2])
+    assert (bands[0] >= bands[1]).all() and (bands[0] > bands[1]).any()  # 80% is wider than 65%

@@ -11,7 +11,7 @@ import types
 import numpy as np
 import pytest
 
-from conftest import ROOT, needs_formaldehyde, run_main, run_script
+from conftest import ROOT, membrane_val_mse_last, needs_formaldehyde, run_main, run_script
 import runs
 
 RUN_FILES = {"config.json", "model.pt", "last.pt", "losses.csv", "loss.png", "metrics.json", "forecasts"}
@@ -65,6 +65,12 @@ def test_run_directory_has_every_file(goog_run):
     assert config["model_args"] == {"vocab_size": 512, "d_model": 16, "block_size": 96}
     assert config["split"] == "random" and config["seed"] == 0 and not config["interrupted"]
     assert set(config["normalisation"]) == {"mean", "std"} and config["versions"]["torch"]
+    # the log's protocol by hand: statistics of the whole series, int(0.8 n) of its 1047 - 96 windows train
+    from data import load_series
+    v = load_series("goog").values
+    assert (config["normalisation"]["mean"], config["normalisation"]["std"]) == pytest.approx((v.mean(), v.std()),
+                                                                                              rel=1e-12)
+    assert config["n_windows"] == {"train": int(0.8 * 951), "val": 951 - int(0.8 * 951)}
     rows = list(csv.DictReader(open(os.path.join(run_dir, "losses.csv"))))
     assert [r["epoch"] for r in rows] == ["1", "2"]
     metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
@@ -83,7 +89,7 @@ def test_forecast_reproduces_metrics_from_the_run_directory(goog_run, tmp_path):
     copy.mkdir()
     for f in ("config.json", "model.pt"):
         (copy / f).write_bytes(open(os.path.join(run_dir, f), "rb").read())
-    r = run_script("forecast.py", copy)
+    r = run_main("forecast.py", copy)
     assert r.returncode == 0, r.stderr
     after = json.load(open(copy / "forecasts" / "goog_log" / "metrics.json"))
     for k in ("mse_batch", "mse_regressive", "mae_batch", "mae_regressive", "n_predicted"):
@@ -114,7 +120,7 @@ def test_forecast_other_dataset_and_rate_write_their_own_folders(goog_run, sine_
     run_dir, _ = goog_run
     before = {f: open(os.path.join(run_dir, "forecasts", "goog_log", f), "rb").read()
               for f in os.listdir(os.path.join(run_dir, "forecasts", "goog_log"))}
-    r = run_script("forecast.py", run_dir, "--dataset", sine_csv, "--predict_rate", "0.25")
+    r = run_main("forecast.py", run_dir, "--dataset", sine_csv, "--predict_rate", "0.25")
     assert r.returncode == 0, r.stderr
     m = json.load(open(os.path.join(run_dir, "forecasts", "sine_log_rate0.25", "metrics.json")))
     assert m["n_predicted"] == int(0.25 * (300 - 96)) and m["start_index"] == 300 - int(0.25 * (300 - 96))
@@ -248,10 +254,13 @@ def test_ctrl_c_saves_and_marks_the_run_interrupted(tmp_path):
     metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
     assert metrics["interrupted"] is True and 1 <= metrics["epochs_run"] < 1000
     assert os.path.isfile(os.path.join(run_dir, "model.pt")) and "(interrupted)" in stdout
+    # model.pt is a complete epoch's weights, and they score what metrics.json says: numpy's windows
+    assert metrics["best_epoch"] not in metrics["partial_epochs"]
+    assert metrics["val_mse_last"] == pytest.approx(membrane_val_mse_last(run_dir), rel=1e-5)
 
 
 def test_list_shows_every_model_and_method_two_arithmetic():
-    r = run_script("train.py", "--list")
+    r = run_main("train.py", "--list")
     assert r.returncode == 0
     import models
     for name in models.names():

@@ -8,7 +8,7 @@ import torch
 import types
 
 import models
-from conftest import ROOT, run_script
+from conftest import ROOT, run_main
 from train import codebook_usage
 
 # variant -> parent; a variant's file differs from its parent's by its idea alone.
@@ -53,14 +53,14 @@ def test_multi_head_read_matches_the_plain_formula(name):
 def test_multi_head_codebook_shape_and_arithmetic():
     model = models.build("mhvqlnmlp", vocab_size=32, d_model=64, n_heads=2)
     assert model.codebook.shape == (2, 32, 32)
-    r = run_script("train.py", "--list")
+    r = run_main("train.py", "--list")
     line = next(l for l in r.stdout.splitlines() if l.startswith("mhvqlnmlp "))
     assert " 1024 " in line and "262144" in line  # 2 x 512 codes index 512 ** 2 combinations
 
 
 def test_d_model_not_divisible_by_n_heads_is_one_line(tmp_path):
-    r = run_script("train.py", "--model", "mhvqlnmlp", "--n_heads", "3", "--out_dir", tmp_path)
-    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    r = run_main("train.py", "--model", "mhvqlnmlp", "--n_heads", "3", "--out_dir", tmp_path)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and not os.listdir(tmp_path)
     assert "d_model 64 is not divisible by n_heads 3" in r.stderr
     with pytest.raises(models.ModelError, match="head_size 1 must be even"):  # RoPE rotates pairs
         models.build("mhvqlnmlp_rope", n_heads=64)

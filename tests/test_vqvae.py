@@ -175,6 +175,11 @@ def test_self_check_runs():
     r = run_script("-m", "models.vqvae", env=ONE_THREAD)
     assert r.returncode == 0, r.stderr
     assert [l.split()[0] for l in r.stdout.splitlines()] == list(BOTTLENECKS)
+    codec, vq_params, ffn_params = parameter_counts()  # counted from the architecture, not the modules
+    for line in r.stdout.splitlines():
+        inner = ffn_params if "ffn" in line.split()[0] else vq_params
+        assert line.split()[1:5] == ["parameters", str(codec + inner), "bottleneck", str(inner)], line
+        assert "-> latent (2, 64, 16, 16) -> (2, 3, 64, 64)" in line  # two stride-2 convolutions: 64 / 4
 
 
 # ---------------------------------------------------------------- data and masking
@@ -351,7 +356,7 @@ def test_torchrun_two_processes_gloo_one_run_directory(tmp_path):
 # ---------------------------------------------------------------- --list and errors
 
 def test_list_prints_every_bottleneck():
-    r = run_script("vqvae_imagenet.py", "--list", env=ONE_THREAD)
+    r = run_main("vqvae_imagenet.py", "--list")
     assert r.returncode == 0, r.stderr
     rows = {l.split("|")[1].strip(): [c.strip() for c in l.split("|")[2:-1]] for l in r.stdout.splitlines()
             if l.startswith("| ") and not l.startswith("| model")}
