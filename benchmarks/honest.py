@@ -3,6 +3,13 @@
     python benchmarks/honest.py                    # 8 families x 3 norms x 4 series x 3 seeds, writes docs/RESULTS.md's section
     python benchmarks/honest.py --quick            # one seed, 2 epochs, y_w only: checks the pipeline
     python benchmarks/honest.py --norm global      # one norm only
+    python benchmarks/honest.py --out_dir runs/honest-a   # again later: finished runs are reused
+
+A long run can be done in parts: given an --out_dir that an earlier honest.py wrote, the runs
+already finished there are reused (and counted) when the code that trains them (train.py, data/,
+models/) is unchanged, and only the missing ones are trained; if that code changed, it is
+a one-line error, so one table never mixes two versions of a model. The backtests are always
+recomputed.
 
 Each family at its default configuration (the research log's setting for it) is trained under the
 default protocol (--split chrono: train/validation/test 70/10/20 in time, statistics from the
@@ -17,6 +24,9 @@ given fixed (validation part) and adaptive (adaptive conformal inference). The s
 `<!-- honest:start -->` and `<!-- honest:end -->` of docs/RESULTS.md is replaced (added if absent);
 the rest of the file is the log's reproduction (benchmarks/report.py) and is left as it is.
 """
+import glob
+import hashlib
+import json
 import os
 import platform
 import statistics
@@ -38,6 +48,51 @@ FAMILIES = ["naive", "linear", "lstm", "att_mh", "vqlnmlp", "vqlnpemlp", "mhvqln
 DATASETS = ["y_w", "w_y", "4single", "membrane"]
 HORIZON = 96
 START, END = "<!-- honest:start -->", "<!-- honest:end -->"
+
+
+def code_digest():
+    """sha256 over the files whose change changes a training's numbers: train.py, data/, models/
+    (runs.py's names, messages and file writing do not)."""
+    h = hashlib.sha256()
+    paths = [os.path.join(ROOT, "train.py")]
+    paths += sorted(glob.glob(os.path.join(ROOT, "data", "*.py")) + glob.glob(os.path.join(ROOT, "models", "*.py")))
+    for path in paths:
+        h.update(os.path.relpath(path, ROOT).encode() + b"\0")
+        with open(path, "rb") as f:
+            h.update(f.read() + b"\0")
+    return h.hexdigest()
+
+
+def finished_runs(out):
+    """{(model, dataset, norm, seed): run_dir} of the finished runs under out (runs/{name}/{time}/)."""
+    found = {}
+    for config_path in sorted(glob.glob(os.path.join(out, "*", "*", "config.json"))):
+        run_dir = os.path.dirname(config_path)
+        if not os.path.isfile(os.path.join(run_dir, "metrics.json")):
+            continue
+        config = runs.read_json(config_path)
+        if config.get("interrupted"):
+            continue
+        key = (config["model"], config["dataset"], config.get("norm", "global"), str(config["seed"]))
+        found.setdefault(key, run_dir)
+    return found
+
+
+def reusable(out, stamp):
+    """The finished runs of an earlier honest.py in out, after checking they were made by this code
+    with the same settings (stamp); writes the stamp into a new out."""
+    path = os.path.join(out, "honest.json")
+    if os.path.isfile(path):
+        before = runs.read_json(path)
+        if before != stamp:
+            what = "the code that trains them changed" if before.get("code") != stamp["code"] else \
+                f"they were made with {before}, not {stamp}"
+            runs.fail("honest.py", f"--out_dir {out}: holds runs that cannot be reused ({what}); "
+                      f"give a new --out_dir")
+        return finished_runs(out)
+    runs.make_folder(out, "--out_dir")
+    runs.write_atomic(path, lambda tmp: open(tmp, "w").write(json.dumps(stamp, indent=1) + "\n"))
+    return {}
 
 
 def section_of(text):
@@ -70,13 +125,16 @@ def table(header, rows):
 
 
 def mean_ranks(val, norms, families, datasets):
-    """Per norm, its mean rank (1 best) by validation error over every (family, series)."""
+    """Per norm, its mean rank (1 best) by validation error over every (family, series); norms
+    with equal errors share the mean of their ranks (naive's errors are the same under every norm)."""
     ranks = {n: [] for n in norms}
     for m in families:
         for d in datasets:
-            order = sorted(norms, key=lambda n: statistics.mean(val[(m, n, d)]))
-            for r, n in enumerate(order, 1):
-                ranks[n].append(r)
+            error = {n: statistics.mean(val[(m, n, d)]) for n in norms}
+            for n in norms:
+                below = sum(error[o] < error[n] for o in norms)
+                equal = sum(error[o] == error[n] for o in norms)
+                ranks[n].append(below + (equal + 1) / 2)
     return {n: statistics.mean(r) for n, r in ranks.items()}
 
 
@@ -85,6 +143,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="one seed, 2 epochs, y_w only")
     parser.add_argument("--seeds", default="0,1,2", help="comma list")
     parser.add_argument("--norm", default=",".join(NORMS), help=f"comma list of {', '.join(NORMS)}")
+    parser.add_argument("--models", default=",".join(FAMILIES), help="comma list of model families")
     parser.add_argument("--jobs", type=int, default=2, help="trainings at once, one thread each")
     parser.add_argument("--out_dir", default=None, help="where the runs go (default: runs/honest-{timestamp})")
     parser.add_argument("--results", default=os.path.join(ROOT, "docs", "RESULTS.md"),
@@ -97,18 +156,28 @@ def main(argv=None):
     norms = args.norm.split(",")
     if not norms or not set(norms) <= set(NORMS):
         runs.fail("honest.py", f"--norm {args.norm!r}: expected a comma list of {', '.join(NORMS)}")
+    families = args.models.split(",")
+    unknown = [m for m in families if m not in FAMILIES]
+    if unknown or not families:
+        runs.fail("honest.py", f"--models {args.models!r}: expected a comma list of {', '.join(FAMILIES)}")
     seeds = ["0"] if args.quick else args.seeds.split(",")
     have = all(os.path.isfile(os.path.join(default_data_dir(), f)) for f, _ in FILES.values())
     datasets = (["y_w"] if args.quick else DATASETS) if have else ["membrane"]
     out = args.out_dir or os.path.join(ROOT, "runs", time.strftime("honest-%Y-%m-%d-%H-%M-%S"))
     commands = [["--model", m, "--dataset", d, "--seed", s, "--norm", n, "--out_dir", out, "--no_forecast"]
-                + (["--epochs", "2"] if args.quick else []) for d in datasets for n in norms for m in FAMILIES
+                + (["--epochs", "2"] if args.quick else []) for d in datasets for n in norms for m in families
                 for s in seeds]
     t0 = time.perf_counter()
-    done, failed = sweep.run_sweep(commands, args.jobs, log=lambda s: print(s, flush=True))
+    before = reusable(out, {"code": code_digest(), "quick": args.quick})
+    reused = [(c, before[(c[1], c[3], c[7], c[5])]) for c in commands if (c[1], c[3], c[7], c[5]) in before]
+    todo = [c for c in commands if (c[1], c[3], c[7], c[5]) not in before]
+    print(f"{len(commands)} trainings: {len(reused)} reused from {out}, {len(todo)} to train", flush=True)
+    done, failed = sweep.run_sweep(todo, args.jobs, log=lambda s: print(s, flush=True))
+    done = reused + done
     if failed:
-        runs.fail("honest.py", f"{len(failed)} trainings failed, the first: {failed[0][1]}", status=1)
-    scores, curves, val = {}, {}, {}
+        runs.fail("honest.py", f"{len(failed)} trainings failed, the first: {failed[0][1]} (the finished ones are "
+                  f"reused when you run it again with --out_dir {out})", status=1)
+    scores, curves, val, trained_seconds = {}, {}, {}, 0.0
     for argv, run_dir in done:
         key = (argv[1], argv[7], argv[3])                            # model, norm, dataset
         run = forecast.load(run_dir)
@@ -118,10 +187,15 @@ def main(argv=None):
         scores.setdefault(key, []).append((mase[0], mase[-1], result["interval"]["coverage"],
                                            result["interval_adaptive"]["coverage"]))
         curves.setdefault(key, []).append(mase)
-        val.setdefault(key, []).append(runs.read_json(os.path.join(run_dir, "metrics.json"))["val_mse_last"])
+        metrics = runs.read_json(os.path.join(run_dir, "metrics.json"))
+        val.setdefault(key, []).append(metrics["val_mse_last"])
+        trained_seconds += metrics["seconds"]
     minutes = (time.perf_counter() - t0) / 60
+    parts = (f"{minutes:.1f} minutes" if not reused else
+             f"{minutes:.1f} minutes for the {len(todo)} trained by this call and the backtests, the other "
+             f"{len(reused)} reused from earlier calls in the same folder")
 
-    rows = [(m, n) for m in FAMILIES for n in norms]
+    rows = [(m, n) for m in families for n in norms]
     lines = table(["model", "norm"] + [f"{d} MASE {h}" for d in datasets for h in ("h1", f"h{HORIZON}")],
                   [[m, n] + [cell([x[i] for x in scores[(m, n, d)]]) for d in datasets for i in (0, 1)]
                    for m, n in rows]).splitlines()
@@ -130,7 +204,7 @@ def main(argv=None):
                              for i in (2, 3)] for m, n in rows])
     validation = table(["model", "norm"] + [f"{d} val_mse_last" for d in datasets],
                        [[m, n] + [cell(val[(m, n, d)]) for d in datasets] for m, n in rows])
-    ranks = mean_ranks(val, norms, FAMILIES, datasets)
+    ranks = mean_ranks(val, norms, families, datasets)
     chosen = min(norms, key=lambda n: ranks[n])
     rank_line = ", ".join(f"{n} {ranks[n]:.2f}" for n in norms)
 
@@ -141,7 +215,7 @@ def main(argv=None):
                              squeeze=False)
     for row, n in zip(axes, norms):
         for ax, d in zip(row, datasets):
-            for m in FAMILIES:
+            for m in families:
                 mean = np.mean(curves[(m, n, d)], axis=0)
                 ax.plot(np.arange(1, len(mean) + 1), mean, label=m, ls="--" if m == "naive" else "-",
                         color="black" if m == "naive" else None)
@@ -161,9 +235,10 @@ def main(argv=None):
 ## On data the models never saw (the default protocol): trust this table
 
 Generated by `python benchmarks/honest.py` on {time.strftime('%Y-%m-%d')}: {len(done)} trainings
-({', '.join(FAMILIES)} at their default configuration, which is the log's setting for each, under
---norm {', '.join(norms)}; seeds {', '.join(seeds)}{'; --quick: 2 epochs' if args.quick else ''}), {minutes:.1f} minutes with `--jobs
-{args.jobs}` on a {os.cpu_count()}-core {cpu} machine. Each series is cut in time into train,
+({', '.join(families)} at their default configuration, which is the log's setting for each, under
+--norm {', '.join(norms)}; seeds {', '.join(seeds)}{'; --quick: 2 epochs' if args.quick else ''}), {parts}, with `--jobs
+{args.jobs}` on a {os.cpu_count()}-core {cpu} machine (the trainings' own times add up to
+{trained_seconds / 60:.0f} minutes). Each series is cut in time into train,
 validation and test (70/10/20); statistics come from the training part, validation chooses the
 epoch, and the test part is only read here: a rolling-origin backtest that forecasts {HORIZON}
 steps from every origin (fewer where the test part is shorter), feeding forecasts back. MASE is
@@ -199,7 +274,7 @@ selection. This is the table to trust.
     runs.write_atomic(args.results, lambda tmp: open(tmp, "w").write(text))
     print("\n".join(lines))
     print(f"\n{cover}\n\n{validation}\nmean validation rank: {rank_line}; validation chooses {chosen}")
-    print(f"\n{len(done)} trainings, {minutes:.1f} min -> {args.results}, {png}")
+    print(f"\n{len(done)} trainings ({len(reused)} reused), {minutes:.1f} min -> {args.results}, {png}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Sweeps (grid expansion, skipping, --jobs, --dry_run), result tables, the parameter ranking,
-the cross-dataset table, the --quick reproduction report, and the product's independence of
+the cross-dataset table, the --quick reproduction report, honest.py's ranks and reuse, and the product's independence of
 benchmarks/."""
 import json
 import os
@@ -289,6 +289,55 @@ def test_report_bad_seeds_is_a_one_line_error():
 def test_train_speed_bad_repeat_is_a_one_line_error():
     r = run_script("benchmarks/train_speed.py", "--repeat", "0")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--repeat" in r.stderr and "0" in r.stderr, r.stderr
+
+
+# -- benchmarks/honest.py: the table to trust, in parts ------------------------------------------
+def test_honest_mean_ranks_by_hand_and_ties_share_their_rank():
+    from benchmarks import honest
+    val = {("a", "global", "s"): [3.0], ("a", "last", "s"): [1.0], ("a", "revin", "s"): [2.0],
+           ("b", "global", "s"): [5.0, 7.0], ("b", "last", "s"): [6.0], ("b", "revin", "s"): [6.0]}
+    ranks = honest.mean_ranks(val, ["global", "last", "revin"], ["a", "b"], ["s"])
+    # a: last 1, revin 2, global 3; b: all three 6.0 -> each (1 + 2 + 3) / 3 = 2
+    assert ranks == {"global": 2.5, "last": 1.5, "revin": 2.0}
+
+
+def honest_tables(stdout):
+    return [line for line in stdout.splitlines() if line.startswith("| ")]
+
+
+def test_honest_reuses_finished_runs_and_refuses_runs_of_other_code(tmp_path):
+    env = {"VQSEQ_DATA_DIR": str(tmp_path / "no-data")}                    # the built-in series only
+    out, results_md = tmp_path / "runs", tmp_path / "docs" / "RESULTS.md"
+    results_md.parent.mkdir()
+    args = ["benchmarks/honest.py", "--quick", "--models", "naive,linear", "--norm", "global,revin",
+            "--jobs", "1", "--out_dir", out, "--results", results_md]
+    first = run_script(*args, env=env, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "4 trainings: 0 reused" in first.stdout
+    rows = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): line.split("|")[3:]
+            for line in honest_tables(first.stdout)}
+    assert rows[("naive", "global")] == rows[("naive", "revin")]   # naive reads no normalised window
+    assert rows[("linear", "global")] != rows[("linear", "revin")]
+    text = results_md.read_text()
+    again = run_script(*args, env=env, timeout=300)                 # the same folder: nothing to train
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "4 trainings: 4 reused" in again.stdout and ", 0 to train" in again.stdout and "\n    -> " not in again.stdout
+    assert honest_tables(again.stdout) == honest_tables(first.stdout)
+    assert "the other 4 reused from earlier calls" in results_md.read_text()
+    stamp = json.loads((out / "honest.json").read_text())
+    (out / "honest.json").write_text(json.dumps(dict(stamp, code="0" * 64)))   # made by other code
+    results_md.write_text(text)
+    before = sorted(p.name for p in out.rglob("*"))
+    stale = run_script(*args, env=env, timeout=300)
+    assert stale.returncode == 2 and len(stale.stderr.strip().splitlines()) == 1, stale.stderr
+    assert str(out) in stale.stderr and "code" in stale.stderr and "new --out_dir" in stale.stderr
+    assert sorted(p.name for p in out.rglob("*")) == before and results_md.read_text() == text
+
+
+def test_honest_bad_models_is_a_one_line_error(tmp_path):
+    r = run_script("benchmarks/honest.py", "--models", "naive,nope", "--out_dir", tmp_path / "runs")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "'naive,nope'" in r.stderr, r.stderr
+    assert "vqlnmlp" in r.stderr and not (tmp_path / "runs").exists()
 
 
 # -- benchmarks/report_floor.py: the report's arithmetic -------------------------------------------
