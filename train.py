@@ -43,8 +43,8 @@ from tqdm import tqdm
 
 import models
 import runs
-from data import (DATASETS, DEFAULT_FRACTIONS, FILL_MODES, NORMS, SPLITS, DataError, load_series, split_series,
-                  with_norm)
+from data import (CHRONO_NORM, DATASETS, DEFAULT_FRACTIONS, FILL_MODES, NORMS, SPLITS, DataError, load_series,
+                  split_series, with_norm)
 
 TRAINING = ("time_steps", "batch_size", "lr", "epochs")
 FITS = {"adam": "Adam on the MSE",  # how a model is fit: models/__init__.py, the protocol's `fit`
@@ -76,6 +76,8 @@ def train(args, model_args):
     if args.split == "chrono" and not (args.val_fraction > 0 and args.test_fraction > 0 and fractions[0] > 0):
         raise DataError(f"--val_fraction {args.val_fraction} --test_fraction {args.test_fraction}: each must be "
                         f"above 0 and together below 1 (training takes the rest), e.g. 0.1 and 0.2")
+    if args.norm is None:  # the log's protocol reads the global level; chrono: what validation chose
+        args.norm = "global" if args.split == "random" else CHRONO_NORM
     if args.split == "random" and args.norm != "global":
         raise DataError(f"--norm {args.norm} with --split random: the log's protocol normalises the whole series "
                         f"(--norm global); choose --norm global or --split chrono")
@@ -111,7 +113,7 @@ def train(args, model_args):
         config.update(epochs=hp["epochs"], interrupted=False)
     else:
         name = runs.run_name(args.model, model_args, defaults, series.name, hp["time_steps"], hp["lr"]) \
-            + (f"_norm{args.norm}" if args.norm != "global" else "")
+            + (f"_norm{args.norm}" if args.norm != (CHRONO_NORM if honest else "global") else "")
         run_dir = partial = runs.new_run_dir(args.out_dir, name)
         config = {
             "run_name": name, "model": args.model, "model_args": model_args, "target": cls.target, **hp,
@@ -497,9 +499,10 @@ def base_parser(model=None):
                    f"({default('epochs')}); with --resume: the total to reach")
     p.add_argument("--split", default="chrono", choices=SPLITS, help="chrono: train/validation/test in time "
                    "(default); random: the log's protocol")
-    p.add_argument("--norm", default="global", choices=NORMS, help="what the model reads of each window: global "
+    p.add_argument("--norm", default=None, choices=NORMS, help="what the model reads of each window: global "
                    "(z-score with the training part's statistics), last (changes from the window's last value: "
-                   "NLinear), revin (the window's own mean and std: RevIN)")
+                   f"NLinear), revin (the window's own mean and std: RevIN); default: {CHRONO_NORM} under --split "
+                   "chrono (chosen by validation error, docs/RESULTS.md), global under --split random")
     p.add_argument("--val_fraction", type=runs.finite, default=DEFAULT_FRACTIONS[1], help="chrono: validation part")
     p.add_argument("--test_fraction", type=runs.finite, default=DEFAULT_FRACTIONS[2], help="chrono: test part")
     p.add_argument("--seed", type=int, default=0, help="seeds the model, the codebooks and the shuffling")

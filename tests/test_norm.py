@@ -15,6 +15,7 @@ import forecast
 import models
 import train
 from conftest import run_main, run_script
+import data
 from data import DataError, Series, WindowNorm, boundaries, with_norm
 
 
@@ -51,9 +52,9 @@ def write_csv(path, values):
 
 
 def train_run(tmp_path, csv, model, norm, *extra):
-    args, model_args = train.parse_args(["--model", model, "--dataset", str(csv), "--norm", norm,
-                                         "--time_steps", "8", "--out_dir", str(tmp_path / "runs"),
-                                         "--no_forecast", *extra])
+    args, model_args = train.parse_args(["--model", model, "--dataset", str(csv)] + (["--norm", norm] if norm else [])
+                                        + ["--time_steps", "8", "--out_dir", str(tmp_path / "runs"),
+                                           "--no_forecast", *extra])
     return train.train(args, model_args)[0]
 
 
@@ -144,10 +145,16 @@ def test_config_records_the_norm_and_the_run_name_tells_it(tmp_path):
     csv = write_csv(tmp_path / "s.csv", 3 + np.sin(np.arange(200) / 5))
     plain = train_run(tmp_path, csv, "naive", "global")
     revin = train_run(tmp_path, csv, "naive", "revin")
+    default = train_run(tmp_path, csv, "naive", None)                     # chrono: revin, chosen by validation
+    logs = train_run(tmp_path, csv, "naive", None, "--split", "random")   # the log's protocol: global
     assert json.load(open(os.path.join(plain, "config.json")))["norm"] == "global"
     assert json.load(open(os.path.join(revin, "config.json")))["norm"] == "revin"
-    assert os.path.basename(os.path.dirname(plain)) == "naive_s_ts8_lr0.007"          # unchanged
-    assert os.path.basename(os.path.dirname(revin)) == "naive_s_ts8_lr0.007_normrevin"
+    assert json.load(open(os.path.join(default, "config.json")))["norm"] == "revin" != data.NORMS[0]
+    assert json.load(open(os.path.join(logs, "config.json")))["norm"] == "global"
+    # the name tells a norm other than its split's default: chrono's revin, random's global
+    assert os.path.basename(os.path.dirname(plain)) == "naive_s_ts8_lr0.007_normglobal"
+    assert os.path.basename(os.path.dirname(revin)) == "naive_s_ts8_lr0.007"
+    assert os.path.dirname(default) == os.path.dirname(revin) != os.path.dirname(plain)
     assert isinstance(forecast.load(revin).model, WindowNorm)
     # a run from before --norm has no key: it is global
     config = json.load(open(os.path.join(plain, "config.json")))
@@ -166,7 +173,7 @@ def test_resume_and_sweeps_keep_the_norm(tmp_path):
     out = run_main("train.py", "--model", "naive", "--dataset", csv, "--time_steps", "8", "--norm", "global,revin",
                    "--out_dir", tmp_path / "grid", "--no_forecast")
     assert out.returncode == 0, out.stderr
-    assert sorted(os.listdir(tmp_path / "grid")) == ["naive_s_ts8_lr0.007", "naive_s_ts8_lr0.007_normrevin"]
+    assert sorted(os.listdir(tmp_path / "grid")) == ["naive_s_ts8_lr0.007", "naive_s_ts8_lr0.007_normglobal"]
 
 
 def test_forecast_py_applies_the_norm_without_being_told(tmp_path):
