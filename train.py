@@ -236,10 +236,12 @@ def train(args, model_args):
 def least_squares(x, y):
     """(weight (T,), bias): the least-squares fit of y (N, 1) from windows x (N, T, 1), minimising
     sum_i (x_i . weight + bias - y_i) ** 2, in float64 on the CPU (the minimum-norm one where the
-    windows do not determine it). What models that declare fit = "least_squares" are trained by."""
+    windows do not determine it, to float32's precision). What models that declare fit = "least_squares" are trained by."""
     X = x.detach().flatten(1).cpu().double()                           # (N, T)
     X = torch.cat([X, torch.ones(len(X), 1, dtype=X.dtype)], dim=1)    # (N, T + 1): the bias's column
-    solution = torch.linalg.lstsq(X, y.detach().cpu().double().view(-1, 1), driver="gelsd").solution
+    # x is float32: a direction whose singular value is below a millionth of the largest is rounding
+    # (under --norm revin every window sums to 0, up to rounding), and is left out, not fit
+    solution = torch.linalg.lstsq(X, y.detach().cpu().double().view(-1, 1), rcond=1e-6, driver="gelsd").solution
     return solution[:-1, 0], solution[-1, 0]
 
 

@@ -28,7 +28,6 @@ import glob
 import hashlib
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -41,6 +40,7 @@ import numpy as np  # noqa: E402
 import forecast  # noqa: E402
 import runs  # noqa: E402
 import sweep  # noqa: E402
+from benchmarks.busy import cpu_name  # noqa: E402
 from data import NORMS  # noqa: E402
 from data.download import FILES, default_data_dir  # noqa: E402
 
@@ -230,7 +230,7 @@ def main(argv=None):
     runs.write_atomic(png, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)
 
-    cpu = platform.processor() or platform.machine()
+    cpu = cpu_name()
     section = f"""{START}
 ## On data the models never saw (the default protocol): trust this table
 

@@ -120,6 +120,33 @@ def test_linear_run_holds_the_least_squares_weights_of_its_training_windows(tmp_
     assert os.path.basename(os.path.dirname(run_dir)) == "linear_sine_ts8_lr0.5"  # the run name keeps lr
 
 
+def test_linear_under_revin_fits_no_rounding_direction(tmp_path):
+    """Under --norm revin every window sums to 0 (up to float32 rounding), so the all-ones direction
+    of the weights is not determined: the fit must leave it out (the minimum-norm solution), not
+    blow it up to fit rounding noise (weights in the thousands, before the fix)."""
+    rng = np.random.default_rng(4)
+    values = 100 + np.cumsum(rng.standard_normal(N_VALUES))
+    path = write_csv(tmp_path / "walk.csv", values)
+    t = 48
+    run_dir, metrics = train_run(tmp_path / "runs", "--model", "linear", "--dataset", path, "--time_steps", t,
+                                 "--norm", "revin")
+    state = torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)["state_dict"]
+    (weight,) = [v.double().numpy().ravel() for k, v in state.items() if k.endswith("weight")]
+    (bias,) = [v.item() for k, v in state.items() if k.endswith("bias")]
+    # the same fit by hand: revin windows in float64, and numpy's least squares with the ones
+    # direction projected out of the weights (it carries nothing when every window sums to 0)
+    train_part = values[:TRAIN_END]
+    z = (values - train_part.mean()) / train_part.std()
+    windows = np.stack([z[i:i + t] for i in range(TRAIN_END - t)])
+    mean, scale = windows.mean(1, keepdims=True), np.sqrt(windows.var(1, keepdims=True) + 1e-5)
+    X, y = (windows - mean) / scale, (z[t:TRAIN_END] - mean[:, 0]) / scale[:, 0]
+    expected_w, expected_b = lstsq_with_bias(X, y)
+    expected_w -= expected_w.mean()                   # X @ ones == 0: the minimum-norm weights
+    assert abs(weight.sum()) < 1e-3 * np.abs(weight).sum()
+    np.testing.assert_allclose(weight, expected_w, atol=2e-3 * np.abs(expected_w).max())
+    assert bias == pytest.approx(expected_b, abs=1e-3)
+
+
 def test_linear_recovers_the_coefficients_of_an_ar2_series(tmp_path):
     a1, a2, n = 0.6, -0.3, 3000
     rng = np.random.default_rng(2)
