@@ -94,7 +94,7 @@ def test_linear_run_holds_the_least_squares_weights_of_its_training_windows(tmp_
     path = write_csv(tmp_path / "sine.csv", values)
     # lr and epochs far from the defaults: a closed-form fit must not depend on them
     run_dir, metrics = train_run(tmp_path / "runs", "--model", "linear", "--dataset", path, "--time_steps", T,
-                                 "--epochs", 7, "--lr", 0.5)
+                                 "--epochs", 7, "--lr", 0.5, "--norm", "global")  # windows in global z units
     # the training windows, made here: normalised with the training part's mean and std, float32 as the data
     train_part = values[:TRAIN_END]
     z = ((values - train_part.mean()) / train_part.std()).astype(np.float32).astype(np.float64)
@@ -117,7 +117,7 @@ def test_linear_run_holds_the_least_squares_weights_of_its_training_windows(tmp_
     assert len(rows) == 2 and rows[1].startswith("1,")
     assert torch.load(os.path.join(run_dir, "last.pt"), weights_only=True)["optimizer"] is None
     assert os.path.getsize(os.path.join(run_dir, "loss.png")) > 1000
-    assert os.path.basename(os.path.dirname(run_dir)) == "linear_sine_ts8_lr0.5"  # the run name keeps lr
+    assert os.path.basename(os.path.dirname(run_dir)) == "linear_sine_ts8_lr0.5_normglobal"  # keeps lr
 
 
 def test_linear_under_revin_fits_no_rounding_direction(tmp_path):
@@ -154,7 +154,8 @@ def test_linear_recovers_the_coefficients_of_an_ar2_series(tmp_path):
     for t in range(2, n):
         x[t] = a1 * x[t - 1] + a2 * x[t - 2] + rng.standard_normal()
     path = write_csv(tmp_path / "ar2.csv", 50 + x)
-    run_dir, _ = train_run(tmp_path / "runs", "--model", "linear", "--dataset", path, "--time_steps", 4)
+    run_dir, _ = train_run(tmp_path / "runs", "--model", "linear", "--dataset", path, "--time_steps", 4,
+                           "--norm", "global")  # the AR coefficients act on the level
     state = torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)["state_dict"]
     (weight,) = [v for k, v in state.items() if k.endswith("weight")]
     # oldest value first: the window's last value is x[t-1]; normalising scales x and its lags alike
