@@ -63,6 +63,11 @@ def code_digest():
     return h.hexdigest()
 
 
+def run_key(argv):
+    """(model, dataset, norm, seed) of one of main()'s training commands."""
+    return argv[1], argv[3], argv[7], argv[5]
+
+
 def finished_runs(out):
     """{(model, dataset, norm, seed): run_dir} of the finished runs under out (runs/{name}/{time}/)."""
     found = {}
@@ -158,7 +163,7 @@ def main(argv=None):
         runs.fail("honest.py", f"--norm {args.norm!r}: expected a comma list of {', '.join(NORMS)}")
     families = args.models.split(",")
     unknown = [m for m in families if m not in FAMILIES]
-    if unknown or not families:
+    if unknown:
         runs.fail("honest.py", f"--models {args.models!r}: expected a comma list of {', '.join(FAMILIES)}")
     seeds = ["0"] if args.quick else args.seeds.split(",")
     have = all(os.path.isfile(os.path.join(default_data_dir(), f)) for f, _ in FILES.values())
@@ -169,8 +174,8 @@ def main(argv=None):
                 for s in seeds]
     t0 = time.perf_counter()
     before = reusable(out, {"code": code_digest(), "quick": args.quick})
-    reused = [(c, before[(c[1], c[3], c[7], c[5])]) for c in commands if (c[1], c[3], c[7], c[5]) in before]
-    todo = [c for c in commands if (c[1], c[3], c[7], c[5]) not in before]
+    reused = [(c, before[run_key(c)]) for c in commands if run_key(c) in before]
+    todo = [c for c in commands if run_key(c) not in before]
     print(f"{len(commands)} trainings: {len(reused)} reused from {out}, {len(todo)} to train", flush=True)
     done, failed = sweep.run_sweep(todo, args.jobs, log=lambda s: print(s, flush=True))
     done = reused + done
