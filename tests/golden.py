@@ -1,0 +1,153 @@
+"""Golden outputs: the numbers a fixed set of commands writes, recorded once, compared bit for bit.
+
+    python tests/golden.py --write          # record tests/golden/{case}.json from the code as it is
+    python tests/golden.py                  # run every case and compare with the record (exit 1 if any differs)
+    python tests/golden.py --cases resume   # some of them
+
+Recorded at 21dcabd, before issue 27 moved code out of train.py, forecast.py and data/: every
+move since must give the same losses.csv, metrics.json, errors_by_step.csv and future.csv, and the
+same statistics and parts in config.json, on the CPU with one thread. Times, seconds, paths and
+versions are left out (they change from run to run); everything else is compared as written.
+tests/test_golden.py runs each case. Each case runs in its own output folder; `{run}` in a
+command is the run directory its case's training wrote.
+"""
+import argparse
+import csv
+import glob
+import io
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GOLDEN = os.path.join(ROOT, "tests", "golden")
+FORMALDEHYDE = re.compile(r"\b(y_w|w_y|4single)\b")
+
+CASES = {
+    "quick_start": ["train.py --model vqlnpemlp --epochs 2"],
+    "lstm_y_w": ["train.py --model lstm --dataset y_w --epochs 1"],
+    "vqlnmlp_y_w_random": ["train.py --model vqlnmlp --dataset y_w --split random --epochs 1 --no_forecast",
+                           "forecast.py {run}"],
+    "att_mh_kv_cache": ["train.py --model att_mh --norm global --pe_on qk --time_steps 24 --epochs 1 --no_forecast",
+                        "forecast.py {run} --kv_cache on --horizon 12",
+                        "forecast.py {run} --future 10"],
+    "linear_goog": ["train.py --model linear --dataset goog",
+                    "forecast.py {run} --horizon 48",
+                    "forecast.py {run} --future 30"],
+    "sweep": ["sweep.py --model vqlnmlp,naive --lr 0.003,0.007 --dataset goog --time_steps 32 --epochs 1"],
+    "resume": ["train.py --model vqlnmlp --time_steps 32 --epochs 1 --no_forecast",
+               "train.py --resume {run} --epochs 2"],
+    "vqvae": ["vqvae_imagenet.py --data sample --image_size 64 --batch_size 4 --workers 0 --hidden 32 "
+              "--res_channels 8 --max_steps 3"],
+}
+OUTPUTS = ("losses.csv", "metrics.json", "errors_by_step.csv", "future.csv", "config.json")
+DROP = {"seconds", "run_dir", "folder", "source", "command", "versions", "device", "data_dir", "images_per_s",
+        "run_name", "time", "date", "path", "sha256", "created", "out_dir", "wall_seconds", "load_average"}
+CONFIG_KEEP = ("normalisation", "parts", "n_windows", "model_args", "time_steps", "batch_size", "lr", "epochs",
+               "seed", "split", "norm", "target", "fractions")
+TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d(-\d+)?")
+
+
+def needs_formaldehyde(case):
+    return any(FORMALDEHYDE.search(c) for c in CASES[case])
+
+
+def run_case(case, out):
+    """Run a case's commands in out/ (one thread); returns {key: normalised content}."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", VQSEQ_PROGRESS_SECONDS="0")
+    run = None
+    for command in CASES[case]:
+        argv = shlex.split(command.format(run=run))
+        if argv[0] != "forecast.py" and "--resume" not in argv:
+            argv += ["--out_dir", out]
+        r = subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+        if r.returncode != 0:
+            raise RuntimeError(f"{case}: {' '.join(argv)} failed ({r.returncode}):\n{r.stderr[-3000:]}")
+        found = sorted(glob.glob(os.path.join(out, "**", "config.json"), recursive=True))
+        found = [os.path.dirname(f) for f in found if "forecasts" not in os.path.relpath(f, out).split(os.sep)]
+        run = found[-1] if found else None
+    return collect(out)
+
+
+def collect(out):
+    files = {}
+    for path in sorted(glob.glob(os.path.join(out, "**", "*"), recursive=True)):
+        if os.path.basename(path) not in OUTPUTS or "/." in path:
+            continue
+        key = TIMESTAMP.sub("T", os.path.relpath(path, out))
+        files[key] = normalise(path)
+    return files
+
+
+def normalise(path):
+    name = os.path.basename(path)
+    if name.endswith(".json"):
+        obj = json.load(open(path))
+        if name == "config.json":
+            obj = {k: obj[k] for k in CONFIG_KEEP if k in obj}
+        return strip(obj)
+    rows = list(csv.reader(io.StringIO(open(path).read())))
+    keep = [i for i, h in enumerate(rows[0]) if not any(d in h for d in ("seconds", "images_per_s"))]
+    return [[r[i] for i in keep if i < len(r)] for r in rows]
+
+
+def strip(obj):
+    if isinstance(obj, dict):
+        return {k: strip(v) for k, v in obj.items() if k not in DROP}
+    if isinstance(obj, list):
+        return [strip(v) for v in obj]
+    return obj
+
+
+def differences(case, got):
+    """Lines that say where got differs from the record of case ([] where it is the same)."""
+    want = json.load(open(os.path.join(GOLDEN, f"{case}.json")))
+    lines = [f"missing {k}" for k in sorted(set(want) - set(got))]
+    lines += [f"unexpected {k}" for k in sorted(set(got) - set(want))]
+    for key in sorted(set(want) & set(got)):
+        if want[key] != got[key]:
+            lines.append(f"differs {key}: {first_difference(want[key], got[key])}")
+    return lines
+
+
+def first_difference(a, b, where=""):
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if a.get(k, "<absent>") != b.get(k, "<absent>"):
+                return first_difference(a.get(k, "<absent>"), b.get(k, "<absent>"), f"{where}.{k}")
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            if x != y:
+                return first_difference(x, y, f"{where}[{i}]")
+    return f"{where or '.'}: recorded {str(a)[:200]}, now {str(b)[:200]}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help="record the outputs instead of comparing")
+    parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(2) as pool:
+        outputs = dict(zip(args.cases, pool.map(lambda c: run_case(c, os.path.join(tmp, c)), args.cases)))
+    failed = False
+    for case, got in outputs.items():
+        if args.write:
+            os.makedirs(GOLDEN, exist_ok=True)
+            with open(os.path.join(GOLDEN, f"{case}.json"), "w") as f:
+                json.dump(got, f, indent=1, sort_keys=True)
+                f.write("\n")
+            print(f"{case}: {len(got)} files recorded")
+            continue
+        diff = differences(case, got)
+        failed |= bool(diff)
+        print(f"{case}: " + ("the same" if not diff else "\n  ".join(["DIFFERS"] + diff)))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
