@@ -19,7 +19,7 @@ its coverage on the test part: fixed split conformal (the level-quantile of the 
 per step ahead on the validation part) and adaptive conformal (Gibbs and Candes 2021: the level
 moves after every origin with the errors observed before it), which holds where errors change.
 --future's interval uses the latest errors of the validation and test parts. A run trained with
---norm last or revin reads each window normalised by itself (config.json says; data.WindowNorm).
+--norm last or revin reads each window normalised by itself (config.json says; models/norm.py).
 
 Runs trained with --split random (the log's protocol) are scored as in the log: one-step
 (batch) and regressive forecasts over the whole series (--predict_rate: the last fraction),
@@ -47,7 +47,8 @@ import torch
 import models
 import runs
 from data import (DATASETS, FILL_MODES, DataError, boundaries, check_time_steps, load_series, make_windows,
-                  future_times, normalise, with_norm)
+                  future_times, normalise)
+from models.norm import with_norm
 
 POSITIONS = ("sliding", "absolute")
 KV_CACHE = ("auto", "on", "off")

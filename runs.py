@@ -35,6 +35,10 @@ class RunError(UsageError):
     """A run directory that cannot be read."""
 
 
+class DataError(UsageError):
+    """A bad data set, column or window size; the message is one line meant for the user."""
+
+
 # ---------------------------------------------------------------- errors
 
 def fail(prog, message, status=2):

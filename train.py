@@ -43,8 +43,8 @@ from tqdm import tqdm
 
 import models
 import runs
-from data import (CHRONO_NORM, DATASETS, DEFAULT_FRACTIONS, FILL_MODES, NORMS, SPLITS, DataError, load_series,
-                  split_series, with_norm)
+from data import DATASETS, DEFAULT_FRACTIONS, FILL_MODES, SPLITS, DataError, load_series, split_series
+from models.norm import CHRONO_NORM, NORMS, with_norm
 
 TRAINING = ("time_steps", "batch_size", "lr", "epochs")
 FITS = {"adam": "Adam on the MSE",  # how a model is fit: models/__init__.py, the protocol's `fit`

@@ -199,7 +199,7 @@ def test_codebooks_stay_fixed_buffers_through_training(trend_csv, tmp_path, monk
     codebooks = [k for k in initial if k.split(".")[-1].startswith(("codebook", "cache"))]
     assert codebooks, f"{model} has no codebook tensor"
     for weights in ("model.pt", "last.pt"):
-        # under a window norm (chrono's default revin) the model sits inside data.WindowNorm as .model
+        # under a window norm (chrono's default revin) the model sits inside models.norm.WindowNorm as .model
         state = {k.removeprefix("model."): v for k, v in read(run_dir, weights)["state_dict"].items()}
         for k in codebooks:
             assert torch.equal(state[k], initial[k]), (weights, k)

@@ -16,7 +16,8 @@ import models
 import train
 from conftest import run_main, run_script
 import data
-from data import DataError, Series, WindowNorm, boundaries, with_norm
+from data import DataError, Series, boundaries
+from models.norm import NORMS, WindowNorm, with_norm
 
 
 def make_run(values, model, time_steps, fractions=(0.7, 0.1, 0.2), run_dir="/nonexistent"):
@@ -149,7 +150,7 @@ def test_config_records_the_norm_and_the_run_name_tells_it(tmp_path):
     logs = train_run(tmp_path, csv, "naive", None, "--split", "random")   # the log's protocol: global
     assert json.load(open(os.path.join(plain, "config.json")))["norm"] == "global"
     assert json.load(open(os.path.join(revin, "config.json")))["norm"] == "revin"
-    assert json.load(open(os.path.join(default, "config.json")))["norm"] == "revin" != data.NORMS[0]
+    assert json.load(open(os.path.join(default, "config.json")))["norm"] == "revin" != NORMS[0]
     assert json.load(open(os.path.join(logs, "config.json")))["norm"] == "global"
     # the name tells a norm other than its split's default: chrono's revin, random's global
     assert os.path.basename(os.path.dirname(plain)) == "naive_s_ts8_lr0.007_normglobal"

@@ -1,0 +1,382 @@
+"""Reading a CSV file into a series, the way a careful user would read it.
+
+- encoding: UTF-8, with or without a byte-order mark, or UTF-16 with one (Excel's "Unicode
+  text"). Anything else is an error that names the first bad byte and its line: we do not
+  guess a legacy code page, because a wrong guess silently changes the column names;
+- delimiter: comma, semicolon or tab, whichever splits the first lines into the same number
+  of cells (ties: tab, then semicolon, then comma). With a semicolon or tab, a decimal comma
+  ("1,5") reads as 1.5;
+- header: the first row, unless every cell in it is a number or a date;
+- time axis: the first column, when its cells are dates, or it is named like a time (t, ds,
+  year, time..., date...), or it is a strictly increasing number column and another numeric
+  column exists (then the other one is the series). Dates are ISO (2024-01-02,
+  2024-01-02T13:00:00Z, stored in UTC) or 2024/01/02, 01/02/2024, 02.01.2024, with an
+  optional 13:00 or 13:00:05. Dots mean day.month.year; with slashes or dashes the whole column
+  decides the order (a first field over 12 is a day, a second over 12 is a day) and where no
+  cell decides it, `date_format` (a strptime format such as "%d/%m/%Y") must. Without a time
+  axis the time is the row index. The time holds datetime64 values for dates;
+- value column: `column` (a name, or a 0-based index such as "2"), else the last column, other
+  than the time axis, whose non-empty cells are all numbers. A column that counts (the same
+  step on every row, like an id) is as likely an index as a value, so when it is the last of
+  several candidates the choice is left to the user (--column);
+- gaps: empty cells, NA, N/A, null, none, NaN and inf in the value column are missing values.
+  By default they are an error naming their rows; `fill` "interpolate" (linear in the row
+  index; a gap at either end takes the nearest observed value), "ffill" (the previous observed
+  value; a gap at the start takes the first observed one) or "drop" (the rows go) fills them.
+  `observed` is False where a value was filled, so metrics never score one. Text in the
+  value column is never filled: it is an error naming its rows. The time column must be
+  complete and increase row by row: rows out of time order (sort them) and repeated times
+  (aggregate them) are errors naming their rows, never read as a series.
+
+Everything a user can get wrong raises DataError with a one-line message.
+"""
+import csv
+import hashlib
+import io
+import math
+import os
+import re
+from datetime import datetime, timezone
+
+import numpy as np
+
+from runs import DataError
+
+FILL_MODES = ("interpolate", "ffill", "drop")
+DELIMITERS = ("\t", ";", ",")  # in order of preference when two split the file equally well
+MISSING = {"", "na", "n/a", "nan", "null", "none"}  # float() reads nan and inf itself
+SHOWN = 5  # bad cells named in one error message
+
+
+def read_csv(path, column=None, fill=None, date_format=None):
+    """The fields of a data.Series read from the CSV file at path (all but its name): values,
+    time, time_label, value_label, source (the absolute path), column, sha256, observed, filled."""
+    path = os.path.abspath(path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise DataError(f"cannot read CSV file {path}: {e.strerror}") from None
+    header, body, lines = _table(path, _decode(path, raw))
+    cols = [[row[i] if i < len(row) else "" for row in body] for i in range(len(header))]
+    numbers = [[_number(c) for c in col] for col in cols]  # None where a cell is not a number
+
+    col = None if column is None else _column_index(column, header, path)
+    axis = _time_axis(header, cols, numbers, col, date_format)
+    col = _value_column(header, cols, numbers, axis, path) if col is None else col
+    if axis and col == 0:
+        axis = None  # the user asked for the first column: it is the series, not its time
+
+    values, observed = _values(header[col], cols[col], numbers[col], lines, path)
+    if axis == "date":
+        time = _dates(header[0], cols[0], lines, path, date_format)
+    elif axis == "number":
+        time = np.array(numbers[0], dtype=np.float64)
+        if not np.isfinite(time).all():
+            raise DataError(f"time column {header[0]!r} of {path} has empty, NaN or inf cells: "
+                            f"{_rows(cols[0], lines, ~np.isfinite(time))}; fill them in or remove those rows")
+    else:
+        time = np.arange(len(values))
+    if axis:
+        _check_time_order(header[0], cols[0], lines, path, time)
+    filled = 0
+    if not observed.all():
+        if fill is None:
+            raise DataError(f"column {header[col]!r} of {path} has missing values (empty, NaN or inf): "
+                            f"{_rows(cols[col], lines, ~observed)}; fill them with --fill {'|'.join(FILL_MODES)}")
+        if fill == "drop":
+            values, time = values[observed], time[observed]
+            observed = observed[observed]
+        else:
+            values, filled = _fill(values, observed, fill), int((~observed).sum())
+    return dict(values=values, time=time, time_label=header[0] if axis else "sample", value_label=header[col],
+                source=path, column=header[col], sha256=hashlib.sha256(raw).hexdigest(), observed=observed,
+                filled=filled)
+
+
+def _decode(path, raw):
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 with a byte-order mark: Excel's "Unicode text"
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError:
+            raise DataError(f"CSV file {path} starts like UTF-16 but does not decode as it; save it as UTF-8") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise DataError(f"CSV file {path} is not UTF-8: byte 0x{raw[e.start]:02x} at line {line}; "
+                        f"save it as UTF-8") from None
+
+
+def _delimiter(text):
+    """The delimiter that splits the first lines into the most rows of one width (>= 2 cells)."""
+    sample = [line for line in text.splitlines()[:50] if line.strip()]
+    best, best_score = ",", None
+    for rank, d in enumerate(reversed(DELIMITERS)):
+        widths = [len(r) for r in csv.reader(sample, delimiter=d)]
+        if widths and widths[0] >= 2:
+            score = (sum(w == widths[0] for w in widths), rank)
+            if best_score is None or score > best_score:
+                best, best_score = d, score
+    return best
+
+
+def _table(path, text):
+    """(header, body rows, file line of each body row); cells stripped, blank rows skipped."""
+    delimiter = _delimiter(text)
+    try:
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        rows, lines = [], []
+        for r in reader:
+            if any(cell.strip() for cell in r):
+                rows.append([_decimal(cell.strip(), delimiter) for cell in r])
+                lines.append(reader.line_num)
+    except csv.Error as e:
+        raise DataError(f"CSV file {path} cannot be read as CSV: {e}") from None
+    if not rows:
+        raise DataError(f"CSV file {path} is empty")
+    has_header = any(_number(c) is None and not _looks_like_date(c) for c in rows[0])
+    if has_header:
+        # a quoted name may hold line breaks; messages and run names need it on one line
+        header = [" ".join(h.split()) or f"column{i}" for i, h in enumerate(rows[0])]
+        rows, lines = rows[1:], lines[1:]
+        if not rows:
+            raise DataError(f"CSV file {path} has a header ({', '.join(header)}) but no data rows")
+    else:
+        header = [f"column{i}" for i in range(max(map(len, rows)))]
+    for row, line in zip(rows, lines):
+        if any(row[len(header):]):  # trailing empty cells (a delimiter at the end of a row) are harmless
+            raise DataError(f"CSV file {path}: row {line} has {len(row)} cells but the header names "
+                            f"{len(header)} columns ({', '.join(header)}); delimiter {delimiter!r}")
+    return header, rows, lines
+
+
+def _decimal(cell, delimiter):
+    # where the comma does not separate cells, "1,5" is the decimal comma of most of Europe
+    if delimiter != "," and re.fullmatch(r"[+-]?\d+,\d+(?:[eE][+-]?\d+)?", cell):
+        return cell.replace(",", ".")
+    return cell
+
+
+def _number(cell):
+    """float(cell), None for text; missing cells (empty, NA, NaN, inf) read as nan."""
+    if cell.lower() in MISSING:
+        return math.nan
+    try:
+        v = float(cell)
+    except ValueError:
+        return None
+    return v if math.isfinite(v) else math.nan
+
+
+def _looks_like_numbers(numbers):
+    """Every non-missing cell is a number and at least one is."""
+    return all(v is not None for v in numbers) and any(v == v for v in numbers)
+
+
+def _time_like(name):
+    base = re.sub(r"\s*[(\[].*", "", name).strip().lower()  # "time(h)" -> "time"
+    return base in ("t", "ds", "year") or base.startswith(("time", "date"))
+
+
+def _time_axis(header, cols, numbers, col, date_format):
+    """What the first column is: "date", "number", or None (not a time axis)."""
+    if len(header) < 2 or col == 0:
+        return None
+    others = any(_mostly_numbers(numbers[j]) for j in range(1, len(header)) if col in (None, j))
+    if _looks_like_numbers(numbers[0]) and not date_format:
+        complete = all(v == v for v in numbers[0])
+        increasing = complete and len(numbers[0]) > 1 and all(b > a for a, b in zip(numbers[0], numbers[0][1:]))
+        return "number" if _time_like(header[0]) or (increasing and others) else None
+    first = next((c for c in cols[0] if c), "")
+    if date_format or _time_like(header[0]) or _looks_like_date(first):
+        return "date"
+    return None
+
+
+def _mostly_numbers(numbers):
+    finite = sum(v is not None and v == v for v in numbers)
+    return finite > 0 and finite > sum(v is None for v in numbers)
+
+
+def _column_index(column, header, path):
+    choices = f"columns: {', '.join(header)} (or an index 0-{len(header) - 1})"
+    if isinstance(column, str) and column in header:
+        return header.index(column)
+    if isinstance(column, int) or str(column).strip().isdigit():
+        if int(column) < len(header):
+            return int(column)
+        raise DataError(f"column {column!r} not found in {path}: it has {len(header)} columns; {choices}")
+    raise DataError(f"column {column!r} not found in {path}; {choices}")
+
+
+def _value_column(header, cols, numbers, axis, path):
+    """The last column besides the time axis whose non-empty cells are all numbers."""
+    candidates = [j for j in range(len(header)) if not (j == 0 and axis) and _looks_like_numbers(numbers[j])]
+    if not candidates:
+        # a number column spoilt by a few text cells: pick it, so that the error names those cells
+        mostly = [j for j in range(len(header)) if not (j == 0 and axis) and _mostly_numbers(numbers[j])]
+        if mostly:
+            return mostly[-1]
+        time = f" besides the time axis {header[0]!r}" if axis else ""
+        raise DataError(f"CSV file {path} has no numeric column{time}; columns: {', '.join(header)}")
+    last = [v for v in numbers[candidates[-1]] if v == v]
+    steps = [b - a for a, b in zip(last, last[1:])]  # Python floats: inf for 1e308 - -1e308, no warning
+    if len(candidates) > 1 and len(steps) > 1 and 0 < steps[0] < math.inf and all(d == steps[0] for d in steps):
+        raise DataError(f"CSV file {path}: which column is the series? {header[candidates[-1]]!r} counts up "
+                        f"by {steps[0]:g} on every row like an index; candidates: "
+                        f"{', '.join(header[j] for j in candidates)}; choose one with --column")
+    return candidates[-1]
+
+
+def _rows(cells, lines, mask):
+    """'row 3 ('abc'), row 7 ('') and 4 more' for the cells where mask is True."""
+    bad = [(line, cell) for cell, line, m in zip(cells, lines, mask) if m]
+    more = f" and {len(bad) - SHOWN} more" if len(bad) > SHOWN else ""
+    return ", ".join(f"row {line} ({cell!r})" for line, cell in bad[:SHOWN]) + more
+
+
+def _check_time_order(name, cells, lines, path, time):
+    """A time column must increase row by row: a series read out of order would be trained on
+    and continued backwards, and repeated times would count their rows twice."""
+    order = time.astype(np.int64) if time.dtype.kind == "M" else time
+    step = np.diff(order)
+    back = np.concatenate([[False], step < 0])
+    if back.any():
+        raise DataError(f"time column {name!r} of {path} is not in time order (rows earlier than the "
+                        f"row above: {_rows(cells, lines, back)}); sort the rows by {name}")
+    same = np.concatenate([[False], step == 0])
+    if same.any():
+        raise DataError(f"time column {name!r} of {path} repeats times (rows equal to the row above: "
+                        f"{_rows(cells, lines, same)}); keep one row per time: aggregate the repeats (e.g. their "
+                        f"mean) or remove them")
+
+
+def _values(name, cells, numbers, lines, path):
+    """(values, observed) of the value column; text cells are an error."""
+    text = [v is None for v in numbers]
+    if any(text):
+        raise DataError(f"column {name!r} of {path} has non-numeric values: {_rows(cells, lines, text)}; "
+                        f"fix those cells or choose another column with --column")
+    values = np.array(numbers, dtype=np.float64)
+    observed = np.isfinite(values)
+    if not observed.any():
+        raise DataError(f"column {name!r} of {path} has no values, only empty, NaN or inf cells")
+    return values, observed
+
+
+def _fill(values, observed, fill):
+    """Fill the gaps (observed False) by "ffill" or "interpolate"; see the module docstring."""
+    seen = np.flatnonzero(observed)
+    gaps = np.flatnonzero(~observed)
+    k = np.searchsorted(seen, gaps)
+    before = seen[np.maximum(k - 1, 0)]          # the first observed one for a gap at the start
+    after = seen[np.minimum(k, len(seen) - 1)]   # the last observed one for a gap at the end
+    out = values.copy()
+    if fill == "ffill":
+        out[gaps] = values[before]
+        return out
+    w = np.where(after > before, (gaps - before) / np.maximum(after - before, 1), 0.0)
+    a, b = values[before], values[after]
+    # a (1 - w) + b w rather than a + (b - a) w: b - a overflows for values near 1e308
+    out[gaps] = np.clip(a * (1 - w) + b * w, np.minimum(a, b), np.maximum(a, b))
+    return out
+
+
+# ---------------------------------------------------------------- dates
+
+# 2024/01/02, 01/02/2024, 02.01.2024, 01-02-2024, each with an optional 13:00, 13:00:05 or 13:00:05.25
+_NUMERIC_DATE = re.compile(r"(\d{1,4})([/.-])(\d{1,2})\2(\d{1,4})"
+                           r"(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?)?")
+
+
+def _iso(cell):
+    try:
+        t = datetime.fromisoformat(cell)
+    except ValueError:
+        return None
+    return t.astimezone(timezone.utc).replace(tzinfo=None) if t.tzinfo else t
+
+
+def _looks_like_date(cell):
+    if _number(cell) is not None:
+        return False
+    m = _NUMERIC_DATE.fullmatch(cell)
+    return bool(m and (len(m[1]) == 4 or len(m[4]) == 4)) or _iso(cell) is not None
+
+
+def _dates(name, cells, lines, path, date_format):
+    """The time column as datetime64: days where every time is midnight, else seconds or finer."""
+    missing = [c == "" for c in cells]
+    if any(missing):
+        raise DataError(f"time column {name!r} of {path} has empty cells: {_rows(cells, lines, missing)}; "
+                        f"fill them in or remove those rows")
+    times = [None] * len(cells)
+    if date_format:
+        for k, (cell, line) in enumerate(zip(cells, lines)):
+            try:
+                times[k] = datetime.strptime(cell, date_format)
+            except ValueError:
+                raise DataError(f"time column {name!r} of {path}: {cell!r} at row {line} does not match "
+                                f"--date_format {date_format!r}") from None
+        return _datetime64(times)
+    unordered = []  # 01/02/2024 style: the column as a whole decides day/month order
+    for k, cell in enumerate(cells):
+        m = _NUMERIC_DATE.fullmatch(cell)
+        if m and len(m[1]) == 4:
+            times[k] = (m, int(m[1]), int(m[3]), int(m[4]))
+        elif m and len(m[4]) == 4 and m[2] == ".":
+            times[k] = (m, int(m[4]), int(m[3]), int(m[1]))
+        elif m and len(m[4]) == 4:
+            unordered.append(k)
+        else:
+            times[k] = _iso(cell)
+            if times[k] is None:
+                raise DataError(f"time column {name!r} of {path}: {cell!r} at row {lines[k]} is not a date "
+                                f"(ISO 2024-01-02, 2024/01/02 13:00, 02.01.2024, 01/02/2024); give its "
+                                f"format with --date_format, e.g. '%d/%m/%Y %H:%M'")
+    if unordered:
+        day_first = _day_first(name, cells, lines, path, unordered)
+        for k in unordered:
+            m = _NUMERIC_DATE.fullmatch(cells[k])
+            day, month = (int(m[1]), int(m[3])) if day_first else (int(m[3]), int(m[1]))
+            times[k] = (m, int(m[4]), month, day)
+    for k, t in enumerate(times):
+        if isinstance(t, tuple):
+            m, year, month, day = t
+            clock = [int(m[i] or 0) for i in (5, 6, 7)] + [int((m[8] or "0").ljust(6, "0"))]
+            try:
+                times[k] = datetime(year, month, day, *clock)
+            except ValueError as e:
+                raise DataError(f"time column {name!r} of {path}: {cells[k]!r} at row {lines[k]} is not a "
+                                f"valid date ({e})") from None
+    return _datetime64(times)
+
+
+def _day_first(name, cells, lines, path, unordered):
+    """Whether 01/02/2024-style cells are day/month: a first field over 12 must be a day, a
+    second over 12 must be a day too; where no cell says, the user must (date_format)."""
+    first = [int(_NUMERIC_DATE.fullmatch(cells[k])[1]) for k in unordered]
+    second = [int(_NUMERIC_DATE.fullmatch(cells[k])[3]) for k in unordered]
+    day_first = next((k for k, a in zip(unordered, first) if a > 12), None)
+    month_first = next((k for k, b in zip(unordered, second) if b > 12), None)
+    m = _NUMERIC_DATE.fullmatch(cells[unordered[0]])
+    sep = m[2]
+    clock = " %H:%M:%S" if m[7] else " %H:%M" if m[5] else ""
+    formats = f"--date_format '%d{sep}%m{sep}%Y{clock}' or '%m{sep}%d{sep}%Y{clock}'"
+    if day_first is not None and month_first is not None:
+        raise DataError(f"time column {name!r} of {path} mixes day/month ({cells[day_first]!r} at row "
+                        f"{lines[day_first]}) and month/day ({cells[month_first]!r} at row {lines[month_first]}); "
+                        f"fix the column or give its format with {formats}")
+    if day_first is None and month_first is None and any(a != b for a, b in zip(first, second)):
+        k = unordered[0]
+        raise DataError(f"time column {name!r} of {path}: dates like {cells[k]!r} (row {lines[k]}) could be "
+                        f"day/month or month/day; say which with {formats}")
+    return day_first is not None
+
+
+def _datetime64(times):
+    if all(t.hour == t.minute == t.second == t.microsecond == 0 for t in times):
+        return np.array([t.date() for t in times], dtype="datetime64[D]")
+    unit = "s" if all(t.microsecond == 0 for t in times) else "us"
+    return np.array(times, dtype=f"datetime64[{unit}]")

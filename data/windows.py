@@ -1,0 +1,140 @@
+"""Windows and splits: a series normalised, cut into parts, and turned into window tensors.
+
+Two protocols (--split). chrono: the series is cut in time into train, validation and test
+parts; the statistics come from the training part; the test part is never read here. random:
+the research log's, whole-series statistics and a random split of overlapping windows.
+"""
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from runs import DataError
+
+SPLITS = ("chrono", "random")  # chrono: train/validation/test in time; random: the log's
+DEFAULT_FRACTIONS = (0.7, 0.1, 0.2)  # train, validation, test (TSLib's convention)
+SPLIT_SEED = 42  # the log's random_split generator seed
+
+
+def normalise(values, mean=None, std=None):
+    """Z-score. Without mean and std, the series' own statistics (the log's protocol).
+    Returns (z, mean, std)."""
+    if mean is None:
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean, std = float(values.mean()), float(values.std())
+    if not (math.isfinite(mean) and math.isfinite(std)):
+        raise DataError(f"the series' values are too large to normalise (the largest in magnitude is "
+                        f"{np.abs(values).max():g}); rescale the column")
+    if std == 0.0:
+        low, high = float(values.min()), float(values.max())
+        if low != high:  # the squares of differences below 1e-154 underflow to 0 in float64
+            scale = -math.floor(math.log10(max(abs(low), abs(high))))
+            rescale = f", e.g. multiply it by 1e{scale}" if scale > 0 else ""
+            raise DataError(f"the values (of the series or its training part) range from {low:g} to {high:g}, too "
+                            f"small for float64 to measure their spread (their std underflows to 0); rescale "
+                            f"the column{rescale}")
+        raise DataError(f"the series (or its training part) is constant at {low:g} (std 0); nothing to forecast")
+    return (values - mean) / std, mean, std
+
+
+def check_time_steps(n_values, time_steps):
+    if time_steps < 1:
+        raise DataError(f"time_steps must be at least 1, got {time_steps}")
+    if n_values < 3:  # the shortest window, time_steps 1, needs 3 values: two windows and their targets
+        raise DataError(f"the series has {n_values} value" + ("s" if n_values != 1 else "") + f"; time_steps "
+                        f"{time_steps} needs at least {time_steps + 2}, and even time_steps 1 needs 3: give a "
+                        f"series of at least 3 values")
+    if n_values < time_steps + 2:
+        raise DataError(f"the series has {n_values} values; time_steps {time_steps} needs at least "
+                        f"{time_steps + 2} (choose time_steps <= {n_values - 2})")
+
+
+def make_windows(z, time_steps, target):
+    """Windows of time_steps values and their targets.
+
+    z: (N,) normalised series. Returns x (N - T, T, 1) and y:
+    - target "aligned": the next value at every position, y (N - T, T, 1);
+    - target "last": only the value after the window, y (N - T, 1).
+    """
+    check_time_steps(len(z), time_steps)
+    z = torch.as_tensor(z, dtype=torch.float32)
+    x = z[:-1].unfold(0, time_steps, 1).unsqueeze(-1)        # (N-T, T, 1)
+    if target == "aligned":
+        y = z[1:].unfold(0, time_steps, 1).unsqueeze(-1)     # (N-T, T, 1)
+    elif target == "last":
+        y = z[time_steps:].unsqueeze(-1)                     # (N-T, 1)
+    else:
+        raise ValueError(f"unknown target layout {target!r}")
+    return x.contiguous(), y.contiguous()
+
+
+def boundaries(n_values, fractions=DEFAULT_FRACTIONS):
+    """(train_end, val_end): values [0, train_end) train, [train_end, val_end) validate,
+    [val_end, n_values) test. fractions: (train, validation, test), summing to 1."""
+    if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-6:
+        raise DataError(f"fractions {','.join(map(str, fractions))}: expected three positive numbers "
+                        f"(train, validation, test) that sum to 1, e.g. 0.7,0.1,0.2")
+    train_end = round(n_values * fractions[0])
+    val_end = round(n_values * (fractions[0] + fractions[1]))
+    return train_end, val_end
+
+
+@dataclass
+class Split:
+    """A series cut for training: normalised window tensors, the statistics used, the parts."""
+    z: np.ndarray            # (N,) the whole series, normalised with (mean, std)
+    mean: float
+    std: float
+    x_train: torch.Tensor    # (n_train, T, 1)
+    y_train: torch.Tensor    # (n_train, T, 1) aligned, (n_train, 1) last
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    train_end: int           # value indices: [0, train_end) train, [train_end, val_end) validation,
+    val_end: int             # [val_end, N) test; under the log's protocol val_end == N (no test part)
+
+
+def split_series(values, time_steps, target, split="chrono", fractions=DEFAULT_FRACTIONS):
+    """Windows for training and validation under one of two protocols.
+
+    chrono (the default): values are cut in time into train, validation and test parts
+    (fractions); mean and std come from the training part alone. A training window (inputs and
+    targets) lies inside the training part; a validation window's target value lies in the
+    validation part and its input may look back into the training part. The test part is not
+    read here at all: it is left to forecast.py's backtest.
+    random (the log's protocol): whole-series statistics, every window, torch's random_split
+    with generator seed 42 into int(0.8 n) training windows and the rest.
+    """
+    check_time_steps(len(values), time_steps)
+    if split == "random":
+        z, mean, std = normalise(values)
+        x, y = make_windows(z, time_steps, target)
+        train_idx, val_idx = split_indices(len(x), "random")
+        return Split(z, mean, std, x[train_idx], y[train_idx], x[val_idx], y[val_idx], len(z), len(z))
+    if split != "chrono":
+        raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    train_end, val_end = boundaries(len(values), fractions)
+    need = time_steps + 2
+    if train_end < need or val_end - train_end < 1 or len(values) - val_end < 1:
+        raise DataError(f"the series has {len(values)} values; with fractions {','.join(map(str, fractions))} "
+                        f"its training part has {train_end}, validation {val_end - train_end}, test "
+                        f"{len(values) - val_end}; time_steps {time_steps} needs a training part of at least "
+                        f"{need} and one value in each other part (choose a smaller --time_steps or "
+                        f"other --fractions)")
+    _, mean, std = normalise(values[:train_end])
+    z = (values - mean) / std
+    x_train, y_train = make_windows(z[:train_end], time_steps, target)
+    x_val, y_val = make_windows(z[max(0, train_end - time_steps):val_end], time_steps, target)
+    return Split(z, mean, std, x_train, y_train, x_val, y_val, train_end, val_end)
+
+
+def split_indices(n_windows, split="random"):
+    """The log's random split of window indices: torch's random_split with generator seed 42
+    into int(0.8 n) training windows (as the log's code computes it) and the rest. Windows
+    overlap, so a validation window shares all but one value with its training neighbours."""
+    if split != "random":
+        raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    n_train = min(int(n_windows * 0.8), n_windows - 1)
+    g = torch.Generator().manual_seed(SPLIT_SEED)
+    train, val = torch.utils.data.random_split(range(n_windows), [n_train, n_windows - n_train], generator=g)
+    return torch.tensor(train.indices), torch.tensor(val.indices)
