@@ -14,6 +14,7 @@ forecast.py builds each evaluation's folder, RUN/forecasts/{settings}, the same 
 ever takes an existing name (a second gets -2, a third -3).
 """
 import argparse
+import csv
 import errno
 import json
 import math
@@ -203,6 +204,16 @@ def write_atomic(path, write):
             os.remove(tmp)
 
 
+def write_csv(path, header, rows):
+    """A CSV file of a header and rows, written whole."""
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(header)
+            w.writerows(rows)
+    write_atomic(path, write)
+
+
 def strict(obj):
     """obj with every non-finite float replaced by None: strict JSON has no NaN or Infinity."""
     if isinstance(obj, float) and not math.isfinite(obj):
@@ -303,26 +314,6 @@ def read_config(run_dir):
                                             and all(_number(f) and 0 < f < 1 for f in fractions)):
         raise bad("fractions", fractions, FRACTIONS)
     return config
-
-
-def plot_curves(curves, title, ylabel, path, log_y=True):
-    """One PNG of curves {label: (x, y)} (a dashed line where the label starts with '~')."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for label, (x, y) in curves.items():
-        ax.plot(x, y, label=label.lstrip("~"), ls="--" if label.startswith("~") else "-")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(ylabel)
-    if log_y:
-        ax.set_yscale("log")
-    ax.set_title(title, fontsize=9)
-    ax.legend()
-    fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
-    plt.close(fig)
 
 
 # ---------------------------------------------------------------- run names
@@ -462,6 +453,20 @@ def rename_unique(path, target):
                     raise
         k += 1
         new = f"{target}-{k}"
+
+
+def output_folder(run_dir, tag, write):
+    """Call write(folder) on a new hidden folder in RUN/forecasts/, then name it {tag}, or {tag}-2,
+    {tag}-3, ... where an earlier evaluation has that name: no evaluation replaces another's files
+    (a repeat may read another version of a CSV), and a folder is whole or absent. Returns it."""
+    partial = new_folder(os.path.join(run_dir, "forecasts"), tag, f"run {run_dir}",
+                         hint="move what is in its place away, or copy the run to a folder you can write to")
+    try:
+        write(partial)
+    except BaseException:
+        discard_run_dir(partial)
+        raise
+    return finish_folder(partial)
 
 
 def discard_run_dir(partial):

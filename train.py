@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import models
+import outputs
 import runs
 from data import DATASETS, DEFAULT_FRACTIONS, FILL_MODES, SPLITS, DataError, load_series, split_series
 from models.norm import CHRONO_NORM, NORMS, with_norm
@@ -290,7 +291,7 @@ def save_run(run_dir, config, model_args, best, model, optimizer, shuffle, rows)
     curves = {"train loss": (epochs, [r["train_loss"] for r in rows]),
               "validation loss": (epochs, [r["val_loss"] for r in rows]),
               "~val_mse_last": (epochs, [r["val_mse_last"] for r in rows])}
-    runs.plot_curves(curves, config["run_name"], "MSE (normalised units)", os.path.join(run_dir, "loss.png"))
+    outputs.plot_curves(curves, config["run_name"], "MSE (normalised units)", os.path.join(run_dir, "loss.png"))
 
 
 class Adam:

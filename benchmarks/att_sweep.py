@@ -24,7 +24,8 @@ sys.path.insert(0, ROOT)
 
 import runs  # noqa: E402
 import train  # noqa: E402
-from forecast import forecast  # noqa: E402
+from forecast import load  # noqa: E402
+from log_protocol import evaluate  # noqa: E402
 
 # Every run starts from BASE, the models' defaults (spelled out, so the sweep does not move when
 # defaults change), and overrides a few options. Stage 1 changed one thing at a time around
@@ -71,7 +72,7 @@ def run(model, extra, seed, epochs, out_dir):
     args, model_args = train.parse_args(argv)
     t0 = time.perf_counter()
     run_dir, m = train.train(args, model_args)
-    f = forecast(run_dir)
+    f = evaluate(load(run_dir))
     return m["val_mse_last"], f["mse_batch"], f["mse_regressive"], f["regressive_path"], time.perf_counter() - t0
 
 

@@ -11,7 +11,7 @@ lr 0.007, batch 32; lstm time_steps 112, lr 0.0005, batch 64) and names its spli
 random` is the log's protocol (forecasts over the whole series, predict_rate 1, as in the log's
 tables), `--split chrono` train.py's three-way split in time (70/10/20: val_mse_last on the
 validation part at the best epoch, forecasts over the test part, which training never read).
-Trained in this process by train.train, forecast by forecast.forecast (RUN/forecasts/). Printed
+Trained in this process by train.train, forecast by log_protocol.evaluate (RUN/forecasts/). Printed
 per run: val_mse_last (normalised units; the number that compares across models), mse_batch and
 mse_regressive (original units; only the regressive one is a long-term forecast), parameters
 (trainable + fixed) and seconds of training. Needs the
@@ -30,7 +30,8 @@ import torch  # noqa: E402
 
 import runs  # noqa: E402
 import train  # noqa: E402
-from forecast import forecast  # noqa: E402
+from forecast import load  # noqa: E402
+from log_protocol import evaluate  # noqa: E402
 
 # (label, train.py options). vqlnmlp vs672 has as many codes as the cascades (32 + 128 + 512),
 # vs84 as many entries as the 2+3 example (5 * 4 + 2 * 16 + 32), vs32 as many as inc's input reads.
@@ -56,7 +57,7 @@ def one_run(options, dataset, split, seed, out_dir, epochs, data_dir):
     argv += ["--data_dir", data_dir] if data_dir else []
     args, model_args = train.parse_args(argv)
     run_dir, m = train.train(args, model_args)
-    f = forecast(run_dir, device="cpu")
+    f = evaluate(load(run_dir, device="cpu"), device="cpu")
     return {"val_mse_last": m["val_mse_last"], "mse_batch": f["mse_batch"], "mse_regressive": f["mse_regressive"],
             "params": f"{m['trainable_parameters']}+{m['fixed_parameters']}", "seconds": m["seconds"]}
 

@@ -5,7 +5,7 @@
 
 For each time_steps T: att_mh at its defaults but with RoPE on q and k (pe_on qk: the exact
 case), block_size T, untrained (seed 0; speed does not depend on the weights), generates `steps` values
-from the first window of a noisy sine of T + steps values, twice with forecast.py's functions:
+from the first window of a noisy sine of T + steps values, twice with log_protocol.py's functions:
 - recompute: predict_regressive, the whole window of T values through the model at every step;
 - kv_cache: predict_regressive_cached, the window once, then one value a step against the cached
   keys and values of the last T - 1 positions.
@@ -25,7 +25,7 @@ sys.path.insert(0, ROOT)
 
 import models  # noqa: E402
 import runs  # noqa: E402
-from forecast import predict_regressive, predict_regressive_cached  # noqa: E402
+from log_protocol import predict_regressive, predict_regressive_cached  # noqa: E402
 
 
 def timed(f, device):

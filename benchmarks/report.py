@@ -35,7 +35,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import forecast  # noqa: E402
+import log_protocol  # noqa: E402
 import models  # noqa: E402
+import outputs  # noqa: E402
 import runs  # noqa: E402
 import sweep  # noqa: E402
 import train  # noqa: E402
@@ -43,6 +45,7 @@ from benchmarks import honest  # noqa: E402
 from benchmarks.results import load_record, log_table, markdown, rank_table  # noqa: E402
 from data import DEFAULT_FRACTIONS, DataError, boundaries, load_series  # noqa: E402
 from data.download import FILES, default_data_dir  # noqa: E402
+from models import rollout  # noqa: E402
 
 SERIES = ("y_w", "w_y", "4single")
 STAND_IN = {"y_w": "goog", "w_y": "membrane", "4single": "membrane"}  # --quick without the data
@@ -245,13 +248,13 @@ class Report:
         T, z = run.time_steps, run.z
         n = len(z) - boundaries(len(z), DEFAULT_FRACTIONS)[1]
         actual, scored = run.series.values[-n:], run.observed[-n:]
-        path = forecast.regressive_path(run.model)
+        path = rollout.regressive_path(run.model)
         out = {}
         for kind in ("batch", "regressive"):
             if kind == "batch":
-                pred = forecast.predict_batch(run.model, z, T, n)
+                pred = log_protocol.predict_batch(run.model, z, T, n)
             else:
-                pred = forecast.predict_regressive(run.model, z, T, n, path=path)
+                pred = log_protocol.predict_regressive(run.model, z, T, n, path=path)
             pred = pred.astype(np.float64) * run.std + run.mean
             out[kind] = float(np.mean(((pred - actual) ** 2)[scored]))
         out["prediction"], out["start"] = pred, len(z) - n
@@ -308,7 +311,7 @@ class Report:
         r = records[0]
         series = load_series(self.ds(e["dataset"]), None, self.args.data_dir)
         path = os.path.join(tmp, f"tail_{len(os.listdir(tmp))}.png")
-        forecast.plot(series, r["tail"]["start"], r["tail"]["prediction"],
+        outputs.plot(series, r["tail"]["start"], r["tail"]["prediction"],
              f"{e['label']}, {split}: regressive MSE {r['tail']['regressive']:.4g}", path)
         return path, f"{split} split, seed {r['options']['seed']}"
 
@@ -526,7 +529,7 @@ def chrono_statement(rep, rows):
 
 def cross_tables(rep, out_dir):
     """The 2025-01-06 matrix: batch and regressive MSE per train-test pair, mean ± sd over seeds, each split;
-    the first seed's plots laid out as the log's table (forecast.py's cross_dataset)."""
+    the first seed's plots laid out as the log's table (log_protocol.cross_dataset)."""
     tests = list(dict.fromkeys(rep.ds(d) for d in SERIES))
     text = []
     for split in SPLITS:
@@ -534,11 +537,11 @@ def cross_tables(rep, out_dir):
         firsts = [r[0]["dir"] for r in seeds_of if r]
         if not firsts:
             continue
-        _, png, first = forecast.cross_dataset(firsts, tests)
+        _, png, first = log_protocol.cross_dataset([forecast.load(f, dataset=d) for f in firsts for d in tests])
         cells = {pair: [m] for pair, m in first.items()}
         for r in (r for rs in seeds_of for r in rs[1:]):  # the other seeds
             for d in tests:
-                m = forecast.forecast(r["dir"], d)
+                m = log_protocol.evaluate(forecast.load(r["dir"], dataset=d))
                 cells[f"{r['options']['dataset']}-{m['dataset']}"].append(m)
         body = [[label] + [ms([m[f"mse_{kind}"] for m in cells[p]]) for p in cells]
                 for kind, label in (("batch", "Batch (input is original value)"),

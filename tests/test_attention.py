@@ -9,11 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import log_protocol
 import models
-from conftest import assert_gradient_is_the_slope, run_main
 import train
-from forecast import forecast, predict_regressive, predict_regressive_cached, regressive_path
+from conftest import assert_gradient_is_the_slope, run_main
+from forecast import load
 from forecast import main as forecast_main
+from log_protocol import predict_regressive, predict_regressive_cached
+from models.rollout import regressive_path
 
 # Every valid positional encoding, as (pe_type, pe_on).
 ENCODINGS = [("none", "input"), ("randn", "input"), ("sinpe", "input"), ("rope", "input"), ("rope", "qk")]
@@ -268,15 +271,15 @@ def att_runs(tmp_path_factory):
 
 def test_forecast_records_the_path_and_the_cache_changes_nothing(att_runs):
     run_dir, csv = att_runs["att_mh"], att_runs["csv"]
-    m = forecast(run_dir, csv)                                   # kv_cache auto, as train.py calls it
+    m = log_protocol.evaluate(load(run_dir, dataset=csv))                                   # kv_cache auto, as train.py calls it
     with open(os.path.join(m["folder"], "metrics.json")) as f:
         assert json.load(f)["regressive_path"] == "kv_cache"
-    off = forecast(run_dir, csv, kv_cache="off")
-    on = forecast(run_dir, csv, kv_cache="on")
+    off = log_protocol.evaluate(load(run_dir, dataset=csv), kv_cache="off")
+    on = log_protocol.evaluate(load(run_dir, dataset=csv), kv_cache="on")
     assert (off["regressive_path"], on["regressive_path"]) == ("recompute", "kv_cache")
     assert math.isclose(on["mse_regressive"], off["mse_regressive"], rel_tol=1e-5)
     assert on["mse_batch"] == off["mse_batch"]
-    auto = forecast(att_runs["att"], csv, kv_cache="auto")       # absolute table: sliding recomputes
+    auto = log_protocol.evaluate(load(att_runs["att"], dataset=csv), kv_cache="auto")       # absolute table: sliding recomputes
     assert auto["regressive_path"] == "recompute"
 
 

@@ -18,6 +18,7 @@ import torch.nn as nn
 
 import data
 import forecast
+import log_protocol
 import models
 import runs
 import train
@@ -67,7 +68,7 @@ def test_naive_forecasts_are_the_series_shifted_by_one_in_original_units(trend_c
     statistics come from the training part, so de-normalising matters there too).
     Catches forecasts de-normalised with `+ mean` (or `* std` alone) instead of `* std + mean`."""
     run_dir, _ = train_run(tmp_path, "--model", "naive", "--dataset", trend_csv, "--split", split)
-    m = forecast.forecast(run_dir)
+    m = log_protocol.evaluate(forecast.load(run_dir))
     v = trend_values()
     first = 96 if split == "random" else VAL_END  # naive's time_steps; the test part's first value
     actual = v[first:]

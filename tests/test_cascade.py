@@ -11,7 +11,8 @@ import torch.nn.functional as F
 import models
 from conftest import run_script
 from data import load_series
-from forecast import forecast, load_run
+from forecast import load, load_run
+from log_protocol import evaluate
 from models.mhcvqlnmlp import LOG_EXAMPLES, memory
 from runs import run_name
 
@@ -185,7 +186,7 @@ def test_train_and_forecast_end_to_end(tmp_path):
     assert metrics["codebook_usage"][0]["vocab_size"] == 16
     model, _ = load_run(run_dir)  # the run rebuilds itself from its directory alone
     assert model.levels == (16, 8) and model.cache1.requires_grad
-    m = forecast(run_dir, predict_rate=0.05)
+    m = evaluate(load(run_dir), predict_rate=0.05)
     assert m["n_predicted"] == int(0.05 * (1047 - 96)) and math.isfinite(m["mse_regressive"])
     # the batch MSE by hand: the last 47 values of goog, each from the 96 before it, normalised with
     # the whole series' numpy statistics (the log's protocol), the model's last output back in units

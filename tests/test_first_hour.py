@@ -16,11 +16,12 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT, run_main, run_script
 import forecast
 import models
+import outputs
 import runs
 import train
+from conftest import ROOT, run_main, run_script
 
 SMALL = ("--model", "vqlnmlp", "--vocab_size", "16", "--d_model", "8", "--time_steps", "8")
 EPOCH_LINE = re.compile(r"epoch (\d+)/(\d+)  train (\S+)  val (\S+)  val_mse_last (\S+)  (\S+)s(  \(partial.*\))?")
@@ -64,7 +65,7 @@ def test_off_a_terminal_every_epoch_prints_a_line_that_matches_losses_csv(tmp_pa
         [by_step] = [rows for rows in (list(csv.DictReader(open(f))) for f in
                                        glob.glob(os.path.join(run_dir, "forecasts", "*", "errors_by_step.csv")))
                      if len(rows) == horizon]
-        sentence = forecast.verdict([float(s["model_mase"]) for s in by_step], [float(s["naive_mase"]) for s in by_step])
+        sentence = outputs.verdict([float(s["model_mase"]) for s in by_step], [float(s["naive_mase"]) for s in by_step])
         assert any(line.startswith(sentence + "  -> ") for line in stdout.splitlines()), stdout
 
 
@@ -145,7 +146,7 @@ NAIVE_IS = "naive (repeating the last value)"
      f"Better than {NAIVE_IS} at 5 of 10 steps (between step 1 and 9); worse at 5 of 10 steps (between step 2 and 10)."),
 ])
 def test_verdict_names_the_steps_where_the_model_beats_naive(model, naive, sentence):
-    assert forecast.verdict(model, naive) == sentence
+    assert outputs.verdict(model, naive) == sentence
 
 
 # ---------------------------------------------------------------- 3. and 4. help

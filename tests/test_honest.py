@@ -13,6 +13,7 @@ import torch
 
 import forecast
 import models
+import scoring
 import train
 from data import Series, boundaries, split_series
 
@@ -58,10 +59,10 @@ def test_naive_mase_on_the_training_part_is_one_by_construction():
     rng = np.random.default_rng(0)
     y = np.cumsum(rng.standard_normal(500))
     observed = np.ones(500, bool)
-    scale = forecast.naive_scale(y, observed)
+    scale = scoring.naive_scale(y, observed)
     assert scale == pytest.approx(np.mean(np.abs(np.diff(y))))
     naive = y[:-1, None]                                  # the one-step naive forecast of y[1:]
-    overall, _ = forecast.errors(naive, y[1:, None], observed[1:, None], scale)
+    overall, _ = scoring.errors(naive, y[1:, None], observed[1:, None], scale)
     assert overall["mase"] == pytest.approx(1.0, abs=1e-12)
     assert overall["mse"] == pytest.approx(np.mean(np.diff(y) ** 2))
     assert overall["smape"] == pytest.approx(np.mean(200 * np.abs(np.diff(y)) / (np.abs(y[:-1]) + np.abs(y[1:]))))

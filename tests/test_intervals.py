@@ -12,6 +12,7 @@ import pytest
 
 import forecast
 import models
+import scoring
 from conftest import run_main
 from data import boundaries
 from test_norm import make_run, train_run, write_csv
@@ -105,7 +106,7 @@ def test_a_long_future_says_from_which_step_it_has_no_interval(tmp_path):
     run_dir = train_run(tmp_path, write_csv(tmp_path / "s.csv", values), "naive", "global")
     # step h (0-based) has an error for every origin o >= 8 (history) with o + h in [140, 200): at
     # least 4 of them (the fewest that give a finite 80% conformal quantile) up to h = 200 - 8 - 4
-    assert forecast.min_errors(80) == 4 and forecast.min_errors(95) == 19
+    assert scoring.min_errors(80) == 4 and scoring.min_errors(95) == 19
     last = 200 - 8 - 4 + 1
     ahead = forecast.future(forecast.load(run_dir), 300)
     assert ahead["interval_steps"] == last
@@ -131,4 +132,4 @@ def test_backtest_reports_both_coverages(tmp_path):
     assert adaptive == pytest.approx(inside.mean())
     m = json.load(open(os.path.join(out.stdout.split("-> ")[-1].strip(), "metrics.json")))
     assert m["interval_adaptive"]["coverage"] == pytest.approx(adaptive)
-    assert m["interval_adaptive"]["gamma"] == forecast.ACI_GAMMA
+    assert m["interval_adaptive"]["gamma"] == scoring.ACI_GAMMA

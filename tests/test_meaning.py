@@ -18,8 +18,11 @@ import pytest
 import torch
 
 import forecast
+import log_protocol
 import models
+import outputs
 import runs
+import scoring
 import sweep
 import train
 from data import boundaries, split_series
@@ -47,14 +50,14 @@ def hand_halfwidths(run, horizon, level):
 @pytest.mark.parametrize("level", [60, 90])
 def test_calibration_never_reads_the_test_part_and_counts_by_hand(level):
     run = noisy_naive_run()
-    halfwidth, n = forecast.calibrate(run, 4, level)
+    halfwidth, n = scoring.conformal_halfwidths(forecast.validation_errors(run, 4), level)
     expected, counts = hand_halfwidths(run, 4, level)
     assert n.tolist() == counts.tolist() == [run.val_end - run.train_end] * 4  # every validation target
     assert halfwidth == pytest.approx(expected, abs=1e-4)          # naive runs in float32
     # poison the test part: nothing calibration reports may change
     run.series.values[run.val_end:] = 1e6
     run.z[run.val_end:] = (1e6 - run.mean) / run.std
-    poisoned, n2 = forecast.calibrate(run, 4, level)
+    poisoned, n2 = scoring.conformal_halfwidths(forecast.validation_errors(run, 4), level)
     assert np.array_equal(poisoned, halfwidth) and np.array_equal(n2, n)
 
 
@@ -79,7 +82,7 @@ def test_backtest_origins_reach_the_last_test_value_at_every_stride():
 def test_errors_by_step_rows_are_steps_one_to_h_with_hand_computed_errors(tmp_path):
     run = dataclasses.replace(noisy_naive_run(), run_dir=str(tmp_path))
     result = forecast.backtest(run, horizon=3, stride=2)
-    folder = forecast.write_backtest(run, result)
+    folder = outputs.write_backtest(run, result)
     y, o = run.series.values, result["origins"]
     with open(os.path.join(folder, "errors_by_step.csv")) as f:
         rows = list(csv.DictReader(f))
@@ -101,7 +104,7 @@ def test_seasonal_mase_scale_and_gaps_by_hand():
     y_filled[40] = 99.0
     pairs = [(t - 7, t) for t in range(7, 300) if observed[t] and observed[t - 7]]
     expected = np.mean([abs(y[t] - y[s]) for s, t in pairs])
-    assert forecast.naive_scale(y_filled, observed, 7) == pytest.approx(expected, rel=1e-12)
+    assert scoring.naive_scale(y_filled, observed, 7) == pytest.approx(expected, rel=1e-12)
     run = make_run(y, models.build("naive"), 4)
     result = forecast.backtest(run, horizon=4, season=7)
     train_y = y[:run.train_end]
@@ -111,16 +114,16 @@ def test_seasonal_mase_scale_and_gaps_by_hand():
 def test_log_protocol_forecasts_of_naive_are_the_previous_values():
     z = np.random.default_rng(1).standard_normal(50)
     naive = models.build("naive").eval()
-    assert forecast.predict_batch(naive, z, 6, 10) == pytest.approx(z[39:49], abs=1e-6)
-    assert forecast.predict_regressive(naive, z, 6, 10) == pytest.approx(np.full(10, z[39]), abs=1e-6)
+    assert log_protocol.predict_batch(naive, z, 6, 10) == pytest.approx(z[39:49], abs=1e-6)
+    assert log_protocol.predict_regressive(naive, z, 6, 10) == pytest.approx(np.full(10, z[39]), abs=1e-6)
     # a linear model that forecasts the oldest value of its window: value t from z[t - T]
     linear = models.build("linear", block_size=6).eval()
     with torch.no_grad():
         linear.head.weight.zero_()
         linear.head.weight[0, 0] = 1.0
         linear.head.bias.zero_()
-    assert forecast.predict_batch(linear, z, 6, 10) == pytest.approx(z[34:44], abs=1e-6)
-    assert forecast.predict_regressive(linear, z, 6, 5) == pytest.approx(z[39:44], abs=1e-6)  # true values only
+    assert log_protocol.predict_batch(linear, z, 6, 10) == pytest.approx(z[34:44], abs=1e-6)
+    assert log_protocol.predict_regressive(linear, z, 6, 5) == pytest.approx(z[39:44], abs=1e-6)  # true values only
 
 
 def test_future_steps_by_the_typical_gap_not_the_first():
@@ -141,8 +144,8 @@ def test_kv_cache_sees_time_steps_values_when_block_size_is_longer(name):
     torch.manual_seed(0)
     model = models.build(name, d_model=16, block_size=48, pe_type="rope", pe_on="qk", bias=True).eval()
     z = np.sin(np.arange(150) / 6.0) + 0.1 * np.random.default_rng(0).standard_normal(150)
-    slid = forecast.predict_regressive(model, z, 24, 60)
-    cached = forecast.predict_regressive_cached(model, z, 24, 60)
+    slid = log_protocol.predict_regressive(model, z, 24, 60)
+    cached = log_protocol.predict_regressive_cached(model, z, 24, 60)
     assert np.abs(slid).max() > 0.05 and np.abs(cached - slid).max() < 1e-5
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import forecast
+import runs
 import train
 from conftest import run_main
 
@@ -57,11 +58,11 @@ def test_a_failed_evaluation_leaves_no_folder(tmp_path):
         open(os.path.join(folder, "metrics.json"), "w").write("{")
         raise RuntimeError("disk full")
     with pytest.raises(RuntimeError):
-        forecast.output_folder(str(tmp_path), "goog_test", fail_halfway)
+        runs.output_folder(str(tmp_path), "goog_test", fail_halfway)
     assert os.listdir(tmp_path) == []                  # not even an empty forecasts/
-    kept = forecast.output_folder(str(tmp_path), "goog_test", lambda f: open(os.path.join(f, "a"), "w").write("1"))
+    kept = runs.output_folder(str(tmp_path), "goog_test", lambda f: open(os.path.join(f, "a"), "w").write("1"))
     with pytest.raises(RuntimeError):
-        forecast.output_folder(str(tmp_path), "goog_test", fail_halfway)
+        runs.output_folder(str(tmp_path), "goog_test", fail_halfway)
     assert os.listdir(os.path.join(tmp_path, "forecasts")) == ["goog_test"] and snapshot(kept) == {"a": b"1"}
 
 

@@ -11,12 +11,14 @@ import pytest
 import torch
 import torch.nn as nn
 
+import data
 import forecast
+import log_protocol
 import models
 import train
 from conftest import run_main, run_script
-import data
 from data import DataError, Series, boundaries
+from models import rollout
 from models.norm import NORMS, WindowNorm, with_norm
 
 
@@ -71,8 +73,8 @@ def test_last_and_revin_invert_exactly_in_batch_and_regressive_paths(norm, tmp_p
         run = make_run(values, with_norm(inner, norm), 8, run_dir=tmp_path / name)
         z = torch.as_tensor(run.z, dtype=torch.float32)            # what the models read
         # batch: every one-step forecast of the test part is the value before it
-        batch = forecast.predict_batch(run.model, run.z, 8, 40)
-        regressive = forecast.regress(run.model, torch.stack([z[o - 8:o] for o in range(250, 290, 7)]).unsqueeze(-1), 6)
+        batch = log_protocol.predict_batch(run.model, run.z, 8, 40)
+        regressive = rollout.regress(run.model, torch.stack([z[o - 8:o] for o in range(250, 290, 7)]).unsqueeze(-1), 6)
         last = torch.stack([z[o - 1] for o in range(250, 290, 7)])[:, None].expand(-1, 6)
         if exact:
             assert np.array_equal(batch, z[-41:-1].numpy()), name
@@ -81,13 +83,13 @@ def test_last_and_revin_invert_exactly_in_batch_and_regressive_paths(norm, tmp_p
             assert np.allclose(batch, z[-41:-1].numpy(), atol=1e-5), name
             assert torch.allclose(regressive, last, atol=1e-5), name
         # in original units through the backtest (regressive: each new window re-normalised), with
-        # the cache's auto and off, forecast() (batch and regressive on the test part) and future()
+        # the cache's auto and off, log_protocol.evaluate() (batch and regressive on the test part) and future()
         result = forecast.backtest(run, horizon=6, stride=7)
         assert np.abs(result["predictions"] - values[result["origins"] - 1][:, None]).max() <= tol, name
         for kv in ("auto", "off"):
             again = forecast.backtest(run, horizon=6, stride=7, kv_cache=kv)["predictions"]
             assert np.array_equal(again, result["predictions"]), (name, kv)
-        m = forecast.forecast(run)
+        m = log_protocol.evaluate(run)
         assert m["mae_batch"] == pytest.approx(np.mean(np.abs(np.diff(values[run.val_end - 1:]))), abs=tol)
         assert m["mae_regressive"] == pytest.approx(np.mean(np.abs(values[run.val_end:] - values[run.val_end - 1])),
                                                     abs=tol)
@@ -97,12 +99,12 @@ def test_last_and_revin_invert_exactly_in_batch_and_regressive_paths(norm, tmp_p
 def test_the_kv_cache_falls_back_under_auto_and_is_refused_when_asked_for():
     torch.manual_seed(0)
     att = models.build("att", d_model=8, block_size=8, pe_on="qk")  # its cache is exact under global
-    assert forecast.regressive_path(att, "sliding", "auto") == "kv_cache"
+    assert rollout.regressive_path(att, "sliding", "auto") == "kv_cache"
     wrapped = with_norm(att, "last")
-    assert forecast.regressive_path(wrapped, "sliding", "auto") == "recompute"
-    assert forecast.regressive_path(wrapped, "sliding", "off") == "recompute"
+    assert rollout.regressive_path(wrapped, "sliding", "auto") == "recompute"
+    assert rollout.regressive_path(wrapped, "sliding", "off") == "recompute"
     with pytest.raises(DataError, match="kv_cache on: .*--norm last"):
-        forecast.regressive_path(wrapped, "sliding", "on")
+        rollout.regressive_path(wrapped, "sliding", "on")
     # auto, under revin, forecasts what recomputing every window by hand forecasts
     values = 5 + np.sin(np.arange(200) / 6)
     run = make_run(values, with_norm(att, "revin"), 8)

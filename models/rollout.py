@@ -1,0 +1,77 @@
+"""Forecasting many steps with any model of the protocol: each forecast fed back as the next input.
+
+    next_value(model, x)              the value after each window x (B, T, 1) -> (B,)
+    regress(model, windows, steps)    `steps` forecasts from each window, fed back, (B, steps)
+    regressive_path(model)            "kv_cache" where the model's cache gives the same forecasts
+                                      as recomputing every window, else "recompute"
+
+Recomputing runs the whole window through the model at every step (quadratic in the window for
+attention); with a KV cache the window goes in once and then one value a step (llama's start_pos
+vocabulary; models/att_mh.py). forecast.py's backtest and future forecasts and the log's
+regressive evaluation (log_protocol.py) all forecast through regress.
+"""
+import torch
+
+from runs import DataError
+
+KV_CACHE = ("auto", "on", "off")
+
+
+def next_value(model, x, start_pos=0, cache=None):
+    """The model's forecast of the value after each window: x (B, T, 1) -> (B,)."""
+    out = model(x, start_pos, cache) if cache is not None else model(x, start_pos=start_pos)
+    return out[:, -1, 0] if model.target == "aligned" else out[:, 0]
+
+
+@torch.no_grad()
+def regress(model, windows, steps, path="recompute", first_pos=None):
+    """steps forecasts from each window (B, T, 1), each fed back as the next input: (B, steps).
+
+    first_pos None: every window is numbered 0..T-1 (the log's sliding positions); an integer:
+    the window's first value sits at that position of the series (absolute positions). path
+    "kv_cache": the window once, then one value a step against the model's cache (see
+    regressive_path for when this equals recomputing every window)."""
+    B, T, _ = windows.shape
+    preds = windows.new_empty(B, steps)
+    if path == "kv_cache":
+        pos = first_pos or 0
+        cache = model.new_cache(T)                                # each step sees time_steps values
+        preds[:, 0] = next_value(model, windows, pos, cache)
+        for i in range(1, steps):  # forecast i - 1, at position pos + T + i - 1, goes in
+            preds[:, i] = next_value(model, preds[:, i - 1].view(B, 1, 1), pos + T + i - 1, cache)
+        return preds
+    window = windows.clone()
+    for i in range(steps):
+        preds[:, i] = next_value(model, window, 0 if first_pos is None else first_pos + i)
+        window = torch.cat([window[:, 1:], preds[:, i].view(B, 1, 1)], dim=1)  # slide by one, feed back
+    return preds
+
+
+def regressive_path(model, positions="sliding", kv_cache="auto"):
+    """How regressive prediction runs for this model: "kv_cache" or "recompute" (every window whole).
+
+    The cache numbers positions absolutely, so it gives predict_regressive's forecasts under
+    positions "absolute" always, and under "sliding" (every window from 0) when the model's
+    outputs depend on positions only through their differences (relative_positions). auto uses
+    the cache exactly then; on asks for it and fails where it would change the forecasts."""
+    if kv_cache not in KV_CACHE:
+        raise DataError(f"unknown kv_cache {kv_cache!r}; choose one of {', '.join(KV_CACHE)}")
+    norm = getattr(model, "norm", "global")
+    if norm != "global":  # every new window is re-normalised: no cached key of an earlier input holds
+        if kv_cache == "on":
+            raise DataError(f"kv_cache on: this run reads each window with --norm {norm}, which changes every "
+                            f"input of a window at each step, so a cache cannot be reused; choose kv_cache auto or off")
+        return "recompute"
+    has_cache = hasattr(model, "new_cache") and getattr(model, "causal", False)
+    same = positions == "absolute" or getattr(model, "relative_positions", False)
+    if kv_cache == "off" or (kv_cache == "auto" and not (has_cache and same)):
+        return "recompute"
+    name = type(model).__module__.split(".")[-1]
+    if not has_cache:
+        raise DataError(f"kv_cache on: model {name} has no KV cache (causal attention models have one: "
+                        f"att, att_mh with causal true); choose kv_cache auto or off")
+    if not same:
+        raise DataError(f"kv_cache on: model {name} encodes absolute positions (pe_type {model.pe_type} on "
+                        f"{model.pe_on}), so the cache's absolute positions change its forecasts under "
+                        f"positions sliding; choose positions absolute, or kv_cache auto or off")
+    return "kv_cache"

@@ -1,0 +1,218 @@
+"""What forecast.py and train.py write and print: the files of a backtest and of a future forecast,
+their plots, the loss curves, and the lines and verdict a user reads.
+
+Every file is written whole or not at all (runs.write_atomic), each evaluation into a new folder
+RUN/forecasts/{settings}/ (runs.output_folder). Plots use matplotlib's Agg backend, imported when
+the first one is drawn.
+"""
+import os
+
+import numpy as np
+
+import runs
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, no screen), imported on first use."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+# ---------------------------------------------------------------- backtest
+
+def write_backtest(run, result, tag=None):
+    """metrics.json, errors_by_step.csv and error_by_horizon.png of a backtest; returns the folder."""
+    H = result["horizon"]
+    tag = tag or f"{run.series.name}_backtest_h{H}_stride{result['stride']}_n{len(result['origins'])}" \
+        + (f"_season{result['season']}" if result["season"] else "") + f"_level{result['interval']['level']:g}"
+    interval, adaptive = result["interval"], result["interval_adaptive"]
+    median_halfwidth = np.median(adaptive["halfwidth"], axis=0)  # per step, over origins (inf-safe)
+    header = ["step"] + [f"{name}_{k}" for name in result["by_step"] for k in ("mse", "rmse", "mae", "smape", "mase")] \
+        + ["interval_halfwidth", "interval_coverage", "adaptive_median_halfwidth", "adaptive_coverage"]
+    rows = [[h + 1] + [result["by_step"][name][k][h] for name in result["by_step"]
+                       for k in ("mse", "rmse", "mae", "smape", "mase")]
+            + [interval["halfwidth"][h], interval["coverage_by_step"][h], median_halfwidth[h],
+               adaptive["coverage_by_step"][h]] for h in range(H)]
+    at = sorted({1, H})
+    summary = {
+        "run_dir": run.run_dir, "dataset": run.series.name, "protocol": "chrono: rolling-origin backtest on the test part",
+        "test_part": {"first_index": run.val_end, "n_values": len(run.z) - run.val_end},
+        "horizon": H, "stride": result["stride"], "n_origins": len(result["origins"]),
+        "first_origin": int(result["origins"][0]), "last_origin": int(result["origins"][-1]),
+        "season": result["season"], "mase_scale": result["mase_scale"],
+        "metrics": result["metrics"],
+        "by_step": {name: {k: [float(v) for v in vals] for k, vals in d.items()} for name, d in result["by_step"].items()},
+        "at_step": {f"h{h}": {name: {k: float(v[h - 1]) for k, v in d.items()} for name, d in result["by_step"].items()}
+                    for h in at},
+        "interval": {"level": interval["level"], "coverage": interval["coverage"],
+                     "halfwidth": [float(v) for v in interval["halfwidth"]],
+                     "coverage_by_step": [float(v) for v in interval["coverage_by_step"]],
+                     "n_calibration": [int(v) for v in interval["n_calibration"]],
+                     "calibrated_on": "validation part (split conformal)"},
+        "interval_adaptive": {"level": adaptive["level"], "gamma": adaptive["gamma"], "coverage": adaptive["coverage"],
+                              "coverage_by_step": [float(v) for v in adaptive["coverage_by_step"]],
+                              "median_halfwidth_by_step": [float(v) for v in median_halfwidth],
+                              "infinite_fraction": float(np.mean(~np.isfinite(adaptive["halfwidth"]))),
+                              "calibrated_on": "adaptive conformal (Gibbs and Candes 2021): the validation part's "
+                                               "errors and the test errors observed before each origin"},
+        "filled_values_not_scored": int((~result["observed"]).sum()),
+    }
+
+    def write(folder):
+        runs.write_csv(os.path.join(folder, "errors_by_step.csv"), header, rows)
+        runs.write_json(os.path.join(folder, "metrics.json"), summary)
+        plot_horizon({run.config["run_name"]: result}, os.path.join(folder, "error_by_horizon.png"))
+    return runs.output_folder(run.run_dir, tag, write)
+
+
+def plot_horizon(results, path, metric="mase"):
+    """Error against steps ahead: one line per run, naive (and seasonal naive) dashed."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for k, (name, result) in enumerate(results.items()):
+        steps = np.arange(1, result["horizon"] + 1)
+        ax.plot(steps, result["by_step"]["model"][metric], marker=".", label=name)
+        if k == 0:
+            for other, style in (("naive", "--"), ("seasonal_naive", ":")):
+                if other in result["by_step"]:
+                    ax.plot(steps, result["by_step"][other][metric], ls=style, color="black", label=other)
+    ax.set_xlabel("steps ahead")
+    ax.set_ylabel(f"{metric.upper()} on the test part")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    runs.write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    plt.close(fig)
+
+
+def backtest_line(result, folder):
+    """Two lines: MASE at step 1, at the horizon and overall, beside naive, and the coverages; then
+    the verdict in words, and the folder (the output's last word, as everywhere: -> PATH)."""
+    m, s, H = result["metrics"], result["by_step"], result["horizon"]
+    line = (f"test MASE h1 {s['model']['mase'][0]:.3g} h{H} {s['model']['mase'][-1]:.3g} all {m['model']['mase']:.3g}"
+            f"  (naive {s['naive']['mase'][0]:.3g} / {s['naive']['mase'][-1]:.3g} / {m['naive']['mase']:.3g})")
+    if "seasonal_naive" in m:
+        line += f"  (seasonal naive all {m['seasonal_naive']['mase']:.3g})"
+    line += (f"  RMSE {m['model']['rmse']:.4g} (naive {m['naive']['rmse']:.4g})  {result['interval']['level']:g}% "
+             f"interval coverage fixed {result['interval']['coverage']:.0%}, adaptive "
+             f"{result['interval_adaptive']['coverage']:.0%}  ({len(result['origins'])} origins)")
+    return f"{line}\n{verdict(s['model']['mase'], s['naive']['mase'])}  -> {folder}"
+
+
+def verdict(model, naive, tie=0.005):
+    """One sentence from the per-step errors (MASE by step) of the model and of naive: at which
+    steps ahead the model beats naive. Within `tie` (relative) of naive's error counts as the same, a
+    NaN error as worse; more than three stretches of one kind are summarised as a count."""
+    model, naive = np.asarray(model, dtype=float), np.asarray(naive, dtype=float)
+    kind = np.where(np.abs(model - naive) <= tie * np.abs(naive), "same", np.where(model < naive, "better", "worse"))
+    stretches = []  # [kind, first step, last step], steps counted from 1
+    for h, k in enumerate(kind, 1):
+        if stretches and stretches[-1][0] == k:
+            stretches[-1][2] = h
+        else:
+            stretches.append([k, h, h])
+
+    def steps(k):
+        spans = [(a, b) for kk, a, b in stretches if kk == k]
+        n = sum(b - a + 1 for a, b in spans)
+        if len(spans) > 3:
+            return f"{n} of {len(kind)} steps (between step {spans[0][0]} and {spans[-1][1]})"
+        where = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+        return f"step {where}" if n == 1 else f"steps {where}"
+    naive_is = "naive (repeating the last value)"
+    lead = {"better": f"Better than {naive_is}", "worse": f"Worse than {naive_is}",
+            "same": f"The same as {naive_is}, within {tie:.1%},"}
+    order = list(dict.fromkeys(kind))  # each kind once, in the order it first appears
+    if len(order) == 1:
+        return f"{lead[order[0]]} at every step ahead" + (f" (1-{len(kind)})." if len(kind) > 1 else ".")
+    words = {"better": "better", "worse": "worse", "same": f"the same within {tie:.1%}"}
+    return f"{lead[order[0]]} at {steps(order[0])}; " + "; ".join(f"{words[k]} at {steps(k)}" for k in order[1:]) + "."
+
+
+# ---------------------------------------------------------------- future
+
+def write_future(run, ahead):
+    """future.csv and future.png in a new RUN/forecasts/{dataset}_future_{steps}_level{level}/; returns it."""
+    steps = len(ahead["forecast"])
+    level = ahead["level"]
+    lower = ahead["lower"] if ahead["lower"] is not None else [None] * steps
+    upper = ahead["upper"] if ahead["upper"] is not None else [None] * steps
+    time_name = run.series.time_label if run.series.time_label != "sample" else "step"
+    header = [time_name, "forecast", f"lower_{level:g}" if level else "lower", f"upper_{level:g}" if level else "upper"]
+    rows = [[str(t), float(f), "" if lo is None or not np.isfinite(lo) else float(lo),
+             "" if up is None or not np.isfinite(up) else float(up)]
+            for t, f, lo, up in zip(ahead["time"], ahead["forecast"], lower, upper)]
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(10, 4))
+    t, y = run.series.time, run.series.values
+    recent = max(0, len(y) - 4 * steps)
+    ax.plot(t[recent:], y[recent:], color="black", lw=1, label="series")
+    ax.plot(ahead["time"], ahead["forecast"], color="tab:red", lw=1.2, label="forecast")
+    if ahead["lower"] is not None:
+        finite = np.isfinite(ahead["lower"]) & np.isfinite(ahead["upper"])
+        ax.fill_between(ahead["time"][finite], ahead["lower"][finite], ahead["upper"][finite], color="tab:red",
+                        alpha=0.2, label=f"{level}% interval")
+    ax.set_xlabel(run.series.time_label)
+    ax.set_ylabel(run.series.value_label)
+    ax.set_title(f"{run.config['run_name']}: {steps} steps past the end", fontsize=9)
+    ax.legend(loc="best", fontsize=8)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+
+    def write(folder):
+        runs.write_csv(os.path.join(folder, "future.csv"), header, rows)
+        fig.savefig(os.path.join(folder, "future.png"), dpi=100, format="png")
+    folder = runs.output_folder(run.run_dir, f"{run.series.name}_future_{steps}_level{level or 'none'}", write)
+    plt.close(fig)
+    return folder
+
+
+def future_line(run, ahead):
+    """The line forecast.py --future prints: how far, how the times continue, the interval, the folder."""
+    steps, level = len(ahead["forecast"]), ahead["level"]
+    band = f" with a {level:g}% interval" if level else \
+        " (no interval: the log's protocol keeps no held-out part to calibrate it)"
+    if level and ahead["interval_steps"] < steps:
+        band += (f" up to step {ahead['interval_steps']} (none after: a step needs at least "
+                 f"{ahead['min_errors']} forecast errors with targets in the validation and test "
+                 f"parts, and the series is too short to give step {ahead['interval_steps'] + 1} that many)")
+    return f"{steps} steps past {run.series.time[-1]}, {ahead['spacing']}{band} -> {write_future(run, ahead)}"
+
+
+# ---------------------------------------------------------------- plots of series and losses
+
+def plot(series, start, prediction, title, path):
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(10, 4))
+    t = series.time
+    ax.plot(t, series.values, color="0.75", lw=1, label="series")
+    ax.plot(t[start:], series.values[start:], color="black", lw=1, label="actual")
+    ax.plot(t[start:], prediction, color="tab:red", lw=1, label="prediction")
+    ax.axvline(t[start], color="tab:blue", ls="--", lw=1, label="prediction starts")
+    ax.set_xlabel(series.time_label)
+    ax.set_ylabel(series.value_label)
+    ax.set_title(title)
+    ax.legend(loc="best", fontsize=8)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    runs.write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    plt.close(fig)
+
+
+def plot_curves(curves, title, ylabel, path, log_y=True):
+    """One PNG of curves {label: (x, y)} (a dashed line where the label starts with '~')."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, (x, y) in curves.items():
+        ax.plot(x, y, label=label.lstrip("~"), ls="--" if label.startswith("~") else "-")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    runs.write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    plt.close(fig)
