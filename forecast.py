@@ -39,14 +39,11 @@ import models
 import outputs
 import runs
 import scoring
-from data import DATASETS, FILL_MODES, DataError, boundaries, check_time_steps, future_times, load_series, normalise
+from data import DATASETS, DataError, boundaries, check_time_steps, future_times, load_series, normalise
 from models.norm import with_norm
 from models.rollout import regress, regressive_path
 
-DEFAULT_HORIZON = 24
-DEFAULT_LEVEL = 80
-MAX_ORIGINS = 100  # the default stride keeps a backtest to about this many origins
-FUTURE_WINDOW = 100  # --future: per step ahead, the conformal quantile of the latest this many errors
+from config import ACI_GAMMA, DEFAULT_HORIZON, DEFAULT_LEVEL, FUTURE_WINDOW, MAX_ORIGINS, forecast_parser, read_config
 
 
 # ---------------------------------------------------------------- load a run
@@ -155,7 +152,7 @@ def backtest(run, horizon=DEFAULT_HORIZON, stride=None, origins=None, season=Non
     halfwidth, n_cal = scoring.conformal_halfwidths(pool, level)
     inside = (np.abs(pred - actual) <= halfwidth) & scored
     coverage_by_step = inside.sum(0) / np.maximum(scored.sum(0), 1)
-    adaptive, alphas = scoring.adaptive_intervals(chosen, np.abs(pred - actual), scored, pool, level)
+    adaptive, alphas = scoring.adaptive_intervals(chosen, np.abs(pred - actual), scored, pool, level, ACI_GAMMA)
     inside_adaptive = (np.abs(pred - actual) <= adaptive) & scored
     return {"origins": chosen, "horizon": horizon, "stride": stride, "predictions": pred, "actual": actual,
             "naive": forecasts["naive"], "observed": scored, "metrics": metrics, "by_step": by_step,
@@ -163,7 +160,7 @@ def backtest(run, horizon=DEFAULT_HORIZON, stride=None, origins=None, season=Non
             "interval": {"level": level, "halfwidth": halfwidth, "n_calibration": n_cal,
                          "coverage": float(inside.sum() / max(scored.sum(), 1)),
                          "coverage_by_step": coverage_by_step},
-            "interval_adaptive": {"level": level, "gamma": scoring.ACI_GAMMA, "halfwidth": adaptive, "alpha": alphas,
+            "interval_adaptive": {"level": level, "gamma": ACI_GAMMA, "halfwidth": adaptive, "alpha": alphas,
                                   "coverage": float(inside_adaptive.sum() / max(scored.sum(), 1)),
                                   "coverage_by_step": inside_adaptive.sum(0) / np.maximum(scored.sum(0), 1)}}
 
@@ -250,10 +247,10 @@ def recent_calibration(run, steps, level, window=FUTURE_WINDOW):
 def load_run(run_dir, device="cpu", weights="model.pt"):
     """(model, config) rebuilt from RUN_DIR/config.json and its weights (model.pt: the ones
     training chose). A run directory that cannot be read is a one-line RunError."""
-    config = runs.read_config(run_dir)
+    config = read_config(run_dir)
     checkpoint = runs.load_checkpoint(os.path.join(run_dir, weights), device)
     try:
-        model = with_norm(models.build(checkpoint["model"], **checkpoint["model_args"]), config.get("norm", "global"))
+        model = with_norm(models.build(checkpoint["model"], **checkpoint["model_args"]), config["norm"])
         model.load_state_dict(checkpoint["state_dict"])
     except (KeyError, RuntimeError, TypeError) as e:  # TypeError: model_args not a dict
         raise runs.RunError(f"not a readable run: {os.path.join(run_dir, weights)} does not fit its model "
@@ -274,35 +271,9 @@ def evaluate(run_dir, device="cpu"):
     return outputs.backtest_line(result, outputs.write_backtest(run, result))
 
 
-def parse_args(argv=None):
-    parser = runs.Parser(description="Evaluate a trained run on its test part, or forecast past the end.")
-    parser.add_argument("run_dir", nargs="+", help="a directory written by train.py, or runs/{run_name} for its "
-                        "latest run; several: one horizon curve per run (or the cross-dataset table)")
-    parser.add_argument("--horizon", type=int, default=None, help=f"steps ahead in the backtest ({DEFAULT_HORIZON})")
-    parser.add_argument("--stride", type=int, default=None, help="steps between origins (default: about "
-                        f"{MAX_ORIGINS} origins)")
-    parser.add_argument("--origins", type=int, default=None, help="at most this many origins, evenly spread")
-    parser.add_argument("--season", type=int, default=None, help="seasonal period m: seasonal naive and MASE's scale")
-    parser.add_argument("--level", type=float, default=DEFAULT_LEVEL, help="prediction interval level, percent")
-    parser.add_argument("--future", type=int, default=None, metavar="H", help="forecast H steps past the end")
-    parser.add_argument("--dataset", default=None, help="data set to evaluate (default: the training set)")
-    parser.add_argument("--column", default=None, help="value column of a CSV data set")
-    parser.add_argument("--data_dir", default=None, help="where y_w, w_y and 4single live")
-    parser.add_argument("--fill", default=None, help=f"gaps in another CSV: {', '.join(FILL_MODES)}")
-    parser.add_argument("--date_format", default=None, help="strptime format of another CSV's dates")
-    parser.add_argument("--predict_rate", type=float, default=None,
-                        help="the log's protocol: fraction of windows to predict (default 1)")
-    parser.add_argument("--positions", default="sliding",
-                        help="sliding: every window numbered 0..T-1 (the log's); absolute: positions in the series")
-    parser.add_argument("--kv_cache", default="auto",
-                        help="regressive prediction with a KV cache: auto (where it gives the same "
-                             "forecasts: causal att models trained with --norm global), on, off")
-    parser.add_argument("--device", default="cpu", help=f"one of {', '.join(runs.DEVICES)}")
-    return parser, parser.parse_args(argv)
-
-
 def main(argv=None):
-    parser, args = parse_args(argv)
+    parser = forecast_parser()
+    args = parser.parse_args(argv)
     try:
         if args.future is not None and args.season is not None:  # the season shapes only the backtest
             raise DataError(f"--season {args.season} shapes the backtest (seasonal naive, MASE's scale), and "

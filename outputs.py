@@ -20,6 +20,21 @@ def pyplot():
     return plt
 
 
+# ---------------------------------------------------------------- training
+
+def train_line(metrics):
+    """One line of what a training measured (train.py --help explains its terms)."""
+    m = metrics
+    chosen = "least squares" if m["fit"].startswith("least squares") else f"epoch {m['best_epoch']}"
+    line = (f"val_loss {m['val_loss']:.6g}  val_mse_last {m['val_mse_last']:.6g}  ({chosen})  "
+            f"params {m['trainable_parameters']}+{m['fixed_parameters']} fixed  {m['seconds']:.1f}s")
+    for u in m.get("codebook_usage", []):
+        line += f"  head{u['head']} ppl {u['perplexity']:.1f}/{u['vocab_size']} used {u['used_fraction']:.0%}"
+    partial = m.get("partial_epochs")
+    return line + ("  (interrupted)" if m["interrupted"] else "") + \
+        (f"  partial epoch {partial[-1]}: not chosen" if partial else "")
+
+
 # ---------------------------------------------------------------- backtest
 
 def write_backtest(run, result, tag=None):
@@ -196,23 +211,6 @@ def plot(series, start, prediction, title, path):
     ax.set_title(title)
     ax.legend(loc="best", fontsize=8)
     fig.autofmt_xdate()
-    fig.tight_layout()
-    runs.write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
-    plt.close(fig)
-
-
-def plot_curves(curves, title, ylabel, path, log_y=True):
-    """One PNG of curves {label: (x, y)} (a dashed line where the label starts with '~')."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for label, (x, y) in curves.items():
-        ax.plot(x, y, label=label.lstrip("~"), ls="--" if label.startswith("~") else "-")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(ylabel)
-    if log_y:
-        ax.set_yscale("log")
-    ax.set_title(title, fontsize=9)
-    ax.legend()
     fig.tight_layout()
     runs.write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)

@@ -14,12 +14,15 @@ forecast.py builds each evaluation's folder, RUN/forecasts/{settings}, the same 
 ever takes an existing name (a second gets -2, a third -3).
 """
 import argparse
+import copy
 import csv
+import ctypes
 import errno
 import json
 import math
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -81,6 +84,15 @@ def check_positive(**values):
     for name, value in values.items():
         if value is not None and value < 1:
             raise UsageError(f"--{name} must be at least 1, got {value}")
+
+
+def run_script(script, argv, prog):
+    """Run SCRIPT, a script of this repository, as `python SCRIPT ARGV...` would, in this process:
+    one program handing its command line to another (train.py's grids go to sweep.py), not a
+    module importing another. The script's messages name prog, the program the user ran."""
+    import runpy
+    sys.argv = [script, *argv]
+    runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), script), {"PROG": prog}, "__main__")
 
 
 # ---------------------------------------------------------------- progress
@@ -186,6 +198,25 @@ def _cpu_seconds():
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
+def keep_freed_memory(limit=256 << 20):
+    """Ask glibc to keep freed buffers of up to `limit` bytes for reuse instead of unmapping them.
+
+    A training step allocates activations of a few MB (oneDNN's LSTM workspace, the VQ models'
+    positions x codes scores) and frees them at its end. By default glibc hands such blocks back to
+    the kernel, so the next step page-faults the same amount of fresh zeroed memory: 11,430 page
+    faults and 27 ms of system time in every 42 ms lstm step (batch 64) on a 2-core machine, which
+    this setting brings to 21 ms (see docs/BENCHMARKS.md). It changes no number a model computes,
+    only where its memory comes from. Linux with glibc only; elsewhere it does nothing.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl without mallopt)
+        return
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    mallopt(M_MMAP_THRESHOLD, limit)  # blocks below this come from the heap, not a fresh mmap
+    mallopt(M_TRIM_THRESHOLD, limit)  # free heap below this stays with the process
+
+
 # ---------------------------------------------------------------- files written whole
 
 def write_atomic(path, write):
@@ -248,111 +279,24 @@ def read_json(path):
     return obj
 
 
-# ---------------------------------------------------------------- a run's config.json
+def plot_curves(curves, title, ylabel, path, log_y=True):
+    """One PNG of curves {label: (x, y)} (a dashed line where the label starts with '~')."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
-def _whole(v, low):
-    return isinstance(v, int) and not isinstance(v, bool) and v >= low
-
-
-def _number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _text_or_none(v):
-    return v is None or isinstance(v, str)
-
-
-# What train.py --resume and forecast.py read of a forecasting run's config.json: the key, its
-# test, and what a reader is told was expected. A key with a dot is one inside a dict.
-CONFIG_KEYS = (
-    ("run_name", lambda v: isinstance(v, str), "a text"),
-    ("model", lambda v: isinstance(v, str), "a model name"),
-    ("model_args", lambda v: isinstance(v, dict), "a dict of constructor arguments"),
-    ("dataset", lambda v: isinstance(v, str), "a data set name"),
-    ("source", lambda v: isinstance(v, str), "a path or a description"),
-    ("column", lambda v: v is None or (isinstance(v, (str, int)) and not isinstance(v, bool)),
-     "a name, an index or null"),
-    ("split", lambda v: v in ("chrono", "random"), "chrono or random"),
-    ("time_steps", lambda v: _whole(v, 1), "a whole number >= 1"),
-    ("batch_size", lambda v: _whole(v, 1), "a whole number >= 1"),
-    ("epochs", lambda v: _whole(v, 0), "a whole number >= 0"),
-    ("lr", lambda v: _number(v) and v > 0, "a number > 0"),
-    ("seed", lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
-    ("normalisation", lambda v: isinstance(v, dict), "a dict with mean and std"),
-    ("normalisation.mean", _number, "a finite number"),
-    ("normalisation.std", lambda v: _number(v) and v > 0, "a number > 0"),
-)
-OPTIONAL_KEYS = (  # runs written before these keys existed lack them
-    ("sha256", _text_or_none, "a text or null"),
-    ("data_dir", _text_or_none, "a path or null"),
-    ("fill", _text_or_none, "a fill mode or null"),
-    ("date_format", _text_or_none, "a date format or null"),
-)
-FRACTIONS = "a list of three fractions (train, validation, test), e.g. [0.7, 0.1, 0.2]"
-
-
-def read_config(run_dir):
-    """RUN_DIR/config.json of a forecasting run, checked: a missing key or one of the wrong type
-    is a one-line RunError naming the key and what was expected (instead of a traceback later)."""
-    path = os.path.join(run_dir, "config.json")
-    config = read_json(path)
-
-    def bad(key, value, expected):
-        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-        return RunError(f"not a readable run: {path}: {key} is {shown}, expected {expected}")
-    for keys, required in ((CONFIG_KEYS, True), (OPTIONAL_KEYS, False)):
-        for key, test, expected in keys:
-            holder, name = (config, key) if "." not in key else (config[key.split(".")[0]], key.split(".")[1])
-            if name not in holder:
-                if required:
-                    raise RunError(f"not a readable run: {path} has no {key} (expected {expected})")
-                continue
-            if not test(holder[name]):
-                raise bad(key, holder[name], expected)
-    fractions = config.get("fractions")
-    if config["split"] == "chrono" and not (isinstance(fractions, list) and len(fractions) == 3
-                                            and all(_number(f) and 0 < f < 1 for f in fractions)):
-        raise bad("fractions", fractions, FRACTIONS)
-    return config
-
-
-# ---------------------------------------------------------------- run names
-
-# Constructor arguments that appear in run names, in the log's order and spelling: the log's
-# {model}[_vs{vocab_size}][_dm{d_model}][_nh{n_heads}]_{dataset}_ts{T}_lr{lr}, the cascades'
-# order, levels and heads first, then the attention options. A value spells itself with its
-# abbreviation (vs512); a tuple as l32-128-512; a true flag as the abbreviation alone, a false
-# one not at all; a dict gives each value's text (None: left out). Any other argument appears
-# as name+value only where it differs from the model's default (lstm_hidden_size128_...), so two
-# runs that differ in an option never share a name. block_size's default is time_steps (ts): it
-# appears only where it differs from it (vqlnpemlp_..._block_size200_y_w_ts96_...).
-NAME_PARTS = (("order", ""), ("levels", "l"), ("heads", "h"), ("vocab_size", "vs"), ("d_model", "dm"),
-              ("n_heads", "nh"), ("trainable_codebooks", "tc"), ("kv_heads", "kv"),
-              ("pe_type", {"none": "nope", "randn": "randn", "sinpe": "sinpe", "rope": "rope"}),
-              ("pe_on", {"input": None, "qk": "qk"}), ("in_ln", "inln"), ("q_ln", "qln"), ("k_ln", "kln"),
-              ("causal", {True: None, False: "bidir"}))
-
-
-def _part(abbr, value):
-    if isinstance(abbr, dict):
-        return abbr.get(value, str(value))
-    if isinstance(value, bool):
-        return abbr if value else None
-    if isinstance(value, (tuple, list)):
-        value = "-".join(map(str, value))
-    return f"{abbr}{value}"
-
-
-def run_name(model, model_args, defaults, dataset, time_steps, lr):
-    """The log's run name of a model with constructor arguments model_args (defaults: the
-    constructor's own; block_size's is time_steps), e.g. vqlnmlp_vs512_dm64_y_w_ts96_lr0.007."""
-    parts = [model] + [_part(abbr, model_args[k]) for k, abbr in NAME_PARTS if k in model_args]
-    named = {k for k, _ in NAME_PARTS}
-    defaults = {**defaults, "block_size": time_steps}  # a positional table as long as the window
-    for k, value in model_args.items():
-        if k not in named and value != defaults.get(k):
-            parts.append(_part(k, value) if not isinstance(value, bool) else f"{k}{str(value).lower()}")
-    return "_".join([p for p in parts if p] + [dataset, f"ts{time_steps}", f"lr{lr}"])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, (x, y) in curves.items():
+        ax.plot(x, y, label=label.lstrip("~"), ls="--" if label.startswith("~") else "-")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    plt.close(fig)
 
 
 # ---------------------------------------------------------------- run directories
@@ -512,3 +456,172 @@ def load_checkpoint(path, device="cpu"):
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise RunError(f"not a readable run: {path} is not a vqseq checkpoint (no state_dict)")
     return checkpoint
+
+
+def read_losses(path):
+    """The rows of a run's losses.csv (epoch and complete as integers, empty cells as None)."""
+    try:
+        with open(path, newline="") as f:
+            rows = [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()} for r in csv.DictReader(f)]
+    except FileNotFoundError:
+        raise RunError(f"not a readable run: {path} is missing") from None
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error) as e:
+        raise RunError(f"not a readable run: {path} is not a losses table ({str(e).splitlines()[0][:120]})") from None
+    if not rows or any(r.get("epoch") is None for r in rows):
+        raise RunError(f"not a readable run: {path} holds no epochs")
+    for r in rows:
+        r["epoch"] = int(r["epoch"])
+        r["complete"] = int(r.get("complete") if r.get("complete") is not None else 1)  # older runs: all complete
+    return rows
+
+
+# ---------------------------------------------------------------- a training run
+
+class Training:
+    """The life of a run directory while a model trains, off train.py's loop:
+
+        with runs.Training(config, validate, out_dir) as run:   # or resume=RUN_DIR
+            run.restore(model, optimizer, shuffle)               # --resume: last.pt's states
+            for epoch in run.epochs():                           # a tqdm bar, or a line per epoch in a log
+                ... the steps, each ending `if run.stopped: break` (Ctrl-C) ...
+                run.end_epoch(model, epoch, train_loss, val_loss, val_mse_last, complete)
+            run.save(model, optimizer, shuffle)
+        run.dir, run.rows, run.best                              # the finished run directory, losses, epoch kept
+
+    A new run is built under a hidden temporary name (new_run_dir) and renamed when its weights are
+    saved, so an error or a second Ctrl-C before that leaves nothing: a run directory is complete
+    or absent. A first Ctrl-C sets `stopped`: the loop finishes its step, and what was trained is
+    saved, the epoch it cut short marked complete 0 and never kept. model.pt holds the best epoch
+    (chrono: the lowest val_mse_last; the log's protocol: the last), last.pt the last one with the
+    optimizer and the shuffling state; with no complete epoch, model.pt is the untrained model,
+    epoch 0 (validate(model) gives its losses). --resume continues from last.pt and moves the
+    earlier weights' forecasts aside, to forecasts-before-resume-epoch{N}/. Threads follow the
+    cores other processes leave free (Threads), and freed memory is kept for reuse (keep_freed_memory).
+    """
+
+    def __init__(self, config, validate, out_dir="runs", resume=None):
+        self.config, self.validate, self.out_dir = config, validate, out_dir
+        self.select = "val_mse_last" if config["split"] == "chrono" else None  # the log kept the last epoch
+        self.dir, self.partial, self.initial, self.resumed_from = resume, None, None, None
+        self.rows, self.best = [], {"epoch": 0, "score": float("inf"), "state": None}
+        self._stop, self.progress, self.threads = [], Progress(), Threads()
+
+    @property
+    def stopped(self):
+        return bool(self._stop)
+
+    def __enter__(self):
+        keep_freed_memory()
+        self.threads.start()  # as many threads as other processes leave cores free
+        if self.dir:
+            self.last = load_checkpoint(os.path.join(self.dir, "last.pt"))
+            self.rows = read_losses(os.path.join(self.dir, "losses.csv"))
+            self.resumed_from = self.rows[-1]["epoch"]
+            if self.config["epochs"] <= self.resumed_from:
+                raise DataError(f"--resume {self.dir}: it has run {self.resumed_from} epochs already; "
+                                f"give --epochs larger than that")
+            self.best = {"epoch": self.last["best_epoch"], "score": self.last["best_score"],
+                         "state": load_checkpoint(os.path.join(self.dir, "model.pt"))["state_dict"]}
+        else:
+            self.dir = self.partial = new_run_dir(self.out_dir, self.config["run_name"])
+
+        def on_sigint(signum, frame):
+            self._stop.append(True)
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C aborts
+        self.previous = signal.signal(signal.SIGINT, on_sigint)
+        self.t0 = time.perf_counter() - (self.rows[-1]["seconds"] if self.rows else 0.0)
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        signal.signal(signal.SIGINT, self.previous)
+        if kind is not None and self.partial:
+            discard_run_dir(self.partial)  # a run directory is complete or absent
+        return False
+
+    def restore(self, model, optimizer, shuffle):
+        """--resume: the model, optimizer and shuffling as last.pt left them; a new run: note the
+        untrained weights (model.pt if no epoch completes)."""
+        if not self.resumed_from:
+            self.initial = copy.deepcopy(model.state_dict())
+            return
+        path = os.path.join(self.dir, "last.pt")
+        try:
+            model.load_state_dict(self.last["state_dict"])
+            if optimizer and self.last.get("optimizer"):
+                optimizer.load_state_dict(self.last["optimizer"])
+            if shuffle is not None:
+                shuffle.set_state(self.last["shuffle"])
+        except (KeyError, RuntimeError, TypeError, ValueError) as e:
+            raise RunError(f"not a readable run: {path} does not fit its model "
+                           f"({str(e).splitlines()[0][:120]})") from None
+
+    def epochs(self):
+        """The epochs still to run, first to config["epochs"], behind a progress bar; between two,
+        the thread count follows the machine."""
+        from tqdm import tqdm
+        self.first = self.rows[-1]["epoch"] + 1 if self.rows else 1
+        self.bar = tqdm(range(self.first, self.config["epochs"] + 1), desc=self.config["run_name"], unit="epoch",
+                        leave=False, disable=None)
+        try:
+            for epoch in self.bar:
+                yield epoch
+                if self.stopped:
+                    break
+                self.threads.update()
+        finally:
+            self.bar.close()
+
+    def end_epoch(self, model, epoch, train_loss, val_loss, val_mse_last, complete=True):
+        """Record an epoch's losses; keep its weights if it is complete and the best so far."""
+        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_mse_last": val_mse_last,
+               "seconds": time.perf_counter() - self.t0, "complete": int(complete)}
+        self.rows.append(row)
+        score = row[self.select] if self.select else -epoch
+        if complete and score < self.best["score"]:
+            self.best = {"epoch": epoch, "score": score, "state": copy.deepcopy(model.state_dict())}
+        if getattr(self, "bar", None) is not None:
+            self.bar.set_postfix(train=f"{train_loss:.4g}", val=f"{val_loss:.4g}", val_mse_last=f"{val_mse_last:.4g}")
+        self.progress.line(f"epoch {epoch}/{self.config['epochs']}  train {train_loss:.4g}  val {val_loss:.4g}  "
+                           f"val_mse_last {val_mse_last:.4g}  {row['seconds']:.1f}s"
+                           + ("" if complete else "  (partial: stopped by Ctrl-C)"),
+                           first=epoch == getattr(self, "first", epoch), last=epoch == self.config["epochs"] or self.stopped)
+
+    def save(self, model, optimizer, shuffle):
+        """model.pt (rebuilds the model alone), last.pt (resumes training), config.json, losses.csv,
+        loss.png; then the run directory gets its name."""
+        import torch
+        if self.initial is not None and not any(r["complete"] for r in self.rows):
+            # no epoch completed (--epochs 0, or Ctrl-C in the first): model.pt is the untrained model, epoch 0
+            trained = copy.deepcopy(model.state_dict())
+            model.load_state_dict(self.initial)
+            val_loss, val_mse_last = self.validate(model)
+            model.load_state_dict(trained)
+            self.rows.insert(0, {"epoch": 0, "train_loss": None, "val_loss": val_loss, "val_mse_last": val_mse_last,
+                                 "seconds": 0.0, "complete": 1})
+            self.best = {"epoch": 0, "score": float("inf"), "state": self.initial}
+        if self.best["state"] is None:
+            self.best = {"epoch": self.rows[-1]["epoch"], "score": float("inf"), "state": model.state_dict()}
+        self.config["interrupted"] = self.stopped
+
+        def cpu(state):
+            return {k: v.detach().cpu() for k, v in state.items()}
+        weights = {"model": self.config["model"], "model_args": self.config["model_args"], "epoch": self.best["epoch"]}
+        write_atomic(os.path.join(self.dir, "model.pt"),
+                     lambda tmp: torch.save({**weights, "state_dict": cpu(self.best["state"])}, tmp))
+        last = {**weights, "epoch": self.rows[-1]["epoch"], "state_dict": cpu(model.state_dict()),
+                "optimizer": optimizer.state_dict() if optimizer else None,
+                "shuffle": shuffle.get_state() if shuffle is not None else None,
+                "best_epoch": self.best["epoch"], "best_score": self.best["score"]}
+        write_atomic(os.path.join(self.dir, "last.pt"), lambda tmp: torch.save(last, tmp))
+        write_json(os.path.join(self.dir, "config.json"), self.config)
+        write_csv(os.path.join(self.dir, "losses.csv"), list(self.rows[0]), [list(r.values()) for r in self.rows])
+        epochs = [r["epoch"] for r in self.rows]
+        curves = {"train loss": (epochs, [r["train_loss"] for r in self.rows]),
+                  "validation loss": (epochs, [r["val_loss"] for r in self.rows]),
+                  "~val_mse_last": (epochs, [r["val_mse_last"] for r in self.rows])}
+        plot_curves(curves, self.config["run_name"], "MSE (normalised units)", os.path.join(self.dir, "loss.png"))
+        if self.partial:
+            self.dir, self.partial = finish_run_dir(self.partial), None
+        elif os.path.isdir(os.path.join(self.dir, "forecasts")):  # made with the weights this resume replaced
+            rename_unique(os.path.join(self.dir, "forecasts"),
+                          os.path.join(self.dir, f"forecasts-before-resume-epoch{self.resumed_from}"))

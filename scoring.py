@@ -20,11 +20,6 @@ import numpy as np
 
 from runs import DataError
 
-# Adaptive conformal's step size. Gibbs and Candes bound the long-run miscoverage of T origins by
-# (max(alpha, 1 - alpha) + gamma) / (gamma T): with the ~100 origins of a backtest their 0.005 bounds
-# nothing (the level moves by at most 0.4 in all), 0.05 bounds it by 0.17 and moves the level 4 points a miss.
-ACI_GAMMA = 0.05
-
 
 def naive_scale(y, observed, season=1):
     """MASE's denominator: the mean absolute error of the (seasonal) naive one-step forecast
@@ -75,7 +70,7 @@ def conformal_halfwidths(errors_by_step, level):
     return halfwidth, np.array([len(r) for r in errors_by_step])
 
 
-def adaptive_intervals(origins, errors, scored, pool, level, gamma=ACI_GAMMA):
+def adaptive_intervals(origins, errors, scored, pool, level, gamma):
     """Adaptive conformal inference (Gibbs and Candes, NeurIPS 2021) per step ahead.
 
     origins (K,) increasing; errors, scored (K, H): the backtest's absolute errors; pool: per
@@ -85,7 +80,7 @@ def adaptive_intervals(origins, errors, scored, pool, level, gamma=ACI_GAMMA):
     before o_k; alpha starts at 1 - level and, for each such outcome in turn, moves by
     alpha_{t+1} = alpha_t + gamma (alpha - miss_t), clipped to [-gamma, 1 + gamma]
     (alpha_t <= 0: an infinite interval). Only the backtest's own origins are used (no extra
-    rollouts at stride 1). Returns (halfwidth (K, H), alpha (K, H))."""
+    rollouts at stride 1); gamma: config.ACI_GAMMA. Returns (halfwidth (K, H), alpha (K, H))."""
     K, H = errors.shape
     alpha = 1 - level / 100
     halfwidth, alphas = np.empty((K, H)), np.empty((K, H))

@@ -17,37 +17,12 @@ import shlex
 import sys
 from concurrent.futures import ProcessPoolExecutor
 
+import config
+import models
 import runs
+from config import SWEEP_ONLY, split_options
 
-SWEEP_ONLY = ("--jobs", "--dry_run")
-
-
-def split_options(argv):
-    """argv as [(option, value)]; flags (--no_forecast, ...) and stray words have value None."""
-    import train
-    flags = {s for a in train.base_parser()._actions if a.nargs == 0 for s in a.option_strings} | {"--dry_run"}
-    items, i = [], 0
-    while i < len(argv):
-        token = argv[i]
-        if token in flags or not token.startswith("-"):
-            items.append((token, None))
-            i += 1
-        elif "=" in token:
-            items.append(tuple(token.split("=", 1)))
-            i += 1
-        else:
-            items.append((token, argv[i + 1] if i + 1 < len(argv) else None))
-            i += 2
-    return items
-
-
-def is_sweep(argv):
-    """Any comma list or sweep-only option (but --help and --list always mean themselves)."""
-    items = split_options(argv)
-    if any(k in ("-h", "--help", "--list") for k, _ in items):
-        return False
-    return any(k in SWEEP_ONLY or (v is not None and "," in v) for k, v in items)
-
+PROG = globals().get("PROG", "sweep.py")  # the name messages give; train.py hands its grids here (runs.run_script)
 
 def expand_grid(argv):
     """One argv per combination of the comma lists, in the order given (the last option varies
@@ -68,9 +43,7 @@ def skip_reason(argv, prog="sweep.py"):
 
 def check_combination(argv, prog="sweep.py"):
     """(why the model cannot take this combination, None) or (None, the model it builds)."""
-    import models
-    import train
-    args, rest = train.base_parser().parse_known_args(argv)
+    args, rest = config.parser().parse_known_args(argv)
     if args.model is None:
         runs.fail(prog, "a sweep needs --model (a name or a comma list of names; see train.py --list)")
     try:
@@ -83,7 +56,7 @@ def check_combination(argv, prog="sweep.py"):
         if name not in defaults or text is None:
             return f"model {args.model} does not take {option}", None
         try:
-            model_args[name] = train.parse_value(text, defaults[name])
+            model_args[name] = config.parse_value(text, defaults[name])
         except ValueError:
             runs.fail(prog, f"--{name} {text!r}: expected a value like {defaults[name]!r}")
     model_args = {**models.positions(cls, args.time_steps or cls.train_defaults["time_steps"]), **model_args}
@@ -97,16 +70,15 @@ def check_combination(argv, prog="sweep.py"):
 def plan(argv, prog="sweep.py"):
     """The grid's runs: (commands [argv], notes [one line per skipped combination and per model
     whose runs were merged]). Combinations that differ only in options that cannot change a
-    model's result (train.inert_options: naive's --lr, a least-squares fit's --epochs, ...) are
+    model's result (models.inert_options: naive's --lr, a least-squares fit's --epochs, ...) are
     one run, the first of them."""
-    import train
     commands, notes, first, merged = [], [], {}, {}
     for combo in expand_grid(argv):
         reason, model = check_combination(combo, prog)
         if reason:
             notes.append(f"skip {shlex.join(combo)}: {reason}")
             continue
-        inert, why = train.inert_options(model)
+        inert, why = models.inert_options(model)
         items = split_options(combo)
         key = tuple(item for item in items if item[0].lstrip("-") not in inert)
         if key in first:  # the same run as an earlier combination
@@ -187,17 +159,17 @@ def ranked_table(run_dirs):
     return "\n".join(lines)
 
 
-def main(argv=None, prog="sweep.py"):
+def main(argv=None, prog=None):
     """Expand the grid, skip what a model cannot take, run (or print) the rest, rank them."""
     argv = sys.argv[1:] if argv is None else argv
+    prog = prog or PROG
     options = dict(split_options(argv))
     jobs_text = options.get("--jobs") or "1"
     if not jobs_text.isdigit() or int(jobs_text) < 1:
         runs.fail(prog, f"--jobs {jobs_text!r}: expected a whole number >= 1")
-    import train
     grid, notes = plan(argv, prog)
     if "--dry_run" not in options:
-        for out_dir in dict.fromkeys(train.base_parser().parse_known_args(c)[0].out_dir for c in grid):
+        for out_dir in dict.fromkeys(config.parser().parse_known_args(c)[0].out_dir for c in grid):
             try:  # before any run starts: one line, not one failure per run
                 runs.check_writable(out_dir, f"--out_dir {out_dir!r}")
             except runs.UsageError as e:

@@ -44,7 +44,6 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm import tqdm
 
-import outputs
 import runs
 from models.vqvae import BOTTLENECKS, Model
 from runs import UsageError
@@ -279,7 +278,7 @@ def save(r):
     write_losses(os.path.join(d, "losses.csv"), r.rows)
     epochs = [x["epoch"] for x in r.rows]
     trained = [x for x in r.rows if x["epoch"] > 0]
-    outputs.plot_curves({"train loss": ([x["epoch"] for x in trained], [x["train_loss"] for x in trained]),
+    runs.plot_curves({"train loss": ([x["epoch"] for x in trained], [x["train_loss"] for x in trained]),
                       "validation loss": (epochs, [x["val_loss"] for x in r.rows])},
                      f"{r.name} on {r.args.data}, {r.args.image_size} px", "masked-reconstruction MSE",
                      os.path.join(d, "loss.png"), log_y=False)

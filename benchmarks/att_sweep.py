@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import runs  # noqa: E402
-import train  # noqa: E402
+import sweep  # noqa: E402
 from forecast import load  # noqa: E402
 from log_protocol import evaluate  # noqa: E402
 
@@ -69,9 +69,9 @@ CONFIGS = [  # (stage, model, options)
 def run(model, extra, seed, epochs, out_dir):
     argv = ["--model", model, "--dataset", "y_w", "--split", "random", "--seed", str(seed),
             "--out_dir", out_dir] + BASE[model] + extra + (["--epochs", str(epochs)] if epochs else [])
-    args, model_args = train.parse_args(argv)
     t0 = time.perf_counter()
-    run_dir, m = train.train(args, model_args)
+    run_dir = sweep.run_one(argv + ["--no_forecast"], None)  # one training, as train.py runs it
+    m = runs.read_json(os.path.join(run_dir, "metrics.json"))
     f = evaluate(load(run_dir))
     return m["val_mse_last"], f["mse_batch"], f["mse_regressive"], f["regressive_path"], time.perf_counter() - t0
 

@@ -11,7 +11,7 @@ lr 0.007, batch 32; lstm time_steps 112, lr 0.0005, batch 64) and names its spli
 random` is the log's protocol (forecasts over the whole series, predict_rate 1, as in the log's
 tables), `--split chrono` train.py's three-way split in time (70/10/20: val_mse_last on the
 validation part at the best epoch, forecasts over the test part, which training never read).
-Trained in this process by train.train, forecast by log_protocol.evaluate (RUN/forecasts/). Printed
+Trained in this process by sweep.run_one (train.py's own run), forecast by log_protocol.evaluate (RUN/forecasts/). Printed
 per run: val_mse_last (normalised units; the number that compares across models), mse_batch and
 mse_regressive (original units; only the regressive one is a long-term forecast), parameters
 (trainable + fixed) and seconds of training. Needs the
@@ -29,7 +29,7 @@ sys.path.insert(0, ROOT)
 import torch  # noqa: E402
 
 import runs  # noqa: E402
-import train  # noqa: E402
+import sweep  # noqa: E402
 from forecast import load  # noqa: E402
 from log_protocol import evaluate  # noqa: E402
 
@@ -55,8 +55,8 @@ def one_run(options, dataset, split, seed, out_dir, epochs, data_dir):
                       "--no_forecast", "--device", "cpu"]
     argv += ["--epochs", str(epochs)] if epochs is not None else []
     argv += ["--data_dir", data_dir] if data_dir else []
-    args, model_args = train.parse_args(argv)
-    run_dir, m = train.train(args, model_args)
+    run_dir = sweep.run_one(argv, None)  # one training, as train.py runs it
+    m = runs.read_json(os.path.join(run_dir, "metrics.json"))
     f = evaluate(load(run_dir, device="cpu"), device="cpu")
     return {"val_mse_last": m["val_mse_last"], "mse_batch": f["mse_batch"], "mse_regressive": f["mse_regressive"],
             "params": f"{m['trainable_parameters']}+{m['fixed_parameters']}", "seconds": m["seconds"]}

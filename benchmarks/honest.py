@@ -37,9 +37,9 @@ sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
+import config  # noqa: E402
 import forecast  # noqa: E402
 import runs  # noqa: E402
-import scoring  # noqa: E402
 import sweep  # noqa: E402
 from benchmarks.busy import cpu_name  # noqa: E402
 from data.download import FILES, default_data_dir  # noqa: E402
@@ -258,7 +258,7 @@ Error against steps ahead, every family, one row per norm, mean over seeds (naiv
 ![test MASE against horizon](results_honest_horizon.png)
 
 80% conformal interval coverage on the test part, mean over seeds: fixed (calibrated on the
-validation part) and adaptive (adaptive conformal inference, gamma {scoring.ACI_GAMMA}: the level moves with
+validation part) and adaptive (adaptive conformal inference, gamma {config.ACI_GAMMA}: the level moves with
 the errors observed before each origin). Step h of an origin is observed h values later, so on a
 test part only a little longer than the horizon the far steps see few outcomes and stay near the
 fixed interval: adaptive cannot learn what the test part has not yet shown.

@@ -34,13 +34,13 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+import config  # noqa: E402
 import forecast  # noqa: E402
 import log_protocol  # noqa: E402
 import models  # noqa: E402
 import outputs  # noqa: E402
 import runs  # noqa: E402
 import sweep  # noqa: E402
-import train  # noqa: E402
 from benchmarks import honest  # noqa: E402
 from benchmarks.results import load_record, log_table, markdown, rank_table  # noqa: E402
 from data import DEFAULT_FRACTIONS, DataError, boundaries, load_series  # noqa: E402
@@ -147,7 +147,7 @@ def canonical(argv):
     for option, text in items.items():
         if option in defaults:
             try:
-                if train.parse_value(text, defaults[option]) == defaults[option]:
+                if config.parse_value(text, defaults[option]) == defaults[option]:
                     continue
             except ValueError:
                 pass

@@ -30,9 +30,9 @@ sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
 
+import config  # noqa: E402
 import models  # noqa: E402
 import runs  # noqa: E402
-import train  # noqa: E402
 from benchmarks import report  # noqa: E402
 from benchmarks.vs_log import machine  # noqa: E402
 from data import DEFAULT_FRACTIONS, load_series, split_series  # noqa: E402
@@ -91,12 +91,12 @@ def main(argv=None):
     except runs.UsageError as e:
         runs.fail("report_floor.py", e)
     torch.set_num_threads(1)
-    train.keep_freed_memory()  # as train.py: steps reuse their freed memory (docs/BENCHMARKS.md)
+    runs.keep_freed_memory()  # as train.py: steps reuse their freed memory (docs/BENCHMARKS.md)
     commands, _ = rep.commands(report.TABLES)
     series, scores, counted, lstm_batches, lstm_s, lstm_ms_at = {}, 0, 0, 0, 0.0, {}
     for argv in commands:
-        run, given = train.parse_args(argv)
-        cls, hp, model_args = train.settings(run, given)
+        run = config.resolve(config.parse(argv)[0])
+        cls, hp, model_args = models.get(run.model), vars(run), run.model_args
         if run.dataset not in series:
             series[run.dataset] = load_series(run.dataset, None, args.data_dir).values
         data = split_series(series[run.dataset], hp["time_steps"], cls.target, run.split, DEFAULT_FRACTIONS)

@@ -5,10 +5,10 @@ What a forecasting model declares, and all the scripts read of it (nothing else)
     target          "aligned": trained on the next value at every position, output (B, T, 1);
                     "last": trained on the value after the window only, output (B, 1). Required.
     train_defaults  dict(time_steps=, batch_size=, lr=, epochs=): its training defaults. Required.
-    fit             "least_squares": the model is one nn.Linear from the window (B, T) to the next
-                    value, and train.py solves for it in closed form on the training windows
-                    (train.least_squares, float64) instead of running Adam; lr, batch_size and
-                    epochs do not apply (one solve, recorded as epoch 1). Optional; default Adam.
+    solve(x, y)     a closed-form fit: sets the weights that minimise the MSE on the training
+                    windows x (N, T, 1) and targets y; train.py calls it instead of running Adam
+                    (linear: least squares in float64), so lr, batch_size and epochs do not apply
+                    (one solve, recorded as epoch 1). Optional; without it, Adam on the MSE.
     __init__(...)   keyword arguments with defaults: the whole configuration. A checkpoint stores
                     them, run names are spelled from them (runs.run_name), and each is a
                     command-line option of train.py. An argument named block_size is the length
@@ -21,7 +21,8 @@ What a forecasting model declares, and all the scripts read of it (nothing else)
     forward(x, start_pos=0)   x (B, T, 1) normalised values; start_pos numbers the first position.
     codebook        a fixed buffer (V, D) or (heads, V, head_size), never a parameter; or
     codebook_size() (entries, vocabulary) for models with several codebooks (the cascades).
-    code_probs(x)   (B, T, heads, V) code probabilities: train.py reports codebook usage.
+    code_probs(x)   (B, T, heads, V) code probabilities: train.py reports codebook usage
+                    (codebook_usage below).
     causal, new_cache(window), forward(x, start_pos, cache)
                     a causal model with a KV cache: forecast.py predicts one value a step.
     relative_positions   True where outputs depend on positions only through differences
@@ -29,7 +30,9 @@ What a forecasting model declares, and all the scripts read of it (nothing else)
     pe_type, pe_on  named in forecast.py's error when the cache would change forecasts.
 
 Files whose Model has no `target` (models/vqvae.py, the image autoencoders) belong to
-vqvae_imagenet.py and are not listed here. Speed tricks live in models/kernels.py.
+vqvae_imagenet.py and are not listed here, and neither are the helpers beside the models:
+kernels.py (the speed tricks), norm.py (--norm last and revin), rollout.py (forecasting many
+steps, with or without a KV cache).
 """
 import importlib
 import inspect
@@ -180,3 +183,60 @@ def count_parameters(model):
     fixed = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     fixed += sum(b.numel() for b in model.buffers())
     return trainable, fixed
+
+
+def inert_options(model):
+    """(training options that cannot change this model's result, why) or ((), None): a model with
+    nothing to learn or draw (naive), or one fit in closed form (the same windows give the same
+    weights), is the same for any lr, batch_size, epochs and seed. sweep.py runs it once for all."""
+    if hasattr(model, "solve"):
+        return ("lr", "batch_size", "epochs", "seed"), "fit by least squares in closed form"
+    if sum(count_parameters(model)) == 0:
+        return ("lr", "batch_size", "epochs", "seed"), "nothing to train"
+    return (), None
+
+
+def codebook_usage(model, x, chunk=256):
+    """Per head: perplexity of the mean code distribution and the fraction of codes that are
+    the argmax of at least one input, over inputs x (B, T, 1); None for a model without codes."""
+    import torch
+    import torch.nn.functional as F
+    if not hasattr(model, "code_probs"):
+        return None
+    model.eval()
+    total, hits = 0.0, None
+    with torch.no_grad():
+        for i in range(0, len(x), chunk):
+            p = model.code_probs(x[i:i + chunk]).flatten(0, 1)      # (N, heads, V)
+            total = total + p.sum(0)
+            chosen = F.one_hot(p.argmax(-1), p.shape[-1]).amax(0)  # (heads, V): 1 where some input chose it
+            hits = chosen if hits is None else torch.maximum(hits, chosen)
+    model.train()
+    mean = total / total.sum(-1, keepdim=True)                  # (heads, V)
+    entropy = -(mean * mean.clamp_min(1e-30).log()).sum(-1)
+    return [{"head": h, "perplexity": float(entropy[h].exp()), "used_fraction": float(hits[h].float().mean()),
+             "vocab_size": int(mean.shape[-1])} for h in range(mean.shape[0])]
+
+
+def table():
+    """The lines of `train.py --list`: every model with its parameter counts, then the arithmetic
+    of multi-head codebooks and of the cascades."""
+    import torch
+    lines = [f"{'model':16s} {'target':8s} {'trainable':>9s} {'fixed':>7s} {'codes':>6s} {'vocabulary':>10s}  description"]
+    for name in names():
+        torch.manual_seed(0)
+        model = build(name)
+        trainable, fixed = count_parameters(model)
+        codes, vocab = codebook_size(model) or ("-", "-")
+        if vocab != "-" and vocab >= 10 ** 9:  # 512 ** 8 reads better as a power
+            vocab = f"{model.codebook.shape[1]}^{model.codebook.shape[0]}"
+        lines.append(f"{name:16s} {model.target:8s} {trainable:9d} {fixed:7d} {codes:>6} {vocab:>10}  {description(name)}")
+    lines += ["", "codes: codebook entries stored; vocabulary: combinations they index, vocab_size ** n_heads.",
+              "Method Two (log 2024-12-21): n_heads codebooks of vocab_size codes against one codebook "
+              "of vocab_size ** n_heads codes",
+              f"{'heads x codes':>14s} {'combinations':>12s} {'entries':>8s} {'of one codebook':>15s}"]
+    for heads, vocab in ((2, 32), (3, 8), (2, 512)):  # the log's two examples, then nh2 vs512
+        lines.append(f"{heads:>6d} x {vocab:<5d} {vocab ** heads:>12d} {heads * vocab:>8d} "
+                     f"{100 * heads * vocab / vocab ** heads:>14.3g}%")
+    from models.mhcvqlnmlp import memory_table  # the cascades' arithmetic (Method Three, Two + Three)
+    return lines + [""] + memory_table()

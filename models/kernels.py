@@ -1,4 +1,5 @@
-"""The speed tricks of the VQ-MLP models, each written once, beside the formula it computes.
+"""The speed tricks, each written once, beside the formula it computes: the VQ-MLP models' codebook
+reads, and the Adam update train.py steps with.
 
 A model file's forward is the textbook computation; where a trick below is measurably faster, the
 model calls it in one line with the formula in a comment beside the call. Each kernel computes its
@@ -11,7 +12,7 @@ kernels, alternating, median of 7 repeats, one thread (OMP_NUM_THREADS=1), on a 
 machine shared with other work: milliseconds vary 2-3x from run to run, the ratios less; the
 ranges below are over three runs.
 
-The file name starts with "_" so that the model registry (models/__init__.py) does not list it.
+The registry (models/__init__.py) lists only files whose Model declares a target, so not this one.
 """
 import torch
 
@@ -142,3 +143,58 @@ class _RankThreeRead(torch.autograd.Function):
         grad_values = p.flatten(0, 1).T @ grad.flatten(0, 1)     # (V, 1)
         grad_scores = p.mul_(values.T - out).mul_(grad)          # (T, B, V), reuses p
         return grad_scores @ g.transpose(1, 2), f.transpose(1, 2) @ grad_scores, grad_values
+
+
+class Adam:
+    """Adam (betas 0.9, 0.999, eps 1e-8, no weight decay) with torch's fused kernel: the update that
+    torch.optim.Adam(params, lr, fused=True) makes, bit for bit (tests/test_train.py).
+
+    Why not torch.optim.Adam itself: building any torch.optim optimizer imports torch._dynamo, a
+    second or more of every train.py process. Side by side on a 2-core AMD EPYC (2026-12-04,
+    `python benchmarks/ab.py`, docs/BENCHMARKS.md), the quick start with torch.optim.Adam(fused=True)
+    took 1.11x the wall time of this one on one thread and 1.30x with the default threads (median
+    of 4 and 6 alternating rounds). CPU and CUDA; train.py uses torch.optim.Adam on other devices.
+    Its state_dict is torch.optim.Adam's, so a run resumes under either (on any device)."""
+
+    def __init__(self, params, lr):
+        self.params, self.lr = list(params), lr
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+        self.steps = [torch.zeros((), device=p.device) for p in self.params]
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self):
+        live = [i for i, p in enumerate(self.params) if p.grad is not None]  # as torch.optim: skip unused
+        steps = [self.steps[i] for i in live]
+        torch._foreach_add_(steps, 1)
+        torch._fused_adam_([self.params[i] for i in live], [self.params[i].grad for i in live],
+                           [self.exp_avg[i] for i in live], [self.exp_avg_sq[i] for i in live], [], steps,
+                           amsgrad=False, lr=self.lr, beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8,
+                           maximize=False, grad_scale=None, found_inf=None)
+
+    def state_dict(self):
+        """torch.optim.Adam's format: {"state": {i: step, exp_avg, exp_avg_sq}, "param_groups": [...]}."""
+        group = dict(lr=self.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False,
+                     foreach=None, capturable=False, differentiable=False, fused=None, decoupled_weight_decay=False,
+                     params=list(range(len(self.params))))
+        state = {i: {"step": s.float(), "exp_avg": m, "exp_avg_sq": v}
+                 for i, (s, m, v) in enumerate(zip(self.steps, self.exp_avg, self.exp_avg_sq)) if s.item() > 0}
+        return {"state": state, "param_groups": [group]}
+
+    def load_state_dict(self, saved):
+        """A state_dict of this class or of torch.optim.Adam (runs written before 2026-12-04 hold
+        {"steps", "exp_avg", "exp_avg_sq"} lists: read too)."""
+        if "state" not in saved:
+            saved = {"state": {i: {"step": s, "exp_avg": m, "exp_avg_sq": v} for i, (s, m, v) in
+                               enumerate(zip(saved["steps"], saved["exp_avg"], saved["exp_avg_sq"]))}}
+        for i in range(len(self.params)):
+            entry = saved["state"].get(i, saved["state"].get(str(i)))
+            for mine, key in ((self.steps, "step"), (self.exp_avg, "exp_avg"), (self.exp_avg_sq, "exp_avg_sq")):
+                if entry is None:
+                    mine[i].zero_()
+                else:
+                    mine[i].copy_(torch.as_tensor(entry[key]))

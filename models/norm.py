@@ -33,6 +33,8 @@ class WindowNorm(torch.nn.Module):
         self.model, self.norm, self.target = model, norm, model.target
         if hasattr(model, "code_probs"):  # codebook usage, measured on what the model reads
             self.code_probs = lambda x, start_pos=0: model.code_probs(self.normalise(x)[0], start_pos)
+        if hasattr(model, "solve"):  # a closed-form fit, of what the model reads and returns
+            self.solve = self._solve
 
     def normalise(self, x):
         """(x normalised, loc (B, 1, 1), scale (B, 1, 1) or 1)."""
@@ -42,6 +44,11 @@ class WindowNorm(torch.nn.Module):
             loc = x.mean(1, keepdim=True)
             scale = (x.var(1, keepdim=True, unbiased=False) + REVIN_EPS).sqrt()
         return (x - loc) / scale, loc, scale
+
+    def _solve(self, x, y):
+        """The model's closed-form fit on normalised windows: y (N, 1) mapped as the model's outputs are."""
+        xn, loc, scale = self.normalise(x)                          # loc, scale (N, 1, 1) or 1
+        self.model.solve(xn, (y - loc[:, 0]) / (scale[:, 0] if torch.is_tensor(scale) else scale))
 
     def forward(self, x, start_pos=0):
         xn, loc, scale = self.normalise(x)

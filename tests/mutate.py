@@ -47,13 +47,13 @@ MUTATIONS = [
      [BITE + "test_stored_normalisation_is_numpys_statistics_of_its_part"]),
     # --seed ignored for the model and its codebooks
     ("seed_ignored", "train.py",
-     "torch.manual_seed(args.seed)",
+     "torch.manual_seed(cfg.seed)",
      "torch.manual_seed(0)",
      [BITE + "test_seed_sets_initial_weights_and_codebooks"]),
     # --split chrono silently trains on the log's random split
     ("chrono_trains_on_random_split", "train.py",
-     'split_series(series.values, hp["time_steps"], cls.target, args.split, fractions)',
-     'split_series(series.values, hp["time_steps"], cls.target, "random", fractions)',
+     'split_series(series.values, cfg.time_steps, cls.target, cfg.split, cfg.fractions)',
+     'split_series(series.values, cfg.time_steps, cls.target, "random", cfg.fractions)',
      [BITE + "test_chrono_training_never_reads_the_test_part"]),
     # a fixed codebook turned into a parameter: one codebook, and a cascade's caches
     ("codebook_parameter", "models/vqlnmlp.py",
@@ -85,11 +85,11 @@ MUTATIONS = [
      'chosen["val_mse_last"] * data.std',
      [BITE + "test_naive_validation_error_in_original_units"]),
     # codebook usage: perplexity as the entropy itself, used fraction as a count
-    ("perplexity_is_entropy", "train.py",
+    ("perplexity_is_entropy", "models/__init__.py",
      '"perplexity": float(entropy[h].exp())',
      '"perplexity": float(entropy[h])',
      [BITE + "test_codebook_usage_on_a_hand_made_case"]),
-    ("used_fraction_is_count", "train.py",
+    ("used_fraction_is_count", "models/__init__.py",
      '"used_fraction": float(hits[h].float().mean())',
      '"used_fraction": float(hits[h].float().sum())',
      [BITE + "test_codebook_usage_on_a_hand_made_case"]),
@@ -99,11 +99,11 @@ MUTATIONS = [
      'new = f"{target}{k}"',
      [BITE + "test_a_second_and_third_run_in_the_same_second_get_suffixes"]),
     # keep_freed_memory with one of its two settings gone
-    ("freed_memory_trimmed", "train.py",
+    ("freed_memory_trimmed", "runs.py",
      "mallopt(M_TRIM_THRESHOLD, limit)  # free heap below this stays with the process",
      "pass",
      ["tests/test_train.py::test_keep_freed_memory_reuses_a_freed_block_without_page_faults"]),
-    ("freed_memory_mmapped", "train.py",
+    ("freed_memory_mmapped", "runs.py",
      "mallopt(M_MMAP_THRESHOLD, limit)  # blocks below this come from the heap, not a fresh mmap",
      "pass",
      ["tests/test_train.py::test_keep_freed_memory_reuses_a_freed_block_without_page_faults"]),
@@ -135,19 +135,19 @@ MUTATIONS = [
      [HONEST + "test_future_continues_daily_and_hourly_timestamps",
       "tests/test_timestamps.py::test_month_ends_continue_on_month_ends"]),
     # resume forgets the shuffling state: not the same as an uninterrupted run
-    ("resume_forgets_shuffle", "train.py",
-     'shuffle.set_state(resumed["last"]["shuffle"])',
+    ("resume_forgets_shuffle", "runs.py",
+     'shuffle.set_state(self.last["shuffle"])',
      'pass',
      [HONEST + "test_resume_gives_the_same_weights_as_an_uninterrupted_run"]),
     # chrono keeps the last epoch instead of the best validation epoch
-    ("best_epoch_ignored", "train.py",
-     "if complete and score < best[\"score\"]:",
+    ("best_epoch_ignored", "runs.py",
+     "if complete and score < self.best[\"score\"]:",
      "if complete:",
      [HONEST + "test_chrono_keeps_the_best_validation_epoch"]),
     # issue 24: an epoch Ctrl-C cut short chosen for model.pt
-    ("partial_epoch_chosen", "train.py",
-     "if complete and score < best[\"score\"]:",
-     "if score < best[\"score\"]:",
+    ("partial_epoch_chosen", "runs.py",
+     "if complete and score < self.best[\"score\"]:",
+     "if score < self.best[\"score\"]:",
      ["tests/test_first_hour.py::test_a_partial_epoch_is_marked_and_never_chosen_even_when_best"]),
     # --- issue 16, fidelity: a model that departs from the original's outputs ---
     ("att_pe_std", "models/att.py",
@@ -195,8 +195,8 @@ MUTATIONS_ROUND2 = [
      "rows = [[h] + [result",
      [MEANING + "test_errors_by_step_rows_are_steps_one_to_h_with_hand_computed_errors"]),
     # a training that fails after its run directory exists leaves its hidden partial folder
-    ("r2_train_failure_keeps_partial", "train.py",
-     "runs.discard_run_dir(partial)  # a run directory is complete or absent",
+    ("r2_train_failure_keeps_partial", "runs.py",
+     "discard_run_dir(self.partial)  # a run directory is complete or absent",
      "pass",
      [MEANING + "test_a_training_that_fails_after_its_run_directory_exists_leaves_nothing"]),
     # single-head att: the banded mask lets one key too many through past block_size
@@ -268,13 +268,14 @@ MUTATIONS_ROUND2 = [
      "val_end = round(n_values * (fractions[0] + fractions[2]))",
      [MEANING + "test_boundaries_by_hand_on_non_default_fractions"]),
     # --- train.py (outside the epoch loop, which is being rewritten) ---
-    ("r2_resume_uses_default_lr", "train.py",
-     'for k in ("time_steps", "batch_size", "lr"):',
-     'for k in ("time_steps", "batch_size"):',
+    ("r2_resume_uses_default_lr", "config.py",
+     'values = {f.name: saved[f.name] for f in run_fields() if f.name in saved}',
+     'values = {f.name: saved[f.name] for f in run_fields() if f.name in saved and f.name != "lr"}',
      [HONEST + "test_resume_gives_the_same_weights_as_an_uninterrupted_run"]),
-    ("r2_resume_fractions_swapped", "train.py",
-     'args.val_fraction, args.test_fraction = config["fractions"][1], config["fractions"][2]',
-     'args.val_fraction, args.test_fraction = config["fractions"][2], config["fractions"][1]',
+    ("r2_resume_fractions_swapped", "config.py",
+     'values = {f.name: saved[f.name] for f in run_fields() if f.name in saved}',
+     'values = {f.name: saved[{"val_fraction": "test_fraction", "test_fraction": "val_fraction"}.get(f.name, f.name)] '
+     'for f in run_fields() if f.name in saved}',
      [HONEST + "test_resume_gives_the_same_weights_as_an_uninterrupted_run"]),
     ("r2_val_mse_last_first_position", "train.py",
      'last += F.mse_loss(out[:, -1], yb[:, -1], reduction="sum").item()',
@@ -369,7 +370,7 @@ MUTATIONS_ROUND2 = [
      'name = hidden[0:-len(".partial")].rsplit("-", 1)[0]',
      [MEANING + "test_run_directories_latest_and_hidden_partials"]),
     # least squares under --norm revin fits the rounding direction (weights in the thousands)
-    ("r2_lstsq_fits_rounding", "train.py",
+    ("r2_lstsq_fits_rounding", "models/linear.py",
      'rcond=1e-6, driver="gelsd"', 'driver="gelsd"',
      ["tests/test_baselines_and_errors.py::test_linear_under_revin_fits_no_rounding_direction"]),
 ]

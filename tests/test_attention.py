@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import config
 import log_protocol
 import models
 import train
@@ -262,10 +263,10 @@ def att_runs(tmp_path_factory):
     csv.write_text("t,v\n" + "".join(f"{i},{v}\n" for i, v in enumerate(10 + 3 * series(260))))
     runs = {"csv": str(csv)}
     for name, extra in (("att_mh", ["--pe_on", "qk"]), ("att", ["--pe_type", "randn"])):
-        args, model_args = train.parse_args(["--model", name, "--dataset", str(csv), "--time_steps", "24",
-                                             "--epochs", "2", "--d_model", "16", "--out_dir", str(out),
-                                             "--norm", "global", *extra])  # a KV cache needs the global level
-        runs[name], _ = train.train(args, model_args)
+        cfg, _ = config.parse(["--model", name, "--dataset", str(csv), "--time_steps", "24",
+                               "--epochs", "2", "--d_model", "16", "--out_dir", str(out),
+                               "--norm", "global", *extra])  # a KV cache needs the global level
+        runs[name], _ = train.train(cfg)
     return runs
 
 

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+import config
 import train
 from conftest import ROOT, membrane_val_mse_last, run_main
 
@@ -43,10 +44,10 @@ def world(tmp_path_factory):
         (root / f"{name}.csv").write_bytes(data)
     made = {}
     for split in ("chrono", "random"):
-        args, model_args = train.parse_args(["--model", "naive", "--dataset", str(root / "good.csv"), "--split", split,
-                                             "--out_dir", str(root / "runs"), "--time_steps", "24",
-                                             "--no_forecast"])
-        made[split], _ = train.train(args, model_args)
+        cfg, _ = config.parse(["--model", "naive", "--dataset", str(root / "good.csv"), "--split", split,
+                               "--out_dir", str(root / "runs"), "--time_steps", "24",
+                               "--no_forecast"])
+        made[split], _ = train.train(cfg)
     for name, damage in (("truncated_model", lambda d: open(os.path.join(d, "model.pt"), "r+b").truncate(100)),
                          ("random_model", lambda d: open(os.path.join(d, "model.pt"), "wb").write(random.Random(0).randbytes(5000))),
                          ("truncated_config", lambda d: open(os.path.join(d, "config.json"), "r+b").truncate(40))):
@@ -59,9 +60,9 @@ def world(tmp_path_factory):
         made[name] = str(target)
     moved = root / "moved.csv"
     moved.write_bytes(CSVS["good"])
-    args, model_args = train.parse_args(["--model", "naive", "--dataset", str(moved), "--out_dir",
-                                         str(root / "runs"), "--time_steps", "24", "--no_forecast"])
-    made["moved"], _ = train.train(args, model_args)
+    cfg, _ = config.parse(["--model", "naive", "--dataset", str(moved), "--out_dir",
+                           str(root / "runs"), "--time_steps", "24", "--no_forecast"])
+    made["moved"], _ = train.train(cfg)
     os.remove(moved)
     return root, made
 

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 import torch
 
+import config
 import forecast
+import models
 import sweep
 import train
 from conftest import run_main
@@ -34,8 +36,8 @@ def write_csv(path, values):
 
 
 def train_run(out_dir, *argv):
-    args, model_args = train.parse_args([*map(str, argv), "--out_dir", str(out_dir), "--no_forecast"])
-    return train.train(args, model_args)
+    cfg, _ = config.parse([*map(str, argv), "--out_dir", str(out_dir), "--no_forecast"])
+    return train.train(cfg)
 
 
 def snapshot(folder):
@@ -82,11 +84,11 @@ def lstsq_with_bias(X, y):
 def test_least_squares_equals_numpy_lstsq(n, t):
     rng = np.random.default_rng(n)
     X, y = rng.standard_normal((n, t)), rng.standard_normal(n)
-    weight, bias = train.least_squares(torch.from_numpy(X).unsqueeze(-1), torch.from_numpy(y).view(-1, 1))
+    model = models.build("linear", block_size=t).double()   # float64 weights: the solve's own precision
+    model.solve(torch.from_numpy(X).unsqueeze(-1), torch.from_numpy(y).view(-1, 1))
     expected_w, expected_b = lstsq_with_bias(X, y)
-    assert weight.dtype == torch.float64
-    np.testing.assert_allclose(weight.numpy(), expected_w, rtol=1e-8, atol=1e-10)
-    assert bias.item() == pytest.approx(expected_b, rel=1e-8, abs=1e-10)
+    np.testing.assert_allclose(model.head.weight[0].detach().numpy(), expected_w, rtol=1e-8, atol=1e-10)
+    assert model.head.bias.item() == pytest.approx(expected_b, rel=1e-8, abs=1e-10)
 
 
 def test_linear_run_holds_the_least_squares_weights_of_its_training_windows(tmp_path):
@@ -237,10 +239,9 @@ def test_options_that_change_a_baseline_still_multiply_its_runs():
 
 
 def test_inert_options_are_none_for_a_trained_model():
-    import models
-    assert train.inert_options(models.build("vqlnmlp", vocab_size=16, d_model=8)) == ((), None)
-    assert "lr" in train.inert_options(models.build("naive"))[0]
-    assert "seed" in train.inert_options(models.build("linear", block_size=8))[0]
+    assert models.inert_options(models.build("vqlnmlp", vocab_size=16, d_model=8)) == ((), None)
+    assert "lr" in models.inert_options(models.build("naive"))[0]
+    assert "seed" in models.inert_options(models.build("linear", block_size=8))[0]
 
 
 # ------------------------------------------------------------------ 3. a config.json of the wrong type

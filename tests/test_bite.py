@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+import config
 import data
 import forecast
 import log_protocol
@@ -44,8 +45,8 @@ def trend_csv(tmp_path):
 
 def train_run(out_dir, *argv):
     """train.train as `python train.py ARGV --out_dir OUT_DIR --no_forecast` would call it."""
-    args, model_args = train.parse_args([*map(str, argv), "--out_dir", str(out_dir), "--no_forecast"])
-    return train.train(args, model_args)
+    cfg, _ = config.parse([*map(str, argv), "--out_dir", str(out_dir), "--no_forecast"])
+    return train.train(cfg)
 
 
 def read(run_dir, name):
@@ -257,7 +258,7 @@ class HandMadeCodes(nn.Module):
 def test_codebook_usage_on_a_hand_made_case(chunk):
     """Head 0: mean distribution (0.5, 0.1, 0.4, 0); codes 0 and 2 are someone's argmax. Head 1:
     (3/16, 3/16, 3/16, 7/16); codes 0 (the first of a tie) and 3. In any chunking."""
-    usage = train.codebook_usage(HandMadeCodes(), torch.arange(4.0).view(4, 1, 1), chunk=chunk)
+    usage = models.codebook_usage(HandMadeCodes(), torch.arange(4.0).view(4, 1, 1), chunk=chunk)
     p0, p1 = [0.5, 0.1, 0.4], [3 / 16] * 3 + [7 / 16]
     assert [u["head"] for u in usage] == [0, 1] and [u["vocab_size"] for u in usage] == [4, 4]
     assert usage[0]["perplexity"] == pytest.approx(math.exp(-sum(p * math.log(p) for p in p0)), rel=1e-6)

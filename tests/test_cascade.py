@@ -8,13 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import config
 import models
 from conftest import run_script
 from data import load_series
 from forecast import load, load_run
 from log_protocol import evaluate
 from models.mhcvqlnmlp import LOG_EXAMPLES, memory
-from runs import run_name
 
 # (model, constructor arguments): both orders of both models, small enough to be quick.
 CONFIGS = [
@@ -159,8 +159,9 @@ def test_invalid_split_on_the_command_line_exits_2():
 
 def test_run_names_carry_order_levels_heads():
     def name(model, **kwargs):
-        args = {**models.options(models.get(model)), **kwargs}
-        return run_name(model, args, models.options(models.get(model)), "y_w", 96, 0.007)
+        cfg = config.Config(model=model, time_steps=96, lr=0.007, split="random", norm="global",
+                            model_args={**models.options(models.get(model)), **kwargs})
+        return config.run_name(cfg, "y_w")
     assert name("cvqlnmlp") == "cvqlnmlp_inc_l32-128-512_dm64_y_w_ts96_lr0.007"
     assert name("cvqlnmlp", order="dec", levels=(512, 128, 32)) == "cvqlnmlp_dec_l512-128-32_dm64_y_w_ts96_lr0.007"
     assert name("mhcvqlnmlp") == "mhcvqlnmlp_dec_l4-16-32_h5-2-1_dm60_y_w_ts96_lr0.007"

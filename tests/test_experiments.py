@@ -13,6 +13,7 @@ import torch
 
 from conftest import ROOT, needs_formaldehyde, run_main, run_script
 
+import config
 import sweep
 from benchmarks import results
 
@@ -30,10 +31,10 @@ def test_expand_grid_is_the_product_in_order_and_keeps_flags():
 
 
 def test_is_sweep_only_with_a_comma_or_a_sweep_option():
-    assert not sweep.is_sweep(["--model", "vqlnmlp", "--lr", "0.01"])
-    assert sweep.is_sweep(["--model", "vqlnmlp", "--lr", "0.01,0.02"])
-    assert sweep.is_sweep(["--model", "vqlnmlp", "--dry_run"])
-    assert not sweep.is_sweep(["--list"])
+    assert not config.is_sweep(["--model", "vqlnmlp", "--lr", "0.01"])
+    assert config.is_sweep(["--model", "vqlnmlp", "--lr", "0.01,0.02"])
+    assert config.is_sweep(["--model", "vqlnmlp", "--dry_run"])
+    assert not config.is_sweep(["--list"])
 
 
 def test_skip_reason_names_what_the_model_cannot_take():

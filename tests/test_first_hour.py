@@ -16,6 +16,7 @@ import time
 import pytest
 import torch
 
+import config
 import forecast
 import models
 import outputs
@@ -217,9 +218,8 @@ def test_non_finite_floats_are_refused_and_nothing_is_written(tmp_path, args, ba
 
 
 def test_finite_floats_still_parse():
-    args, model_args = train.parse_args(["--model", "att", "--lr", "1e-3", "--val_fraction", "0.15",
-                                         "--pe_std", "0.04"])
-    assert (args.lr, args.val_fraction, model_args) == (0.001, 0.15, {"pe_std": 0.04})
+    cfg, _ = config.parse(["--model", "att", "--lr", "1e-3", "--val_fraction", "0.15", "--pe_std", "0.04"])
+    assert (cfg.lr, cfg.val_fraction, cfg.model_args) == (0.001, 0.15, {"pe_std": 0.04})
 
 
 # ---------------------------------------------------------------- 6. run names
@@ -245,7 +245,8 @@ def test_every_changed_argument_gives_its_own_run_name(name):
     base = {**models.options(cls), **models.positions(cls, time_steps)}
 
     def run_name(model_args):
-        return runs.run_name(name, model_args, models.options(cls), "y_w", time_steps, 0.007)
+        return config.run_name(config.Config(model=name, time_steps=time_steps, lr=0.007, split="random",
+                                             norm="global", model_args=model_args), "y_w")
     names = [run_name(base)] + [run_name({**base, k: changed(v, getattr(cls, "choices", {}).get(k))})
                                 for k, v in base.items()]
     assert len(set(names)) == len(names), names
@@ -254,10 +255,11 @@ def test_every_changed_argument_gives_its_own_run_name(name):
 
 def test_block_size_other_than_time_steps_is_in_the_name():
     defaults = models.options(models.get("att"))
-    assert runs.run_name("att", {**defaults, "block_size": 10}, defaults, "y_w", 96, 0.001) \
-        == "att_dm64_rope_block_size10_y_w_ts96_lr0.001"
-    assert runs.run_name("att", {**defaults, "block_size": 96}, defaults, "y_w", 96, 0.001) \
-        == "att_dm64_rope_y_w_ts96_lr0.001"
+    def name(block_size):
+        return config.run_name(config.Config(model="att", time_steps=96, lr=0.001, split="random", norm="global",
+                                             model_args={**defaults, "block_size": block_size}), "y_w")
+    assert name(10) == "att_dm64_rope_block_size10_y_w_ts96_lr0.001"
+    assert name(96) == "att_dm64_rope_y_w_ts96_lr0.001"
 
 
 # ---------------------------------------------------------------- 7. a partial epoch
@@ -286,9 +288,9 @@ def stop_in_epoch(monkeypatch, epoch, scores=()):
 
 
 def train_small(out_dir, csv_path, *extra):
-    args, model_args = train.parse_args([*SMALL, "--batch_size", "8", "--dataset", str(csv_path),
-                                         "--out_dir", str(out_dir), "--no_forecast", *extra])
-    return train.train(args, model_args)
+    cfg, _ = config.parse([*SMALL, "--batch_size", "8", "--dataset", str(csv_path),
+                           "--out_dir", str(out_dir), "--no_forecast", *extra])
+    return train.train(cfg)
 
 
 @pytest.mark.parametrize("split", ["chrono", "random"])
@@ -304,11 +306,11 @@ def test_a_partial_epoch_is_marked_and_never_chosen_even_when_best(tmp_path, sin
     best, last = (torch.load(os.path.join(run_dir, f), weights_only=True) for f in ("model.pt", "last.pt"))
     assert best["epoch"] == 1 and last["epoch"] == 2
     assert any(not torch.equal(best["state_dict"][k], last["state_dict"][k]) for k in best["state_dict"])
-    assert "partial epoch 2: not chosen" in train.summary(metrics)
+    assert "partial epoch 2: not chosen" in outputs.train_line(metrics)
 
     # resumed: continues from last.pt; epoch 2 stays partial and is still never chosen
-    args, model_args = train.parse_args(["--resume", run_dir, "--epochs", "4", "--no_forecast"])
-    resumed, metrics = train.train(args, model_args)
+    cfg, _ = config.parse(["--resume", run_dir, "--epochs", "4", "--no_forecast"])
+    resumed, metrics = train.train(cfg)
     rows = read_rows(resumed)
     assert [(r["epoch"], r["complete"]) for r in rows] == [("1", "1"), ("2", "0"), ("3", "1"), ("4", "1")]
     complete = [r for r in rows if r["complete"] == "1"]

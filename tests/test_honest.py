@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+import config
 import forecast
 import models
 import scoring
@@ -119,9 +120,9 @@ def test_the_test_part_never_reaches_training():
 
 
 def train_in_process(tmp_path, *extra):
-    args, model_args = train.parse_args(["--model", "vqlnmlp", "--dataset", "goog", "--d_model", "8",
-                                         "--vocab_size", "16", "--out_dir", str(tmp_path), "--no_forecast", *extra])
-    return train.train(args, model_args)
+    cfg, _ = config.parse(["--model", "vqlnmlp", "--dataset", "goog", "--d_model", "8",
+                           "--vocab_size", "16", "--out_dir", str(tmp_path), "--no_forecast", *extra])
+    return train.train(cfg)
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
@@ -129,8 +130,8 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     settings = ("--lr", "0.02", "--val_fraction", "0.15", "--test_fraction", "0.1")
     straight, expected = train_in_process(tmp_path / "a", "--epochs", "4", *settings)
     first, _ = train_in_process(tmp_path / "b", "--epochs", "2", *settings)
-    args, model_args = train.parse_args(["--resume", first, "--epochs", "4", "--no_forecast"])
-    resumed, metrics = train.train(args, model_args)
+    cfg, _ = config.parse(["--resume", first, "--epochs", "4", "--no_forecast"])
+    resumed, metrics = train.train(cfg)
     assert resumed == first and metrics["epochs_run"] == 4
     for k in ("val_mse_last", "val_loss", "train_loss", "best_epoch"):
         assert metrics[k] == expected[k], k

@@ -10,6 +10,7 @@ import os
 import numpy as np
 import pytest
 
+import config
 import forecast
 import models
 import scoring
@@ -132,4 +133,4 @@ def test_backtest_reports_both_coverages(tmp_path):
     assert adaptive == pytest.approx(inside.mean())
     m = json.load(open(os.path.join(out.stdout.split("-> ")[-1].strip(), "metrics.json")))
     assert m["interval_adaptive"]["coverage"] == pytest.approx(adaptive)
-    assert m["interval_adaptive"]["gamma"] == scoring.ACI_GAMMA
+    assert m["interval_adaptive"]["gamma"] == config.ACI_GAMMA

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+import config
 import forecast
 import log_protocol
 import models
@@ -224,17 +225,14 @@ def everything_under(path):
 def test_a_training_that_fails_after_its_run_directory_exists_leaves_nothing(tmp_path, monkeypatch):
     """The weights are written, then the disk fills: no run, not even a hidden partial one; the
     same training inside a sweep is listed as failed and leaves nothing either."""
-    save_run = train.save_run
-
-    def save_then_fail(run_dir, *args):
-        save_run(run_dir, *args)
-        assert os.path.isfile(os.path.join(run_dir, "model.pt"))  # the run directory exists and holds files
+    def weights_written_then_fail(curves, title, ylabel, path):  # the last file before the run gets its name
+        assert os.path.isfile(os.path.join(os.path.dirname(path), "model.pt"))  # the run directory holds files
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr(train, "save_run", save_then_fail)
+    monkeypatch.setattr(runs, "plot_curves", weights_written_then_fail)
     argv = ["--model", "naive", "--dataset", "goog", "--epochs", "1", "--no_forecast", "--out_dir"]
-    args, model_args = train.parse_args(argv + [str(tmp_path / "train")])
+    cfg, _ = config.parse(argv + [str(tmp_path / "train")])
     with pytest.raises(OSError, match="No space left"):
-        train.train(args, model_args)
+        train.train(cfg)
     assert everything_under(tmp_path / "train") == []
     done, failed = sweep.run_sweep([argv + [str(tmp_path / "sweep")]], log=lambda line: None)
     assert done == [] and len(failed) == 1 and "No space left" in failed[0][1]

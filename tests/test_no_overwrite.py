@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+import config
 import forecast
 import runs
 import train
@@ -33,9 +34,9 @@ def folder_of(result):
 
 def test_a_repeated_forecast_writes_a_new_folder_and_keeps_the_first(tmp_path):
     csv_path = write_hourly(tmp_path / "load.csv", 150)
-    args, model_args = train.parse_args(["--model", "naive", "--dataset", csv_path, "--time_steps", "4",
-                                         "--out_dir", str(tmp_path / "runs"), "--no_forecast"])
-    run_dir, _ = train.train(args, model_args)
+    cfg, _ = config.parse(["--model", "naive", "--dataset", csv_path, "--time_steps", "4",
+                           "--out_dir", str(tmp_path / "runs"), "--no_forecast"])
+    run_dir, _ = train.train(cfg)
     future_1 = folder_of(run_main("forecast.py", run_dir, "--future", "6"))
     backtest_1 = folder_of(run_main("forecast.py", run_dir, "--horizon", "3"))
     before = {f: snapshot(f) for f in (future_1, backtest_1)}

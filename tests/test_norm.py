@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-import data
+import config
 import forecast
 import log_protocol
 import models
@@ -55,10 +55,10 @@ def write_csv(path, values):
 
 
 def train_run(tmp_path, csv, model, norm, *extra):
-    args, model_args = train.parse_args(["--model", model, "--dataset", str(csv)] + (["--norm", norm] if norm else [])
-                                        + ["--time_steps", "8", "--out_dir", str(tmp_path / "runs"),
-                                           "--no_forecast", *extra])
-    return train.train(args, model_args)[0]
+    cfg, _ = config.parse(["--model", model, "--dataset", str(csv)] + (["--norm", norm] if norm else [])
+                          + ["--time_steps", "8", "--out_dir", str(tmp_path / "runs"),
+                             "--no_forecast", *extra])
+    return train.train(cfg)[0]
 
 
 @pytest.mark.parametrize("norm", ["last", "revin"])
@@ -169,9 +169,9 @@ def test_config_records_the_norm_and_the_run_name_tells_it(tmp_path):
 def test_resume_and_sweeps_keep_the_norm(tmp_path):
     csv = write_csv(tmp_path / "s.csv", 3 + np.sin(np.arange(200) / 5))
     first = train_run(tmp_path, csv, "vqlnmlp", "last", "--epochs", "1", "--vocab_size", "16", "--d_model", "8")
-    args, model_args = train.parse_args(["--resume", first, "--epochs", "2", "--no_forecast"])
-    resumed, metrics = train.train(args, model_args)
-    assert resumed == first and metrics["epochs_run"] == 2 and args.norm == "last"
+    cfg, _ = config.parse(["--resume", first, "--epochs", "2", "--no_forecast"])
+    resumed, metrics = train.train(cfg)
+    assert resumed == first and metrics["epochs_run"] == 2 and config.resume(cfg)[0].norm == "last"
     assert isinstance(forecast.load(resumed).model, WindowNorm)
     out = run_main("train.py", "--model", "naive", "--dataset", csv, "--time_steps", "8", "--norm", "global,revin",
                    "--out_dir", tmp_path / "grid", "--no_forecast")

@@ -7,8 +7,8 @@ import time
 import pytest
 import torch
 
-from conftest import run_main
 import runs
+from conftest import run_main
 
 
 @pytest.fixture

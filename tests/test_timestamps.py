@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import pytest
 
+import config
 import train
 from conftest import run_main
 from data import DataError, future_times, load_series
@@ -163,9 +164,9 @@ def test_irregular_spacing_continues_its_median_and_says_it_is_a_guess(tmp_path)
 def test_forecast_py_future_writes_calendar_dates_and_prints_how(tmp_path):
     ends = [add_months(date(2020, 1, 31), k, 31) for k in range(48)]
     path = write_series(tmp_path, ends)
-    args, model_args = train.parse_args(["--model", "naive", "--dataset", path, "--time_steps", "4",
-                                         "--out_dir", str(tmp_path / "runs"), "--no_forecast"])
-    run_dir, _ = train.train(args, model_args)
+    cfg, _ = config.parse(["--model", "naive", "--dataset", path, "--time_steps", "4",
+                           "--out_dir", str(tmp_path / "runs"), "--no_forecast"])
+    run_dir, _ = train.train(cfg)
     r = run_main("forecast.py", run_dir, "--future", "13")
     assert r.returncode == 0, r.stderr
     assert "13 steps past 2023-12-31, monthly, on month ends with a 80% interval" in r.stdout

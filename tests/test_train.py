@@ -11,8 +11,9 @@ import types
 import numpy as np
 import pytest
 
-from conftest import ROOT, membrane_val_mse_last, needs_formaldehyde, run_main, run_script
+import config
 import runs
+from conftest import ROOT, membrane_val_mse_last, needs_formaldehyde, run_main, run_script
 
 RUN_FILES = {"config.json", "model.pt", "last.pt", "losses.csv", "loss.png", "metrics.json", "forecasts"}
 
@@ -31,8 +32,8 @@ def train(out_dir, *args):
 
 
 def run_name(model, model_args, dataset, time_steps, lr):
-    import models
-    return runs.run_name(model, model_args, models.options(models.get(model)), dataset, time_steps, lr)
+    return config.run_name(config.Config(model=model, time_steps=time_steps, lr=lr, split="random", norm="global",
+                                         model_args=model_args), dataset)
 
 
 @pytest.fixture(scope="module")
@@ -282,7 +283,7 @@ def test_lstm_on_y_w_uses_the_logs_layout(tmp_path):
 FAULTS_PER_REUSE = """
 import ctypes, resource, sys
 sys.path.insert(0, {root!r})
-import train
+import runs
 libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.malloc.argtypes, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]
 SIZE = 64 << 20  # above glibc's largest dynamic mmap threshold (32 MiB): mmapped under its defaults
@@ -296,7 +297,7 @@ def faults():
         libc.free(p)
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 default = faults()
-train.keep_freed_memory()
+runs.keep_freed_memory()
 print(default, faults())
 """
 
@@ -312,7 +313,7 @@ def on_glibc():
 def test_keep_freed_memory_reuses_a_freed_block_without_page_faults():
     """A 64 MiB block freed and allocated again: under glibc's defaults it is unmapped and mapped
     afresh, so touching it again faults every one of its 16,384 pages; after
-    train.keep_freed_memory() it stays in the heap and the second touch faults none. Both sides
+    runs.keep_freed_memory() it stays in the heap and the second touch faults none. Both sides
     are deterministic (the old test timed an lstm step, whose default side glibc's dynamic
     threshold sometimes hid, and a no-op passed it one run in eight); without either of the two
     mallopt settings the block is unmapped again (mmapped, or trimmed from the heap's top)."""
@@ -328,14 +329,14 @@ def test_adam_is_torchs_fused_adam_bit_for_bit(name):
     import torch
 
     import models
-    import train
+    from models.kernels import Adam
     torch.manual_seed(0)
     a = models.build(name)
     torch.manual_seed(0)
     b = models.build(name)
     pa = [p for p in a.parameters() if p.requires_grad]
     pb = [p for p in b.parameters() if p.requires_grad]
-    reference, ours = torch.optim.Adam(pa, lr=0.01, fused=True), train.Adam(pb, 0.01)
+    reference, ours = torch.optim.Adam(pa, lr=0.01, fused=True), Adam(pb, 0.01)
     x = torch.randn(8, 96, 1)
     for _ in range(4):
         for model, optimizer in ((a, reference), (b, ours)):

@@ -9,7 +9,7 @@ import types
 
 import models
 from conftest import ROOT, run_main
-from train import codebook_usage
+from models import codebook_usage
 
 # variant -> parent; a variant's file differs from its parent's by its idea alone.
 LINEAGE = {"vqlnmlp": "vqmlp", "vqlnpemlp": "vqlnmlp", "vqlnmlp_sinpe": "vqlnmlp", "vqlnmlp_rope": "vqlnmlp",

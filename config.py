@@ -1,0 +1,422 @@
+"""Every option of train.py and forecast.py, defined once.
+
+A training run's settings are one `Config`: train.py's parser and --help are made from its
+fields, config.json is the resolved Config written out (with what training found in the data:
+its parts, statistics and windows), and --resume reads it back into a Config. A model's own
+options are its constructor's keyword arguments (models/__init__.py), parsed into
+Config.model_args. forecast.py's options are one `ForecastConfig`. The constants below are the
+other settings a user may want to change; they are used where they are named.
+"""
+import argparse
+import math
+import os
+import sys
+from dataclasses import dataclass, field, fields, replace
+
+import models
+import runs
+from data import DATASETS, DEFAULT_FRACTIONS, FILL_MODES, SPLITS
+from models.norm import NORMS
+from models.rollout import KV_CACHE
+from runs import DataError
+
+CHRONO_NORM = "revin"  # --norm's default under --split chrono, chosen by validation error (docs/RESULTS.md)
+MAX_ORIGINS = 100      # forecast.py: the default --stride keeps a backtest to about this many origins
+FUTURE_WINDOW = 100    # forecast.py --future: per step ahead, the conformal quantile of the latest this many errors
+# Adaptive conformal's step size. Gibbs and Candes bound the long-run miscoverage of T origins by
+# (max(alpha, 1 - alpha) + gamma) / (gamma T): with the ~100 origins of a backtest their 0.005 bounds
+# nothing (the level moves by at most 0.4 in all), 0.05 bounds it by 0.17 and moves the level 4 points a miss.
+ACI_GAMMA = 0.05
+TRAINING = ("time_steps", "batch_size", "lr", "epochs")  # each model's file has its own defaults of these
+RESUME_TAKES = ("epochs", "device", "no_forecast", "data_dir")  # what --resume lets a command line change
+
+
+def _whole(low):
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _text_or_none(v):
+    return v is None or isinstance(v, str)
+
+
+def option(default, help, check=None, expected=None, run=True, **argparse_kw):
+    """A Config field: its default, its --help line, how a stored value is checked (check(value),
+    and what a reader is told was expected), whether it is part of the run (run=False: how
+    train.py is called, not what the run is; not in config.json), and argparse's own keywords."""
+    return field(default=default, metadata=dict(help=help, check=check, expected=expected, run=run, **argparse_kw))
+
+
+@dataclass
+class Config:
+    """One training run: what train.py's options say, resolved against the model's defaults."""
+    model: str = option(None, "model name (see --list)", lambda v: isinstance(v, str), "a model name")
+    dataset: str = option("membrane", f"{', '.join(DATASETS)} or a .csv path", lambda v: isinstance(v, str),
+                          "a data set name")
+    column: str = option(None, "value column of a CSV: a name or a 0-based index (default: the last numeric column)",
+                         lambda v: v is None or (isinstance(v, (str, int)) and not isinstance(v, bool)),
+                         "a name, an index or null")
+    data_dir: str = option(None, "where y_w, w_y, 4single live (default: data/ or $VQSEQ_DATA_DIR)",
+                           _text_or_none, "a path or null")
+    fill: str = option(None, f"gaps in a CSV: {', '.join(FILL_MODES)} (default: gaps are an error)",
+                       _text_or_none, "a fill mode or null")
+    date_format: str = option(None, "strptime format of a CSV's dates where day and month are ambiguous, "
+                              "e.g. %%d/%%m/%%Y", _text_or_none, "a date format or null")
+    time_steps: int = option(None, "window length", _whole(1), "a whole number >= 1")
+    batch_size: int = option(None, "windows per Adam step", _whole(1), "a whole number >= 1")
+    lr: float = option(None, "Adam learning rate", lambda v: _number(v) and v > 0, "a number > 0", type=runs.finite)
+    epochs: int = option(None, "passes over the training windows", _whole(0), "a whole number >= 0")
+    split: str = option("chrono", "chrono: train/validation/test in time (default); random: the log's protocol",
+                        lambda v: v in SPLITS, "chrono or random", choices=SPLITS)
+    norm: str = option(None, "what the model reads of each window: global (z-score with the training part's "
+                       "statistics), last (changes from the window's last value: NLinear), revin (the window's own "
+                       f"mean and std: RevIN); default: {CHRONO_NORM} under --split chrono (chosen by validation "
+                       "error, docs/RESULTS.md), global under --split random",
+                       lambda v: v in NORMS, " or ".join(NORMS), choices=NORMS)
+    val_fraction: float = option(DEFAULT_FRACTIONS[1], "chrono: validation part", _number, "a number",
+                                 type=runs.finite)
+    test_fraction: float = option(DEFAULT_FRACTIONS[2], "chrono: test part", _number, "a number", type=runs.finite)
+    seed: int = option(0, "seeds the model, the codebooks and the shuffling",
+                       lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number")
+    device: str = option("auto", f"one of {', '.join(runs.DEVICES)}")
+    model_args: dict = option(None, "the model's constructor arguments (--NAME VALUE)", lambda v: isinstance(v, dict),
+                              "a dict of constructor arguments")
+    out_dir: str = option("runs", "where run directories go", run=False)
+    resume: str = option(None, "continue this run (to --epochs in total)", run=False, metavar="RUN_DIR")
+    no_forecast: bool = option(False, "skip forecast.py's evaluation after training", run=False)
+
+    @property
+    def fractions(self):
+        """(train, validation, test) parts of the series under chrono."""
+        return (1 - self.val_fraction - self.test_fraction, self.val_fraction, self.test_fraction)
+
+
+def run_fields():
+    """The fields of Config that say what a run is (config.json holds them)."""
+    return [f for f in fields(Config) if f.metadata["run"]]
+
+
+# ---------------------------------------------------------------- the command line
+
+# What the lines train.py prints mean: the epilog of --help (docs/GUIDE.md too).
+TERMS = """\
+what the lines train.py prints mean:
+  epoch E/N  train A  val B  val_mse_last C  Ts
+                 a line per epoch where stderr is not a terminal (a log file): at most one
+                 every 2 s ($VQSEQ_PROGRESS_SECONDS; 0: every epoch), the first and last always
+  val_loss       validation MSE of every output the model is trained on (its objective), in
+                 normalised units (the series minus its training mean, over its std)
+  val_mse_last   validation MSE of the value after each window alone: what a forecast needs;
+                 chrono keeps the epoch where it is lowest
+  (epoch N)      the epoch model.pt holds: chrono the lowest val_mse_last, random the last;
+                 never a partial epoch (stopped by Ctrl-C: complete 0 in losses.csv)
+  params A+B fixed
+                 A trained parameters; B fixed numbers, never trained (codebooks, positions)
+  headH ppl P/V  perplexity of head H's mean code probabilities on the validation windows:
+                 about P of its V codes (vocab_size) carry the reads
+  used U%        codes that are the most probable code for at least one validation value
+  test MASE h1 A hH B all C  (naive a / b / c)
+                 test-part mean absolute error over the naive one-step error on the training
+                 part: 1 step ahead, H steps ahead, all steps; naive (the last value repeated)
+                 beside it; then a sentence: at which steps it beats naive
+  80% interval coverage
+                 the share of test values inside the 80% prediction interval
+"""
+
+
+def parser(model=None):
+    """train.py's options, from Config's fields; given a model's name, its training defaults in the
+    help and its constructor's arguments as a group of options."""
+    p = runs.Parser(add_help=False, description="Train one forecasting model and write a run directory.",
+                    epilog=TERMS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-h", "--help", action="store_true", help="show this help (with --model: its options)")
+    p.add_argument("--list", action="store_true", help="list every model with its parameter counts")
+    for f in fields(Config):
+        if f.name == "model_args":
+            continue
+        m, help = f.metadata, f.metadata["help"]
+        if f.name in TRAINING:
+            default = f"{model}: {models.get(model).train_defaults[f.name]}" if model else \
+                "default: the model's, see --model NAME --help"
+            help += f" ({default})" + ("; with --resume: the total to reach" if f.name == "epochs" else "")
+        kw = {k: v for k, v in m.items() if k in ("choices", "metavar", "type")}
+        if f.type is bool:
+            p.add_argument(f"--{f.name}", action="store_true", help=help)
+        else:
+            p.add_argument(f"--{f.name}", default=f.default, help=help, **{"type": f.type, **kw})
+    if model:
+        cls = models.get(model)
+        group = p.add_argument_group(f"options of model {model} (its constructor's arguments)")
+        for name, default in models.options(cls).items():
+            shown = "time_steps" if name == "block_size" else runs.text(default)  # train.py's block_size
+            group.add_argument(f"--{name}", default=None, metavar=models.values(cls, name),
+                               help=f"{models.describe(cls, name)} (default {shown})")
+    return p
+
+
+def parse(argv):
+    """A Config from train.py's command line (--help and --list answered here: (None, "list")).
+    Every mistake is a one-line error with exit status 2. Returns (Config or None, what)."""
+    p = parser()
+    args, rest = p.parse_known_args(argv)
+    if args.resume:
+        given = [a for a in argv if a.startswith("--") and a.split("=")[0].lstrip("-") not in ("resume", *RESUME_TAKES)]
+        if given or rest:
+            runs.fail(p.prog, f"--resume continues a run with its own settings; drop {(given + rest)[0]} "
+                      f"(only --epochs, --device, --no_forecast and --data_dir may be given)")
+        return _config(args, {}), "train"
+    if args.list or args.model is None:
+        if args.help or not args.list:
+            p.print_help()
+            sys.exit(0 if args.help else 2)
+        return None, "list"
+    try:
+        cls = models.get(args.model)
+    except models.ModelError as e:
+        runs.fail(p.prog, e)
+    p, defaults = parser(args.model), models.options(cls)
+    if args.help:
+        p.print_help()
+        sys.exit(0)
+    args, rest = p.parse_known_args(argv)
+    if rest:
+        takes = ", ".join(f"--{k}" for k in defaults) or "no model options"
+        runs.fail(p.prog, f"model {args.model} does not take {rest[0]}; it takes {takes}")
+    model_args = {}
+    for name, default in defaults.items():
+        text = getattr(args, name)
+        if text is not None:
+            try:
+                model_args[name] = parse_value(text, default)
+            except ValueError:
+                kind = "a finite number" if isinstance(default, float) else "a value"
+                runs.fail(p.prog, f"--{name} {text!r}: expected {kind} like {runs.text(default)}")
+    return _config(args, model_args), "train"
+
+
+def _config(args, model_args):
+    return Config(**{f.name: getattr(args, f.name) for f in fields(Config) if f.name != "model_args"},
+                  model_args=model_args)
+
+
+SWEEP_ONLY = ("--jobs", "--dry_run")  # sweep.py's own options
+
+
+def split_options(argv):
+    """argv as [(option, value)]; flags (--no_forecast, ...) and stray words have value None."""
+    flags = {s for a in parser()._actions if a.nargs == 0 for s in a.option_strings} | {"--dry_run"}
+    items, i = [], 0
+    while i < len(argv):
+        token = argv[i]
+        if token in flags or not token.startswith("-"):
+            items.append((token, None))
+            i += 1
+        elif "=" in token:
+            items.append(tuple(token.split("=", 1)))
+            i += 1
+        else:
+            items.append((token, argv[i + 1] if i + 1 < len(argv) else None))
+            i += 2
+    return items
+
+
+def is_sweep(argv):
+    """A grid of runs: any comma list or sweep-only option (but --help and --list always mean themselves)."""
+    items = split_options(argv)
+    if any(k in ("-h", "--help", "--list") for k, _ in items):
+        return False
+    return any(k in SWEEP_ONLY or (v is not None and "," in v) for k, v in items)
+
+
+def parse_value(text, default):
+    """Parse a command-line string as the type of a constructor default."""
+    if isinstance(default, bool):
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{text!r} is not a boolean (true/false)")
+    if isinstance(default, (tuple, list)):  # e.g. --levels 32-128-512
+        return tuple(type(default[0])(v) for v in text.split("-"))
+    if isinstance(default, float) and not math.isfinite(float(text)):  # a run of NaN losses
+        raise ValueError(f"{text!r} is not a finite number")
+    return type(default)(text) if default is not None else text
+
+
+# ---------------------------------------------------------------- resolving a Config
+
+def resolve(cfg):
+    """cfg with the model's own defaults where it names none (time_steps, batch_size, lr, epochs;
+    every constructor argument, block_size following time_steps; norm following split), checked.
+    A model fit in closed form (models/__init__.py: `solve`) runs one epoch: the solve."""
+    cls = models.get(cfg.model)
+    hp = {k: getattr(cfg, k) if getattr(cfg, k) is not None else cls.train_defaults[k] for k in TRAINING}
+    runs.check_positive(batch_size=hp["batch_size"], time_steps=hp["time_steps"])
+    if hp["epochs"] < 0 or hp["lr"] <= 0:
+        raise DataError(f"--epochs must be >= 0 and --lr > 0, got epochs {hp['epochs']}, lr {hp['lr']}")
+    if hasattr(cls, "solve"):
+        hp["epochs"] = 1  # one solve, recorded as epoch 1; lr and batch_size do not apply either
+    model_args = {**models.options(cls), **models.positions(cls, hp["time_steps"]), **(cfg.model_args or {})}
+    if cfg.split == "chrono" and not (cfg.val_fraction > 0 and cfg.test_fraction > 0 and cfg.fractions[0] > 0):
+        raise DataError(f"--val_fraction {cfg.val_fraction} --test_fraction {cfg.test_fraction}: each must be "
+                        f"above 0 and together below 1 (training takes the rest), e.g. 0.1 and 0.2")
+    norm = cfg.norm or ("global" if cfg.split == "random" else CHRONO_NORM)  # the log read the global level
+    if cfg.split == "random" and norm != "global":
+        raise DataError(f"--norm {norm} with --split random: the log's protocol normalises the whole series "
+                        f"(--norm global); choose --norm global or --split chrono")
+    return replace(cfg, **hp, model_args=model_args, norm=norm)
+
+
+def run_name(cfg, dataset):
+    """The log's run name of a resolved cfg on the series named dataset, e.g.
+    vqlnmlp_vs512_dm64_y_w_ts96_lr0.007; a norm other than its split's default ends it (_normlast)."""
+    defaults = {**models.options(models.get(cfg.model)), "block_size": cfg.time_steps}  # a table as long as the window
+    parts = [cfg.model] + [_part(abbr, cfg.model_args[k]) for k, abbr in NAME_PARTS if k in cfg.model_args]
+    named = {k for k, _ in NAME_PARTS}
+    for k, value in cfg.model_args.items():
+        if k not in named and value != defaults.get(k):
+            parts.append(_part(k, value) if not isinstance(value, bool) else f"{k}{str(value).lower()}")
+    name = "_".join([p for p in parts if p] + [dataset, f"ts{cfg.time_steps}", f"lr{cfg.lr}"])
+    return name + (f"_norm{cfg.norm}" if cfg.norm != (CHRONO_NORM if cfg.split == "chrono" else "global") else "")
+
+
+# Constructor arguments that appear in run names, in the log's order and spelling: the log's
+# {model}[_vs{vocab_size}][_dm{d_model}][_nh{n_heads}]_{dataset}_ts{T}_lr{lr}, the cascades'
+# order, levels and heads first, then the attention options. A value spells itself with its
+# abbreviation (vs512); a tuple as l32-128-512; a true flag as the abbreviation alone, a false
+# one not at all; a dict gives each value's text (None: left out). Any other argument appears
+# as name+value only where it differs from the model's default (lstm_hidden_size128_...), so two
+# runs that differ in an option never share a name. block_size's default is time_steps (ts): it
+# appears only where it differs from it (vqlnpemlp_..._block_size200_y_w_ts96_...).
+NAME_PARTS = (("order", ""), ("levels", "l"), ("heads", "h"), ("vocab_size", "vs"), ("d_model", "dm"),
+              ("n_heads", "nh"), ("trainable_codebooks", "tc"), ("kv_heads", "kv"),
+              ("pe_type", {"none": "nope", "randn": "randn", "sinpe": "sinpe", "rope": "rope"}),
+              ("pe_on", {"input": None, "qk": "qk"}), ("in_ln", "inln"), ("q_ln", "qln"), ("k_ln", "kln"),
+              ("causal", {True: None, False: "bidir"}))
+
+
+def _part(abbr, value):
+    if isinstance(abbr, dict):
+        return abbr.get(value, str(value))
+    if isinstance(value, bool):
+        return abbr if value else None
+    if isinstance(value, (tuple, list)):
+        value = "-".join(map(str, value))
+    return f"{abbr}{value}"
+
+
+# ---------------------------------------------------------------- config.json
+
+def record(cfg, **changes):
+    """The run's fields of a resolved cfg (with changes), as config.json holds them."""
+    cfg = replace(cfg, **changes)
+    return {f.name: getattr(cfg, f.name) for f in run_fields()}
+
+
+def read_config(run_dir):
+    """RUN_DIR/config.json of a forecasting run, checked against Config's fields: a missing key or
+    one of the wrong type is a one-line RunError naming the key and what was expected (instead of a
+    traceback later). Runs written before a key existed lack it: their defaults are filled in."""
+    path = os.path.join(run_dir, "config.json")
+    saved = runs.read_json(path)
+
+    def bad(key, value, expected):
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        return runs.RunError(f"not a readable run: {path}: {key} is {shown}, expected {expected}")
+    required = ("model", "model_args", "dataset", "column", "split", "seed", *TRAINING)
+    for f in run_fields():
+        if f.name not in saved:
+            if f.name in required:
+                raise runs.RunError(f"not a readable run: {path} has no {f.name} (expected {f.metadata['expected']})")
+            continue
+        if f.metadata["check"] and not f.metadata["check"](saved[f.name]):
+            raise bad(f.name, saved[f.name], f.metadata["expected"])
+    for key, test, expected in RECORD_KEYS:
+        holder, name = (saved, key) if "." not in key else (saved[key.split(".")[0]], key.split(".")[1])
+        if name not in holder:
+            raise runs.RunError(f"not a readable run: {path} has no {key} (expected {expected})")
+        if not test(holder[name]):
+            raise bad(key, holder[name], expected)
+    if "sha256" in saved and not _text_or_none(saved["sha256"]):
+        raise bad("sha256", saved["sha256"], "a text or null")
+    fractions = saved.get("fractions")
+    if saved["split"] == "chrono" and not (isinstance(fractions, list) and len(fractions) == 3
+                                           and all(_number(f) and 0 < f < 1 for f in fractions)):
+        raise bad("fractions", fractions, "a list of three fractions (train, validation, test), e.g. [0.7, 0.1, 0.2]")
+    saved.setdefault("norm", "global")  # runs from before --norm read the global level
+    return saved
+
+
+# What training found and config.json records besides the Config (a key with a dot is one inside a dict).
+RECORD_KEYS = (
+    ("run_name", lambda v: isinstance(v, str), "a text"),
+    ("source", lambda v: isinstance(v, str), "a path or a description"),
+    ("normalisation", lambda v: isinstance(v, dict), "a dict with mean and std"),
+    ("normalisation.mean", _number, "a finite number"),
+    ("normalisation.std", lambda v: _number(v) and v > 0, "a number > 0"),
+)
+
+
+def resume(cfg):
+    """(the Config of the run that cfg.resume names, with what the command line may change;
+    its config.json). A run fit in closed form has nothing to continue: a one-line error."""
+    run_dir = runs.latest_run(cfg.resume, weights="last.pt")
+    saved = read_config(run_dir)
+    if hasattr(models.get(saved["model"]), "solve"):
+        raise DataError(f"--resume {run_dir}: model {saved['model']} is fit by least squares in one solve, "
+                        f"so there is nothing to continue; its model.pt is final")
+    return resumed(saved, replace(cfg, resume=run_dir)), saved
+
+
+def resumed(saved, cfg):
+    """The Config of a run to continue: config.json's, with what --resume lets the command line
+    change (RESUME_TAKES: --epochs, the total to reach; --device; --no_forecast; --data_dir)."""
+    values = {f.name: saved[f.name] for f in run_fields() if f.name in saved}
+    if "val_fraction" not in saved and saved.get("fractions"):  # runs from before the two options were stored
+        values["val_fraction"], values["test_fraction"] = saved["fractions"][1], saved["fractions"][2]
+    if saved["dataset"] not in DATASETS:  # a CSV is found again by its path
+        values["dataset"] = saved["source"]
+    return replace(Config(**values), epochs=cfg.epochs if cfg.epochs is not None else saved["epochs"],
+                   device=cfg.device, no_forecast=cfg.no_forecast, data_dir=cfg.data_dir or saved.get("data_dir"),
+                   resume=cfg.resume, out_dir=cfg.out_dir)
+
+
+# ---------------------------------------------------------------- forecast.py
+
+@dataclass
+class ForecastConfig:
+    """forecast.py's options (one run or several, a backtest or a forecast past the end)."""
+    horizon: int = option(None, "steps ahead in the backtest (24)")
+    stride: int = option(None, f"steps between origins (default: about {MAX_ORIGINS} origins)")
+    origins: int = option(None, "at most this many origins, evenly spread")
+    season: int = option(None, "seasonal period m: seasonal naive and MASE's scale")
+    level: float = option(80, "prediction interval level, percent")
+    future: int = option(None, "forecast H steps past the end", metavar="H")
+    dataset: str = option(None, "data set to evaluate (default: the training set)")
+    column: str = option(None, "value column of a CSV data set")
+    data_dir: str = option(None, "where y_w, w_y and 4single live")
+    fill: str = option(None, f"gaps in another CSV: {', '.join(FILL_MODES)}")
+    date_format: str = option(None, "strptime format of another CSV's dates")
+    predict_rate: float = option(None, "the log's protocol: fraction of windows to predict (default 1)")
+    positions: str = option("sliding", "sliding: every window numbered 0..T-1 (the log's); absolute: positions in "
+                            "the series")
+    kv_cache: str = option("auto", "regressive prediction with a KV cache: auto (where it gives the same "
+                           f"forecasts: causal att models trained with --norm global), {', '.join(KV_CACHE[1:])}")
+    device: str = option("cpu", f"one of {', '.join(runs.DEVICES)}")
+
+
+DEFAULT_HORIZON = 24
+DEFAULT_LEVEL = ForecastConfig.level
+
+
+def forecast_parser():
+    p = runs.Parser(description="Evaluate a trained run on its test part, or forecast past the end.")
+    p.add_argument("run_dir", nargs="+", help="a directory written by train.py, or runs/{run_name} for its "
+                   "latest run; several: one horizon curve per run (or the cross-dataset table)")
+    for f in fields(ForecastConfig):
+        kw = {k: v for k, v in f.metadata.items() if k in ("metavar",)}
+        p.add_argument(f"--{f.name}", type=f.type, default=f.default, help=f.metadata["help"], **kw)
+    return p
