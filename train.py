@@ -139,7 +139,7 @@ def describe(cfg, series, data, device, fit):
         "normalised_on": "training part" if honest else "whole series (the log's protocol)",
         "n_windows": {"train": len(data.x_train), "val": len(data.x_val)},
         "selection": "model.pt: the epoch with the lowest val_mse_last" if honest else "model.pt: the last epoch",
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
+        "versions": {"python": platform.python_version(), "torch": torch.version.__version__, "numpy": np.__version__},
         "command": [os.path.basename(sys.argv[0])] + sys.argv[1:],
     }
 

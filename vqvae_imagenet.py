@@ -341,7 +341,7 @@ def make_config(r, args):
             "weight_decay": args.weight_decay, "workers": args.workers, "seed": args.seed,
             "device": r.device.type, "train_only": args.train_only,
             "swap_ffn_with_vq": r.source["path"] if r.source else None, "parameters": r.n_params,
-            "versions": {"python": platform.python_version(), "torch": str(torch.__version__)},
+            "versions": {"python": platform.python_version(), "torch": str(torch.version.__version__)},
             "command": [PROG] + sys.argv[1:]}
 
 

@@ -41,7 +41,7 @@ import config  # noqa: E402
 import forecast  # noqa: E402
 import runs  # noqa: E402
 import sweep  # noqa: E402
-from benchmarks.busy import cpu_name  # noqa: E402
+from benchmarks.speed import cpu_name  # noqa: E402
 from data.download import FILES, default_data_dir  # noqa: E402
 from models.norm import NORMS  # noqa: E402
 

@@ -56,7 +56,7 @@ def main():
     name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     defaults = models.options(models.get("att_mh"))
     shown = ", ".join(f"{k} {defaults[k]}" for k in ("d_model", "n_heads", "kv_heads", "pe_type"))
-    print(f"att_mh ({shown}, pe_on qk), {args.steps} steps, {name}, torch {torch.__version__}")
+    print(f"att_mh ({shown}, pe_on qk), {args.steps} steps, {name}, torch {torch.version.__version__}")
     print("| time_steps | recompute steps/s | kv_cache steps/s | ratio | max abs difference |")
     print("|---|---|---|---|---|")
     for T in args.time_steps:

@@ -51,7 +51,6 @@ the largest difference between the original's output and ours (models/ from this
 import argparse
 import importlib
 import json
-import math
 import os
 import subprocess
 import sys

@@ -2,6 +2,7 @@
 
     python benchmarks/report.py              # the full report (needs the formaldehyde data)
     python benchmarks/report.py --quick      # a tiny version that checks the pipeline (the tests run it)
+    python benchmarks/report.py --floor      # a lower bound of its time from its arithmetic; trains nothing
 
 Trains every run of the log's tables with sweep.py's run_sweep (`--jobs 2`: two trainings at
 once, one thread each) into a fresh runs/report-{timestamp}/, three seeds each. Every training
@@ -43,7 +44,8 @@ import runs  # noqa: E402
 import sweep  # noqa: E402
 from benchmarks import honest  # noqa: E402
 from benchmarks.results import load_record, log_table, markdown, rank_table  # noqa: E402
-from data import DEFAULT_FRACTIONS, DataError, boundaries, load_series  # noqa: E402
+from benchmarks.speed import machine  # noqa: E402
+from data import DEFAULT_FRACTIONS, DataError, boundaries, load_series, split_series  # noqa: E402
 from data.download import FILES, default_data_dir  # noqa: E402
 from models import rollout  # noqa: E402
 
@@ -473,7 +475,7 @@ def write_report(rep, out_dir, tmp):
         w(f"![random vs chrono]({png})\n")
     w("---\n")
     w(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-      f"torch {torch.__version__}.")
+      f"torch {torch.version.__version__}.")
     return "\n".join(L) + "\n"
 
 
@@ -561,6 +563,108 @@ def cross_tables(rep, out_dir):
     return "\n".join(text) if text else "(no runs)"
 
 
+# ---------------------------------------------------------------- --floor
+
+def position_free(model, T):
+    """Whether the output at t depends on x[t] alone: then the model reads once per distinct value."""
+    x = torch.full((1, T, 1), 0.3)
+    with torch.no_grad():
+        out = model(x)
+    return out.shape[1] == T and bool((out == out[:, :1]).all())
+
+
+def median_seconds(f, repeat=7):
+    f()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def softmax_ns(H=16, V=1024, hs=8):
+    """ns per score, one thread: torch.softmax alone, and the blocked read of kernels.py (forward)."""
+    rows = max(1, models.kernels.BLOCK // (H * V))
+    q, codes = torch.randn(H, rows * 8, hs), torch.randn(H, V, hs)
+    block = torch.randn(H, rows, V)
+    soft = median_seconds(lambda: [torch.softmax(block, dim=-1, out=block) for _ in range(8)])
+    decoder = torch.nn.Linear(H * hs, 1)
+    with torch.no_grad():
+        read = median_seconds(lambda: models.kernels.codebook_read(q.transpose(0, 1).unsqueeze(0), codes,
+                                                                     decoder, 0.1))
+    n = H * rows * 8 * V
+    return soft / n * 1e9, read / n * 1e9
+
+
+def lstm_ms(model, batch_size, T):
+    """ms of nn.LSTM forward + backward alone for one training batch, one thread."""
+    x = torch.randn(batch_size, T, 1)
+
+    def step():
+        out, _ = model.lstm(x)
+        out[:, -1].sum().backward()
+    return median_seconds(step) * 1e3
+
+
+def floor(rep, data_dir):
+    """How fast could the report be? A lower bound from the arithmetic its trainings must do, printed.
+
+    Two kinds of work dominate and no overhead removal shortens them. 1. The codebook reads of the
+    VQ models whose output depends on the position: every forward computes one score per (window,
+    position, head, code) and takes its softmax. The scores of every training are counted
+    (training and validation windows, every epoch; the backward, the forecasts and the models
+    without positions, which read once per distinct value, are left out) and priced at what
+    torch.softmax takes per score on a block in cache, on one thread (a floor for any read written
+    with torch's CPU kernels: each score needs its exponential), and at what the whole blocked read
+    of models/kernels.py takes. 2. The lstm runs: all but a few percent of a step is nn.LSTM's
+    forward and backward, the oneDNN kernel the log's code calls too; it is timed alone for one
+    batch and multiplied by the report's lstm batches. Each part in CPU-minutes and in wall
+    minutes on all of this machine's cores (--jobs 2 runs one training per core). Trains nothing."""
+    torch.set_num_threads(1)
+    runs.keep_freed_memory()  # as train.py: steps reuse their freed memory (docs/BENCHMARKS.md)
+    commands, _ = rep.commands(TABLES)
+    series, scores, counted, lstm_batches, lstm_s, lstm_ms_at = {}, 0, 0, 0, 0.0, {}
+    for argv in commands:
+        run = config.resolve(config.parse(argv)[0])
+        cls, hp, model_args = models.get(run.model), vars(run), run.model_args
+        if run.dataset not in series:
+            series[run.dataset] = load_series(run.dataset, None, data_dir).values
+        data = split_series(series[run.dataset], hp["time_steps"], cls.target, run.split, DEFAULT_FRACTIONS)
+        torch.manual_seed(0)
+        model = models.build(run.model, **model_args)
+        if run.model == "lstm":
+            key = (hp["batch_size"], hp["time_steps"])
+            if key not in lstm_ms_at:
+                lstm_ms_at[key] = lstm_ms(model, *key)
+            batches = hp["epochs"] * (len(data.x_train) // hp["batch_size"])  # full batches only: a floor
+            lstm_batches += batches
+            lstm_s += batches * lstm_ms_at[key] / 1e3
+            continue
+        size = models.codebook_size(model)
+        if size is None or position_free(model, hp["time_steps"]):
+            continue
+        counted += 1
+        scores += hp["epochs"] * (len(data.x_train) + len(data.x_val)) * hp["time_steps"] * size[0]
+    soft, read = softmax_ns()
+    cores = os.cpu_count()
+    print(machine())
+    print(f"benchmarks/report.py: {len(commands)} trainings")
+    print(f"VQ reads with positions: {counted} trainings, {scores / 1e12:.3f} x 10^12 scores (forward, "
+          f"training + validation windows, every epoch)")
+    for what, ns in (("torch.softmax alone", soft), ("kernels.codebook_read forward", read)):
+        cpu = scores * ns / 1e9
+        print(f"  at {ns:.2f} ns per score ({what}): {cpu / 60:6.1f} CPU-min, {cpu / cores / 60:5.1f} min on "
+              f"{cores} cores")
+    print(f"lstm: {lstm_batches} training batches x nn.LSTM forward + backward alone "
+          f"({', '.join(f'{v:.1f} ms at batch {k[0]}, T {k[1]}' for k, v in lstm_ms_at.items())}): "
+          f"{lstm_s / 60:.1f} CPU-min, {lstm_s / cores / 60:.1f} min on {cores} cores")
+    floor = scores * soft / 1e9 + lstm_s
+    print(f"floor (softmax alone + lstm kernel): {floor / 60:.1f} CPU-min, {floor / cores / 60:.1f} min on "
+          f"{cores} cores; the report's target is 10 min")
+
+
+
 def main(argv=None):
     parser = runs.Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one seed, one epoch, a few rows: checks the pipeline")
@@ -571,6 +675,8 @@ def main(argv=None):
                         "with --quick, the quick run's own runs directory, so docs/ is never overwritten by it)")
     parser.add_argument("--runs_dir", default=None, help="where the runs go (default: runs/report-{timestamp})")
     parser.add_argument("--data_dir", default=None, help="where y_w, w_y, 4single live")
+    parser.add_argument("--floor", action="store_true", help="print a lower bound of the report's time from the "
+                        "arithmetic of its trainings, and train nothing")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         runs.fail("report.py", f"--jobs must be at least 1, got {args.jobs}")
@@ -578,6 +684,8 @@ def main(argv=None):
         rep = Report(args)
     except runs.UsageError as e:  # bad --seeds, or the data missing
         runs.fail("report.py", e)
+    if args.floor:
+        return floor(rep, args.data_dir)
     if args.out is None:
         args.out = os.path.join(rep.runs_dir, "docs") if args.quick else os.path.join(ROOT, "docs")
     t0, load0 = time.perf_counter(), os.getloadavg()[0]

@@ -79,7 +79,7 @@ def main():
     p.add_argument("--seconds", type=float, default=4.0, help="minimum measuring time per cell")
     args = p.parse_args()
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {os.cpu_count()} CPUs, "
+    print(f"torch {torch.version.__version__}, {torch.get_num_threads()} CPU threads, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}" +
           (f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"))
     print("| device | bottleneck | px | batch | train images/s | eval images/s |")

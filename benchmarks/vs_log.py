@@ -167,7 +167,7 @@ def machine(threads):
         pass
     shown = threads if threads else f"torch default ({torch.get_num_threads()})"
     return [f"machine: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
-            f"torch {torch.__version__}, python {platform.python_version()}, threads {shown}"]
+            f"torch {torch.version.__version__}, python {platform.python_version()}, threads {shown}"]
 
 
 # ---------------------------------------------------------------- the two sides

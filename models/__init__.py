@@ -10,7 +10,7 @@ What a forecasting model declares, and all the scripts read of it (nothing else)
                     (linear: least squares in float64), so lr, batch_size and epochs do not apply
                     (one solve, recorded as epoch 1). Optional; without it, Adam on the MSE.
     __init__(...)   keyword arguments with defaults: the whole configuration. A checkpoint stores
-                    them, run names are spelled from them (runs.run_name), and each is a
+                    them, run names are spelled from them (config.run_name), and each is a
                     command-line option of train.py. An argument named block_size is the length
                     of a positional table: train.py sets it to time_steps unless given.
                     What each argument means, for `train.py --model NAME --help`: OPTION_HELP

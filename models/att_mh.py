@@ -103,7 +103,7 @@ class KVCache:
 
 class Model(nn.Module):
     target = "aligned"  # trained on the next value at every position
-    train_defaults = dict(time_steps=96, batch_size=32, lr=0.001, epochs=50)  # benchmarks/att_sweep.py
+    train_defaults = dict(time_steps=96, batch_size=32, lr=0.001, epochs=50)  # benchmarks/studies.py att
     choices = dict(pe_type=PE_TYPES, pe_on=PE_ON)  # what the constructor accepts, for --help
 
     def __init__(self, d_model=64, n_heads=4, kv_heads=2, block_size=96, pe_type="rope", pe_on="input",

@@ -151,7 +151,7 @@ class Adam:
 
     Why not torch.optim.Adam itself: building any torch.optim optimizer imports torch._dynamo, a
     second or more of every train.py process. Side by side on a 2-core AMD EPYC (2026-12-04,
-    `python benchmarks/ab.py`, docs/BENCHMARKS.md), the quick start with torch.optim.Adam(fused=True)
+    `python benchmarks/speed.py ab`, docs/BENCHMARKS.md), the quick start with torch.optim.Adam(fused=True)
     took 1.11x the wall time of this one on one thread and 1.30x with the default threads (median
     of 4 and 6 alternating rounds). CPU and CUDA; train.py uses torch.optim.Adam on other devices.
     Its state_dict is torch.optim.Adam's, so a run resumes under either (on any device)."""

@@ -16,6 +16,7 @@ from conftest import ROOT, needs_formaldehyde, run_main, run_script
 import config
 import sweep
 from benchmarks import results
+from data import load_series
 
 
 # -- grid expansion and skipping ---------------------------------------------------------------
@@ -287,9 +288,16 @@ def test_report_bad_seeds_is_a_one_line_error():
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "'0,x'" in r.stderr, r.stderr
 
 
-def test_train_speed_bad_repeat_is_a_one_line_error():
-    r = run_script("benchmarks/train_speed.py", "--repeat", "0")
+def test_speed_steps_are_exact_rewrites_and_bad_repeat_is_a_one_line_error():
+    """The four formulations of one mhvqlnmlp_rope step compute the same outputs and gradients (an
+    invariant: they are exact rewrites), so their printed differences from plain are rounding."""
+    r = run_script("benchmarks/speed.py", "steps", "--repeat", "0")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--repeat" in r.stderr and "0" in r.stderr, r.stderr
+    r = run_script("benchmarks/speed.py", "steps", "--repeat", "1")
+    assert r.returncode == 0, r.stderr
+    rows = [[c.strip() for c in l.strip("|").split("|")] for l in r.stdout.splitlines() if l.startswith("| ")][1:]
+    assert [row[0] for row in rows] == ["plain", "sdpa", "saved P", "ours"]
+    assert float(rows[0][2]) == 0 and all(float(row[2]) < 1e-5 for row in rows), rows
 
 
 # -- benchmarks/honest.py: the table to trust, in parts ------------------------------------------
@@ -341,29 +349,29 @@ def test_honest_bad_models_is_a_one_line_error(tmp_path):
     assert "vqlnmlp" in r.stderr and not (tmp_path / "runs").exists()
 
 
-# -- benchmarks/report_floor.py: the report's arithmetic -------------------------------------------
+# -- benchmarks/report.py --floor: the report's arithmetic -------------------------------------------
 @pytest.mark.parametrize("name, free", [("vqlnmlp", True), ("mhvqlnmlp", True), ("vqlnpemlp", False),
                                         ("mhvqlnpemlp", False), ("mhvqlnmlp_rope", False), ("vqlnmlp_sinpe", False)])
 def test_floor_counts_only_the_models_whose_reads_depend_on_positions(name, free):
-    from benchmarks import report_floor
+    from benchmarks import report
     import models
     import torch
     torch.manual_seed(0)
-    assert report_floor.position_free(models.build(name, **models.positions(models.get(name), 16)), 16) is free
+    assert report.position_free(models.build(name, **models.positions(models.get(name), 16)), 16) is free
 
 
 @pytest.mark.parametrize("args, says", [(["--data_dir", "EMPTY"], "download.py"), (["--seeds", "0,x"], "'0,x'")])
 def test_report_floor_bad_input_is_a_one_line_error(args, says, tmp_path, capsys):
-    from benchmarks import report_floor
+    from benchmarks import report
     with pytest.raises(SystemExit) as e:
-        report_floor.main([str(tmp_path) if a == "EMPTY" else a for a in args])
+        report.main(["--floor"] + [str(tmp_path) if a == "EMPTY" else a for a in args])
     err = capsys.readouterr().err
     assert e.value.code == 2 and len(err.strip().splitlines()) == 1 and says in err, err
 
 
 @needs_formaldehyde
 def test_report_floor_prints_a_consistent_floor():
-    r = run_script("benchmarks/report_floor.py", timeout=300)
+    r = run_script("benchmarks/report.py", "--floor", timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     cores = int(re.search(r"(\d+) cores", r.stdout).group(1))
     scores = float(re.search(r"([0-9.]+) x 10\^12 scores", r.stdout).group(1)) * 1e12
@@ -372,6 +380,53 @@ def test_report_floor_prints_a_consistent_floor():
         assert float(cpu) == pytest.approx(scores * float(ns) * 1e-9 / 60, rel=0.01, abs=0.1)
         assert float(wall) == pytest.approx(float(cpu) / cores, abs=0.1)
     assert "floor (softmax alone + lstm kernel)" in r.stdout
+
+
+# -- benchmarks/studies.py: att, pe and cascade -----------------------------------------------------
+@needs_formaldehyde
+def test_the_cascade_study_scores_naive_by_hand():
+    """--quick: every model one epoch on y_w under the log's protocol; naive's batch forecast is the
+    previous value, so its MSE over every value after the first window (time_steps 96) is numpy's."""
+    r = run_script("benchmarks/studies.py", "cascade", "--quick", timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = {c[2]: c for c in ([x.strip() for x in l.strip("|").split("|")] for l in r.stdout.splitlines()
+                              if l.startswith("| y_w |"))}
+    assert len(rows) == 8 and rows["naive"][1] == "random"
+    v = load_series("y_w").values
+    assert float(rows["naive"][4]) == pytest.approx(np.mean((v[96:] - v[95:-1]) ** 2), rel=1e-3)
+    assert rows["naive"][6] == "0+0"
+
+
+@pytest.mark.parametrize("args, says", [(["att", "--configs", "99"], "--configs 99"),
+                                        (["pe", "--seeds", "0,x"], "'0,x'"),
+                                        (["cascade", "--threads", "0"], "--threads must be at least 1")])
+def test_studies_bad_input_is_a_one_line_error(args, says):
+    r = run_script("benchmarks/studies.py", *args)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and says in r.stderr, r.stderr
+
+
+# -- benchmarks/kv_cache.py and vqvae_speed.py: the GPU-day benchmarks, small -----------------------
+def table_rows(stdout):
+    return [[c.strip() for c in l.strip("|").split("|")] for l in stdout.splitlines()
+            if l.startswith("| ") and not l.startswith("|---")][1:]
+
+
+def test_the_kv_cache_benchmark_times_the_same_forecasts_both_ways():
+    """Cached generation equals recomputing every window (att_mh with RoPE on q and k is the exact
+    case): the printed largest difference is rounding, at every window length asked for."""
+    r = run_script("benchmarks/kv_cache.py", "--steps", "20", "--time_steps", "16", "32", env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr
+    rows = table_rows(r.stdout)
+    assert [row[0] for row in rows] == ["16", "32"] and all(float(row[4]) < 1e-5 for row in rows), rows
+
+
+def test_vqvae_speed_measures_every_bottleneck():
+    from models.vqvae import BOTTLENECKS
+    r = run_script("benchmarks/vqvae_speed.py", "--sizes", "32", "--batch_64", "4", "--seconds", "0.01",
+                   env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr
+    rows = table_rows(r.stdout)
+    assert [row[1] for row in rows] == list(BOTTLENECKS) and all(float(row[4]) > 0 and float(row[5]) > 0 for row in rows)
 
 
 # -- the product does not need benchmarks/ -------------------------------------------------------

@@ -1,5 +1,5 @@
 """The README's and docs/'s commands run: the quick start's training, and every ```bash block of
-README.md, docs/GUIDE.md and docs/BENCHMARKS.md, line by line.
+README.md, docs/GUIDE.md, docs/MODELS.md and docs/BENCHMARKS.md, line by line.
 
 Each block runs in its own copy of the repository (the files a command can read: scripts,
 models/, data/, benchmarks/), so no block sees another's run names or "latest run". The one
@@ -27,7 +27,8 @@ from data import load_series
 from data.download import DATA_DIR_ENV
 
 README = open(os.path.join(ROOT, "README.md")).read()
-DOCS = {name: open(os.path.join(ROOT, name)).read() for name in ("README.md", "docs/GUIDE.md", "docs/BENCHMARKS.md")}
+DOCS = {name: open(os.path.join(ROOT, name)).read()
+        for name in ("README.md", "docs/GUIDE.md", "docs/MODELS.md", "docs/BENCHMARKS.md")}
 FORMALDEHYDE = re.compile(r"(?<![A-Za-z0-9])(y_w|w_y|4single)(?![A-Za-z0-9])")  # in run names too
 COPY = ("*.py", "requirements.txt", "models", "data", "benchmarks")  # what README commands read
 QUICK_START = README.split("## Quick start", 1)[1].split("```", 2)[1]
@@ -169,9 +170,9 @@ def test_every_relative_link_and_anchor_in_the_docs_exists():
 
 
 def test_future_csv_has_the_columns_the_readme_names(tmp_path):
-    """README: future.csv's columns are the time column's name (or step), forecast, lower_L, upper_L."""
+    """docs/GUIDE.md: future.csv's columns are the time column's name (or step), forecast, lower_L, upper_L."""
     from conftest import run_main
-    sentence = re.search(r"`future\.csv` \(columns:(.*?)\) and `future\.png`", README, re.S).group(1)
+    sentence = re.search(r"`future\.csv` \(columns:(.*?)\) and `future\.png`", DOCS["docs/GUIDE.md"], re.S).group(1)
     named = re.findall(r"`([^`]+)`", sentence)
     assert named[:4] == ["step", "forecast", "lower_80", "upper_80"], named
     values = np.sin(np.arange(60) / 3)

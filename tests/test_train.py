@@ -350,11 +350,11 @@ def test_adam_is_torchs_fused_adam_bit_for_bit(name):
 
 
 def test_a_training_process_never_imports_dynamo(tmp_path):
-    """torch.optim's optimizers import torch._dynamo when built (about a second per process):
-    train.py's own Adam and the rest of a run must not."""
+    """torch.optim's optimizers import torch's compiler front end, its module _dynamo, when built
+    (a second or more per process): train.py's Adam (models/kernels.py) and the rest of a run must not."""
     code = (f"import sys; sys.path.insert(0, {ROOT!r}); import train; "
             f"train.main(['--model', 'lstm', '--dataset', 'goog', '--epochs', '1', '--out_dir', {str(tmp_path)!r}]); "
-            f"print('torch._dynamo' in sys.modules)")
+            f"print(any(name.split('.')[:2] == ['torch', '_dynamo'] for name in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "False"
