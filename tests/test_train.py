@@ -349,6 +349,54 @@ def test_adam_is_torchs_fused_adam_bit_for_bit(name):
     assert all(torch.equal(state[i]["exp_avg_sq"], ours.exp_avg_sq[i]) for i in range(len(pb)))
 
 
+@pytest.mark.parametrize("first, then", [("ours", "torch"), ("torch", "ours")])
+def test_adam_state_moves_between_ours_and_torchs(first, then):
+    """A run resumes under either optimizer (train.py uses torch.optim.Adam on mps): 3 steps under
+    one, its state_dict loaded into the other, 3 more steps, gives the weights of 6 steps under
+    torch's fused Adam alone: bit for bit into ours (the same fused kernel), to float32 rounding
+    into torch's (our state names no implementation, so torch picks its default for the device);
+    without the state the 3 more steps land elsewhere. A state saved before 2026-12-04 ({steps,
+    exp_avg, exp_avg_sq} lists) loads too."""
+    import torch
+
+    import models
+    from models.kernels import Adam
+
+    def make(kind, params):
+        return Adam(params, 0.01) if kind == "ours" else torch.optim.Adam(params, lr=0.01, fused=True)
+    torch.manual_seed(0)
+    a, b = models.build("att_mh", d_model=16), models.build("att_mh", d_model=16)
+    b.load_state_dict(a.state_dict())
+    pa, pb = list(a.parameters()), list(b.parameters())
+    x = [torch.randn(4, 24, 1) for _ in range(6)]
+
+    def steps(model, optimizer, xs):
+        for xi in xs:
+            optimizer.zero_grad(set_to_none=True)
+            model(xi).square().mean().backward()
+            optimizer.step()
+    reference = make("torch", pa)
+    steps(a, reference, x)
+    one = make(first, pb)
+    steps(b, one, x[:3])
+    halfway = [p.detach().clone() for p in pb]
+    other = make(then, pb)
+    other.load_state_dict(one.state_dict())
+    steps(b, other, x[3:])
+    if then == "ours":
+        assert all(torch.equal(u, v) for u, v in zip(pa, pb))
+    else:
+        assert all(torch.allclose(u, v, rtol=1e-5, atol=1e-7) for u, v in zip(pa, pb))
+    fresh = models.build("att_mh", d_model=16)
+    fresh.load_state_dict(dict(zip(dict(b.named_parameters()), halfway)), strict=False)
+    steps(fresh, make(then, list(fresh.parameters())), x[3:])
+    assert not all(torch.allclose(u, v, rtol=1e-5, atol=1e-7) for u, v in zip(pa, fresh.parameters()))
+    old = Adam(pb, 0.01)
+    old.load_state_dict({"lr": 0.01, "steps": [torch.tensor(3.0)] * len(pb),
+                         "exp_avg": [torch.ones_like(p) for p in pb], "exp_avg_sq": [torch.ones_like(p) for p in pb]})
+    assert old.state_dict()["state"][0]["step"].item() == 3 and torch.equal(old.exp_avg[0], torch.ones_like(pb[0]))
+
+
 def test_a_training_process_never_imports_dynamo(tmp_path):
     """torch.optim's optimizers import torch's compiler front end, its module _dynamo, when built
     (a second or more per process): train.py's Adam (models/kernels.py) and the rest of a run must not."""
