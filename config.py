@@ -11,8 +11,10 @@ from the environment, because they belong to a machine rather than to a run: $VQ
 between two progress lines in a log file; runs.Progress).
 """
 import argparse
+import hashlib
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass, field, fields, replace
 
@@ -31,6 +33,8 @@ FUTURE_WINDOW = 100    # forecast.py --future: per step ahead, the conformal qua
 # nothing (the level moves by at most 0.4 in all), 0.05 bounds it by 0.17 and moves the level 4 points a miss.
 ACI_GAMMA = 0.05
 TRAINING = ("time_steps", "batch_size", "lr", "epochs")  # each model's file has its own defaults of these
+MAX_EPOCHS = 10 ** 9  # --epochs at most: beyond, a progress bar cannot count them
+MAX_NAME = 150  # characters of a run name; its folder name adds a timestamp
 RESUME_TAKES = ("epochs", "device", "no_forecast", "data_dir")  # what --resume lets a command line change
 
 
@@ -83,7 +87,7 @@ class Config:
                                  type=runs.finite)
     test_fraction: float = option(DEFAULT_FRACTIONS[2], "chrono: test part", _number, "a number", type=runs.finite)
     seed: int = option(0, "seeds the model, the codebooks and the shuffling",
-                       lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number")
+                       lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number", type=runs.seed)
     device: str = option("auto", f"one of {', '.join(runs.DEVICES)}")
     model_args: dict = option(None, "the model's constructor arguments (--NAME VALUE)", lambda v: isinstance(v, dict),
                               "a dict of constructor arguments")
@@ -171,11 +175,13 @@ def parse(argv):
             runs.fail(p.prog, f"--resume continues a run with its own settings; drop {(given + rest)[0]} "
                       f"(only --epochs, --device, --no_forecast and --data_dir may be given)")
         return _config(args, {}), "train"
-    if args.list or args.model is None:
-        if args.help or not args.list:
-            p.print_help()
-            sys.exit(0 if args.help else 2)
+    if args.help and args.model is None:
+        p.print_help()
+        sys.exit(0)
+    if args.list:
         return None, "list"
+    if args.model is None:
+        runs.fail(p.prog, "--model is required: python train.py --list shows the models, --help every option")
     try:
         cls = models.get(args.model)
     except models.ModelError as e:
@@ -186,8 +192,7 @@ def parse(argv):
         sys.exit(0)
     args, rest = p.parse_known_args(argv)
     if rest:
-        takes = ", ".join(f"--{k}" for k in defaults) or "no model options"
-        runs.fail(p.prog, f"model {args.model} does not take {rest[0]}; it takes {takes}")
+        runs.fail(p.prog, unknown_option(rest[0], args.model))
     model_args = {}
     for name, default in defaults.items():
         text = getattr(args, name)
@@ -198,6 +203,17 @@ def parse(argv):
                 kind = "a finite number" if isinstance(default, float) else "a value"
                 runs.fail(p.prog, f"--{name} {text!r}: expected {kind} like {runs.text(default)}")
     return _config(args, model_args), "train"
+
+
+def unknown_option(token, model):
+    """Why train.py does not take token: forecast.py's option, another model's, or no one's."""
+    name = token.split("=")[0]
+    if name.lstrip("-") in {f.name for f in fields(ForecastConfig)}:
+        return f"{name} is forecast.py's option, not train.py's: python forecast.py RUN {name} ..."
+    if model and any(name.lstrip("-") in models.options(models.get(m)) for m in models.names()):
+        takes = ", ".join(f"--{k}" for k in models.options(models.get(model))) or "no model options"
+        return f"model {model} does not take {name}; it takes {takes}"
+    return f"unknown option {name}; python train.py --help lists train.py's options, --model NAME --help a model's"
 
 
 def _config(args, model_args):
@@ -260,6 +276,9 @@ def resolve(cfg):
     runs.check_positive(batch_size=hp["batch_size"], time_steps=hp["time_steps"])
     if hp["epochs"] < 0 or hp["lr"] <= 0:
         raise DataError(f"--epochs must be >= 0 and --lr > 0, got epochs {hp['epochs']}, lr {hp['lr']}")
+    if hp["epochs"] > MAX_EPOCHS:
+        raise DataError(f"--epochs {hp['epochs']}: at most {MAX_EPOCHS:,} (a run stops at any epoch with Ctrl-C, "
+                        f"and --resume continues it)")
     if hasattr(cls, "solve"):
         hp["epochs"] = 1  # one solve, recorded as epoch 1; lr and batch_size do not apply either
     model_args = {**models.options(cls), **models.positions(cls, hp["time_steps"]), **(cfg.model_args or {})}
@@ -273,17 +292,40 @@ def resolve(cfg):
     return replace(cfg, **hp, model_args=model_args, norm=norm)
 
 
-def run_name(cfg, dataset):
-    """The log's run name of a resolved cfg on the series named dataset, e.g.
-    vqlnmlp_vs512_dm64_y_w_ts96_lr0.007; a norm other than its split's default ends it (_normlast)."""
-    defaults = {**models.options(models.get(cfg.model)), "block_size": cfg.time_steps}  # a table as long as the window
+def run_name(cfg, dataset, column=None):
+    """The run name of a resolved cfg on the series named dataset: the log's name,
+    {model}[_vs{vocab_size}][_dm{d_model}][_nh{n_heads}]..._{dataset}_ts{T}_lr{lr} (NAME_PARTS),
+    then every other setting that changes a run's numbers where it differs from its default:
+    _random (the log's protocol), _norm{norm}, _bs{batch_size}, _val{v}_test{t}, _seed{seed},
+    _col{column} (column: given where it is not the series' default column), _fill{mode}. Only the
+    number of epochs (which --resume extends) and the device are left out. At most MAX_NAME
+    characters: a longer name ends in a hash of itself instead."""
+    cls = models.get(cfg.model)
+    defaults = {**models.options(cls), "block_size": cfg.time_steps}  # a table as long as the window
     parts = [cfg.model] + [_part(abbr, cfg.model_args[k]) for k, abbr in NAME_PARTS if k in cfg.model_args]
     named = {k for k, _ in NAME_PARTS}
     for k, value in cfg.model_args.items():
         if k not in named and value != defaults.get(k):
             parts.append(_part(k, value) if not isinstance(value, bool) else f"{k}{str(value).lower()}")
-    name = "_".join([p for p in parts if p] + [dataset, f"ts{cfg.time_steps}", f"lr{cfg.lr}"])
-    return name + (f"_norm{cfg.norm}" if cfg.norm != (CHRONO_NORM if cfg.split == "chrono" else "global") else "")
+    parts += [dataset, f"ts{cfg.time_steps}", f"lr{cfg.lr}"]
+    if cfg.split != "chrono":
+        parts.append(cfg.split)
+    if cfg.norm != (CHRONO_NORM if cfg.split == "chrono" else "global"):
+        parts.append(f"norm{cfg.norm}")
+    if cfg.batch_size is not None and cfg.batch_size != cls.train_defaults["batch_size"] and not hasattr(cls, "solve"):
+        parts.append(f"bs{cfg.batch_size}")
+    if cfg.split == "chrono" and (cfg.val_fraction, cfg.test_fraction) != DEFAULT_FRACTIONS[1:]:
+        parts.append(f"val{cfg.val_fraction:g}_test{cfg.test_fraction:g}")
+    if cfg.seed != 0:
+        parts.append(f"seed{cfg.seed}")
+    if column is not None:
+        parts.append("col" + re.sub(r"[^A-Za-z0-9.+-]+", "-", str(column)).strip("-"))
+    if cfg.fill:
+        parts.append(f"fill{cfg.fill}")
+    name = "_".join(p for p in parts if p)
+    if len(name) > MAX_NAME:  # a file name has at most 255 bytes; a long CSV name or column must not reach it
+        name = name[:MAX_NAME - 13] + "_" + hashlib.sha256(name.encode()).hexdigest()[:12]
+    return name
 
 
 # Constructor arguments that appear in run names, in the log's order and spelling: the log's
@@ -325,6 +367,9 @@ def read_config(run_dir):
     traceback later). Runs written before a key existed lack it: their defaults are filled in."""
     path = os.path.join(run_dir, "config.json")
     saved = runs.read_json(path)
+    if "image_size" in saved and "dataset" not in saved:
+        raise runs.RunError(f"{run_dir} is a vqvae_imagenet.py run (an image autoencoder): evaluate it with "
+                            f"python vqvae_imagenet.py --eval {run_dir}")
 
     def bad(key, value, expected):
         shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
@@ -349,13 +394,14 @@ def read_config(run_dir):
     if saved["split"] == "chrono" and not (isinstance(fractions, list) and len(fractions) == 3
                                            and all(_number(f) and 0 < f < 1 for f in fractions)):
         raise bad("fractions", fractions, "a list of three fractions (train, validation, test), e.g. [0.7, 0.1, 0.2]")
-    saved.setdefault("norm", "global")  # runs from before --norm read the global level
     return saved
 
 
 # What training found and config.json records besides the Config (a key with a dot is one inside a dict).
 RECORD_KEYS = (
     ("run_name", lambda v: isinstance(v, str), "a text"),
+    ("parts", lambda v: isinstance(v, dict) and all(_whole(0)(v.get(k)) for k in ("train_end", "val_end", "n_values")),
+     "a dict of train_end, val_end and n_values, whole numbers"),
     ("source", lambda v: isinstance(v, str), "a path or a description"),
     ("normalisation", lambda v: isinstance(v, dict), "a dict with mean and std"),
     ("normalisation.mean", _number, "a finite number"),
@@ -378,13 +424,31 @@ def resumed(saved, cfg):
     """The Config of a run to continue: config.json's, with what --resume lets the command line
     change (RESUME_TAKES: --epochs, the total to reach; --device; --no_forecast; --data_dir)."""
     values = {f.name: saved[f.name] for f in run_fields() if f.name in saved}
+    values.setdefault("norm", "global")  # runs from before --norm read the global level
     if "val_fraction" not in saved and saved.get("fractions"):  # runs from before the two options were stored
         values["val_fraction"], values["test_fraction"] = saved["fractions"][1], saved["fractions"][2]
-    if saved["dataset"] not in DATASETS:  # a CSV is found again by its path
+    if saved["dataset"] not in DATASETS:  # a CSV is found again by its path, its column by position
         values["dataset"] = saved["source"]
+        values["column"] = saved.get("column_index", saved["column"]) if saved.get("column_index") is not None \
+            else saved["column"]
     return replace(Config(**values), epochs=cfg.epochs if cfg.epochs is not None else saved["epochs"],
                    device=cfg.device, no_forecast=cfg.no_forecast, data_dir=cfg.data_dir or saved.get("data_dir"),
                    resume=cfg.resume, out_dir=cfg.out_dir)
+
+
+def check_series(saved, series, hint):
+    """A one-line DataError where series is not the one a run was trained on, as its config.json
+    records it: the CSV's sha256, the number of values, the column. hint: what to do instead."""
+    changes = []
+    if saved.get("sha256") and series.sha256 != saved["sha256"]:
+        changes.append(f"its sha256 is {str(series.sha256)[:12]}... now, {saved['sha256'][:12]}... at training")
+    n = (saved.get("parts") or {}).get("n_values")
+    if isinstance(n, int) and len(series.values) != n:
+        changes.append(f"{len(series.values)} values now, {n} at training")
+    if saved.get("column") is not None and str(series.column) != str(saved["column"]):
+        changes.append(f"column {series.column!r} now, {saved['column']!r} at training")
+    if changes:
+        raise DataError(f"{series.source}: the series changed since the run was trained ({'; '.join(changes)}); {hint}")
 
 
 # ---------------------------------------------------------------- forecast.py
@@ -404,10 +468,12 @@ class ForecastConfig:
     fill: str = option(None, f"gaps in another CSV: {', '.join(FILL_MODES)}")
     date_format: str = option(None, "strptime format of another CSV's dates")
     predict_rate: float = option(None, "the log's protocol: fraction of windows to predict (default 1)")
-    positions: str = option("sliding", "sliding: every window numbered 0..T-1 (the log's); absolute: positions in "
-                            "the series")
+    positions: str = option(None, "the log's batch and regressive evaluation (of the whole series; of the test "
+                            "part of a chrono run), its windows numbered sliding: 0..T-1 each (the log's), or absolute: "
+                            "by their place in the series")
     kv_cache: str = option("auto", "regressive prediction with a KV cache: auto (where it gives the same "
-                           f"forecasts: causal att models trained with --norm global), {', '.join(KV_CACHE[1:])}")
+                           "forecasts: causal att models trained with --norm global), on (alone: --kv_cache), off",
+                           choices=KV_CACHE, nargs="?", const="on")
     device: str = option("cpu", f"one of {', '.join(runs.DEVICES)}")
 
 
@@ -420,6 +486,6 @@ def forecast_parser():
     p.add_argument("run_dir", nargs="+", help="a directory written by train.py, or runs/{run_name} for its "
                    "latest run; several: one horizon curve per run (or the cross-dataset table)")
     for f in fields(ForecastConfig):
-        kw = {k: v for k, v in f.metadata.items() if k in ("metavar",)}
+        kw = {k: v for k, v in f.metadata.items() if k in ("metavar", "choices", "nargs", "const")}
         p.add_argument(f"--{f.name}", type=f.type, default=f.default, help=f.metadata["help"], **kw)
     return p

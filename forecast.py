@@ -27,9 +27,14 @@ From Python (plain numpy and dicts):
     result = forecast.backtest(run, horizon=24)      # result["metrics"]["model"]["mase"], result["by_step"], ...
     ahead = forecast.future(run, steps=48)           # ahead["time"], ahead["forecast"], ahead["lower"], ...
 """
+import json
 import math
 import os
 from dataclasses import dataclass
+
+if __name__ == "__main__":  # a Ctrl-C while torch imports ends the command with one line, not a traceback
+    import runs
+    runs.quiet_ctrl_c("forecast.py")
 
 import numpy as np
 import torch
@@ -43,7 +48,8 @@ from data import DATASETS, DataError, boundaries, check_time_steps, future_times
 from models.norm import with_norm
 from models.rollout import regress, regressive_path
 
-from config import ACI_GAMMA, DEFAULT_HORIZON, DEFAULT_LEVEL, FUTURE_WINDOW, MAX_ORIGINS, forecast_parser, read_config
+from config import (ACI_GAMMA, DEFAULT_HORIZON, DEFAULT_LEVEL, FUTURE_WINDOW, MAX_ORIGINS, check_series,
+                    forecast_parser, read_config)
 
 
 # ---------------------------------------------------------------- load a run
@@ -81,15 +87,18 @@ def load(run_dir, device="cpu", dataset=None, column=None, data_dir=None, fill=N
     series' own whole-series statistics, as the log did."""
     run_dir = runs.latest_run(run_dir)
     model, config = load_run(run_dir, device)
-    if dataset is None:  # the training series: a CSV is found again by its path
+    own = dataset is None
+    if own:  # the training series: a CSV is found again by its path, its column by position
         dataset = config["dataset"] if config["dataset"] in DATASETS else config["source"]
-        column = column or config["column"]
+        column = column if column is not None else config.get("column_index", config["column"])
         fill = fill or config.get("fill")
         date_format = date_format or config.get("date_format")
         if dataset == config["source"] and not os.path.isfile(dataset):
             raise DataError(f"the run was trained on {dataset}, which is not there any more; give --dataset "
                             f"PATH (and --column) to point at the series")
     series = load_series(dataset, column, data_dir or config.get("data_dir"), fill=fill, date_format=date_format)
+    if own:
+        check_series(config, series, f"to evaluate the run on it anyway, give it with --dataset {series.source}")
     check_time_steps(len(series.values), config["time_steps"])
     observed = np.ones(len(series.values), bool) if series.observed is None else np.asarray(series.observed, bool)
     n = len(series.values)
@@ -126,6 +135,9 @@ def backtest(run, horizon=DEFAULT_HORIZON, stride=None, origins=None, season=Non
                         "protocol (--split random); train with --split chrono, or use --predict_rate")
     n_test = len(run.z) - run.val_end
     runs.check_positive(horizon=horizon, stride=stride, origins=origins, season=season)
+    if season and season >= run.train_end:
+        raise DataError(f"--season {season} is not shorter than the training part ({run.train_end} values), whose "
+                        f"values {season} steps apart give MASE its seasonal scale; choose --season < {run.train_end}")
     if horizon > n_test:
         raise DataError(f"--horizon {horizon} is longer than the test part ({n_test} values); choose "
                         f"--horizon <= {n_test} or train with a larger --test_fraction")
@@ -172,11 +184,18 @@ def future(run, steps, level=DEFAULT_LEVEL, kv_cache="auto"):
     or the median spacing, called a guess where the gaps differ; the row index without a time
     column). The interval is conformal on the most recent errors (recent_calibration; chrono runs,
     None under the log's protocol); it is infinite (a blank cell) past interval_steps, where the
-    series is too short to give a step enough errors."""
+    series is too short to give a step enough errors. A forecast that leaves the finite numbers (a
+    model that feeds its own growth back) ends before the step where it did: diverged_at."""
     runs.check_positive(future=steps)
     if not 0 < level < 100:
         raise DataError(f"--level {level}: expected a percentage between 0 and 100, e.g. 80")
     pred = rollout(run, np.array([len(run.z)]), steps, kv_cache)[0]
+    finite = np.isfinite(pred)
+    diverged = None if finite.all() else int(np.argmin(finite)) + 1  # the first step, from 1, with no finite value
+    if diverged == 1:
+        raise DataError(f"{run.run_dir}: the forecast of the first step past the end is not a finite number; "
+                        f"nothing to write (is the series' last window far outside what the model saw?)")
+    steps, pred = (diverged - 1, pred[:diverged - 1]) if diverged else (steps, pred)  # only finite numbers
     lower = upper = None
     interval_steps = 0
     if run.honest:
@@ -186,7 +205,7 @@ def future(run, steps, level=DEFAULT_LEVEL, kv_cache="auto"):
     time, spacing = future_times(run.series, steps)
     return {"time": time, "forecast": pred, "lower": lower, "upper": upper, "level": level if run.honest else None,
             "spacing": spacing, "interval_steps": interval_steps, "min_errors": scoring.min_errors(level),
-            "window": FUTURE_WINDOW}
+            "window": FUTURE_WINDOW, "diverged_at": diverged}
 
 
 def rollout(run, origins, steps, kv_cache="auto", chunk=256):
@@ -246,32 +265,52 @@ def recent_calibration(run, steps, level, window=FUTURE_WINDOW):
 
 def load_run(run_dir, device="cpu", weights="model.pt"):
     """(model, config) rebuilt from RUN_DIR/config.json and its weights (model.pt: the ones
-    training chose). A run directory that cannot be read is a one-line RunError."""
+    training chose). A run directory that cannot be read, whose files belong to two runs, or whose
+    weights are not finite numbers (a training that diverged) is a one-line error naming the file."""
     config = read_config(run_dir)
-    checkpoint = runs.load_checkpoint(os.path.join(run_dir, weights), device)
+    path = os.path.join(run_dir, weights)
+    checkpoint = runs.load_checkpoint(path, device)
+    held = (checkpoint.get("model"), json_form(checkpoint.get("model_args")), checkpoint.get("norm", config.get("norm")))
+    named = (config["model"], json_form(config["model_args"]), config.get("norm", held[2]))
+    if held != named:
+        i = next(i for i in range(3) if held[i] != named[i])
+        what = ["a {} model", "model arguments {}", "a model read with --norm {}"][i]
+        raise runs.RunError(f"not a readable run: {path} holds {what.format(runs.short(held[i]))} where "
+                            f"{run_dir}/config.json names {what.format(runs.short(named[i]))}: the folder mixes two "
+                            f"runs; put back the matching file, or train again")
     try:
-        model = with_norm(models.build(checkpoint["model"], **checkpoint["model_args"]), config["norm"])
+        model = with_norm(models.build(checkpoint["model"], **checkpoint["model_args"]), config.get("norm", "global"))
         model.load_state_dict(checkpoint["state_dict"])
     except (KeyError, RuntimeError, TypeError) as e:  # TypeError: model_args not a dict
-        raise runs.RunError(f"not a readable run: {os.path.join(run_dir, weights)} does not fit its model "
-                            f"({str(e).splitlines()[0][:120]})") from None
+        if "norm" not in config:  # runs from before --norm read the global level; a run that did not lost its norm
+            raise runs.RunError(f"not a readable run: {run_dir}/config.json has no norm (global, last or revin), and "
+                                f"{weights} is not the model read with --norm global; add the run's norm to it") from None
+        raise runs.RunError(f"not a readable run: {path} does not fit its model ({runs.first_line(e)})") from None
+    if not all(torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point()):
+        raise DataError(f"{path}: the model's weights are not finite numbers: its training diverged (losses.csv "
+                        f"shows from which epoch); train again, e.g. with a smaller --lr")
     return model.to(device).eval(), config
 
 
+def json_form(value):
+    """value as config.json holds it (tuples as lists), so that model.pt's arguments compare with it."""
+    return json.loads(json.dumps(value, default=str))
+
+
 def evaluate(run_dir, device="cpu"):
-    """What train.py runs after training: the backtest at the default horizon and the test-part
-    plots (chrono), or the log's batch and regressive forecasts (random). Returns one line."""
+    """What train.py runs after training: the backtest on the test part at the default horizon
+    (chrono), or the log's batch and regressive forecasts over the whole series (random). Returns
+    the lines to print."""
     run = load(run_dir, device)
     if not run.honest:
         m = log_protocol.evaluate(run, device=device)
         return f"mse_batch {m['mse_batch']:.6g}  mse_regressive {m['mse_regressive']:.6g} -> {m['folder']}"
-    horizon = min(DEFAULT_HORIZON, len(run.z) - run.val_end)
-    result = backtest(run, horizon)
-    log_protocol.evaluate(run, device=device)
-    return outputs.backtest_line(result, outputs.write_backtest(run, result))
+    result = backtest(run, min(DEFAULT_HORIZON, len(run.z) - run.val_end))
+    return outputs.backtest_line(result, outputs.write_backtest(run, result), asked=DEFAULT_HORIZON)
 
 
 def main(argv=None):
+    runs.ctrl_c_interrupts()
     parser = forecast_parser()
     args = parser.parse_args(argv)
     try:
@@ -285,19 +324,20 @@ def main(argv=None):
         loaded = [load(r, device, d, args.column, args.data_dir, args.fill, args.date_format)
                   for r in args.run_dir for d in datasets]
         if len(datasets) > 1:  # the log's 2025-01-06 matrix
-            table, png, _ = log_protocol.cross_dataset(loaded, args.predict_rate, device, args.positions, args.kv_cache)
+            table, png, _ = log_protocol.cross_dataset(loaded, args.predict_rate, device, args.positions or "sliding",
+                                                       args.kv_cache)
             print(f"{table}\n-> {png}")
         elif args.future is not None:
             for run in loaded:
                 print(outputs.future_line(run, future(run, args.future, args.level, args.kv_cache)))
-        elif not all(run.honest for run in loaded) or args.predict_rate is not None or args.positions != "sliding":
+        elif not all(run.honest for run in loaded) or args.predict_rate is not None or args.positions is not None:
             backtest_options = [f"--{k}" for k in ("horizon", "stride", "origins", "season") if getattr(args, k) is not None]
             log_run = next((run for run in loaded if not run.honest), None)
             if backtest_options and log_run:
                 raise DataError(f"{backtest_options[0]}: a backtest needs a held-out test part, and {log_run.run_dir} "
                                 f"was trained under the log's protocol (--split random); train with --split chrono")
             for run in loaded:
-                m = log_protocol.evaluate(run, args.predict_rate, device, args.positions, args.kv_cache)
+                m = log_protocol.evaluate(run, args.predict_rate, device, args.positions or "sliding", args.kv_cache)
                 print(f"{m['dataset']}: mse_batch {m['mse_batch']:.6g}  mse_regressive {m['mse_regressive']:.6g}  "
                       f"mae_batch {m['mae_batch']:.6g}  mae_regressive {m['mae_regressive']:.6g}  "
                       f"({m['n_predicted']} steps) -> {m['folder']}")
@@ -314,6 +354,9 @@ def main(argv=None):
                 print(f"-> {os.path.join(folder, 'error_by_horizon.png')}")
     except runs.UsageError as e:
         runs.fail(parser.prog, e)
+    except KeyboardInterrupt:
+        runs.fail(parser.prog, "interrupted (Ctrl-C): the evaluation under way was not written; the run is as it was",
+                  status=130)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ RUN/forecasts/{settings}/ (runs.output_folder). Plots use matplotlib's Agg backe
 the first one is drawn.
 """
 import os
+from datetime import datetime, timezone
 
 import numpy as np
 
@@ -33,6 +34,13 @@ def train_line(metrics):
     partial = m.get("partial_epochs")
     return line + ("  (interrupted)" if m["interrupted"] else "") + \
         (f"  partial epoch {partial[-1]}: not chosen" if partial else "")
+
+
+def column_line(series, asked):
+    """Which column of a CSV with several numeric ones the series is, and how it was chosen."""
+    how = "chosen with --column" if asked is not None else \
+        f"the last of its {series.numeric_columns} numeric columns; --column NAME or INDEX picks another"
+    return f"{series.name}: the series is column {series.column!r} ({how})"
 
 
 # ---------------------------------------------------------------- backtest
@@ -101,26 +109,42 @@ def plot_horizon(results, path, metric="mase"):
     plt.close(fig)
 
 
-def backtest_line(result, folder):
-    """Two lines: MASE at step 1, at the horizon and overall, beside naive, and the coverages; then
-    the verdict in words, and the folder (the output's last word, as everywhere: -> PATH)."""
+def plural(n, word):
+    """'1 step', '2 steps'."""
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def backtest_line(result, folder, asked=None):
+    """The lines a backtest prints: MASE at step 1, at the horizon and overall, beside naive (and
+    seasonal naive), the coverages; then the verdict against naive (and seasonal naive) in words,
+    and the folder (the output's last word, as everywhere: -> PATH). asked: the horizon asked for,
+    where the test part was too short for it."""
     m, s, H = result["metrics"], result["by_step"], result["horizon"]
-    line = (f"test MASE h1 {s['model']['mase'][0]:.3g} h{H} {s['model']['mase'][-1]:.3g} all {m['model']['mase']:.3g}"
-            f"  (naive {s['naive']['mase'][0]:.3g} / {s['naive']['mase'][-1]:.3g} / {m['naive']['mase']:.3g})")
+    line = (f"test MASE h1 {s['model']['mase'][0]:#.3g} h{H} {s['model']['mase'][-1]:#.3g} all {m['model']['mase']:#.3g}"
+            f"  (naive {s['naive']['mase'][0]:#.3g} / {s['naive']['mase'][-1]:#.3g} / {m['naive']['mase']:#.3g})")
     if "seasonal_naive" in m:
-        line += f"  (seasonal naive all {m['seasonal_naive']['mase']:.3g})"
+        sn = s["seasonal_naive"]["mase"]
+        line += f"  (seasonal naive {sn[0]:#.3g} / {sn[-1]:#.3g} / {m['seasonal_naive']['mase']:#.3g})"
     line += (f"  RMSE {m['model']['rmse']:.4g} (naive {m['naive']['rmse']:.4g})  {result['interval']['level']:g}% "
              f"interval coverage fixed {result['interval']['coverage']:.0%}, adaptive "
-             f"{result['interval_adaptive']['coverage']:.0%}  ({len(result['origins'])} origins)")
-    return f"{line}\n{verdict(s['model']['mase'], s['naive']['mase'])}  -> {folder}"
+             f"{result['interval_adaptive']['coverage']:.0%}  ({plural(len(result['origins']), 'origin')})")
+    if asked and asked > H:
+        line += f"  (horizon {H}, not {asked}: the test part has {plural(H, 'value')})"
+    sentences = [verdict(s["model"]["mase"], s["naive"]["mase"])]
+    if "seasonal_naive" in m:
+        sentences.append(verdict(s["model"]["mase"], s["seasonal_naive"]["mase"],
+                                 f"seasonal naive (the value {result['season']} steps back)"))
+    return f"{line}\n{' '.join(sentences)}  -> {folder}"
 
 
-def verdict(model, naive, tie=0.005):
-    """One sentence from the per-step errors (MASE by step) of the model and of naive: at which
-    steps ahead the model beats naive. Within `tie` (relative) of naive's error counts as the same, a
-    NaN error as worse; more than three stretches of one kind are summarised as a count."""
-    model, naive = np.asarray(model, dtype=float), np.asarray(naive, dtype=float)
-    kind = np.where(np.abs(model - naive) <= tie * np.abs(naive), "same", np.where(model < naive, "better", "worse"))
+def verdict(model, reference, name="naive (repeating the last value)", tie=0.005):
+    """One sentence from the per-step errors (MASE by step) of the model and of a reference forecast
+    (naive, or seasonal naive): at which steps ahead the model beats it. Within `tie` (relative) of
+    the reference's error counts as the same, a NaN error as worse. Each kind says how many steps
+    and which (at most four stretches listed, then "...")."""
+    model, reference = np.asarray(model, dtype=float), np.asarray(reference, dtype=float)
+    kind = np.where(np.abs(model - reference) <= tie * np.abs(reference), "same",
+                    np.where(model < reference, "better", "worse"))
     stretches = []  # [kind, first step, last step], steps counted from 1
     for h, k in enumerate(kind, 1):
         if stretches and stretches[-1][0] == k:
@@ -131,13 +155,10 @@ def verdict(model, naive, tie=0.005):
     def steps(k):
         spans = [(a, b) for kk, a, b in stretches if kk == k]
         n = sum(b - a + 1 for a, b in spans)
-        if len(spans) > 3:
-            return f"{n} of {len(kind)} steps (between step {spans[0][0]} and {spans[-1][1]})"
-        where = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
-        return f"step {where}" if n == 1 else f"steps {where}"
-    naive_is = "naive (repeating the last value)"
-    lead = {"better": f"Better than {naive_is}", "worse": f"Worse than {naive_is}",
-            "same": f"The same as {naive_is}, within {tie:.1%},"}
+        where = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans[:4]) + (", ..." if len(spans) > 4 else "")
+        return f"{n} of {len(kind)} steps ahead ({where})"
+    lead = {"better": f"Better than {name}", "worse": f"Worse than {name}",
+            "same": f"The same as {name}, within {tie:.1%},"}
     order = list(dict.fromkeys(kind))  # each kind once, in the order it first appears
     if len(order) == 1:
         return f"{lead[order[0]]} at every step ahead" + (f" (1-{len(kind)})." if len(kind) > 1 else ".")
@@ -147,6 +168,50 @@ def verdict(model, naive, tie=0.005):
 
 # ---------------------------------------------------------------- future
 
+def time_text(series, times):
+    """times (of series.time's kind) as the series' CSV writes them: in its last time's UTC offset
+    (2024-04-11T13:00:00+02:00), in its time_format (2025-01, 202501), integers as integers (2011);
+    ISO where the format cannot write a date (years past 9999)."""
+    if times.dtype.kind != "M":
+        return [str(t) for t in times]
+    offset = None if series.utc_offset is None else series.utc_offset[-1]  # the last time's
+    local = times if offset is None else times + offset
+    out = []
+    for t in local:
+        moment = t.astype("datetime64[us]").item()  # a datetime, or an int past year 9999
+        if series.time_format and isinstance(moment, datetime):
+            zone = None if offset is None else timezone(offset.item())  # for a %z in a --date_format
+            out.append(moment.replace(tzinfo=zone).strftime(series.time_format))
+        elif offset is None:
+            out.append(str(t))
+        else:  # at least seconds: 2024-04-11T00:00:00+02:00, not 2024-04-11+02:00
+            out.append(str(t.astype(np.promote_types(t.dtype, "datetime64[s]"))) + utc_offset_text(offset))
+    return out
+
+
+def utc_offset_text(offset):
+    """'+02:00', '-05:00', '+05:30', '+00:00' for a timedelta64 east of UTC."""
+    return timezone(offset.item()).tzname(None).removeprefix("UTC") or "+00:00"
+
+
+def plot_time(series, times, steps):
+    """(x, label) to plot `times` of the series against: the times in its last UTC offset, or `steps`
+    (step numbers) where matplotlib cannot draw them: it draws dates in the years 1-9999 only, and
+    its axis adds a margin of 5% of the span either side."""
+    label = series.time_label
+    if times.dtype.kind != "M":
+        return times, label
+    if series.utc_offset is not None:
+        times = times + series.utc_offset[-1]
+        label += f" (UTC{utc_offset_text(series.utc_offset[-1])})"
+    days = times.astype("datetime64[D]").astype(np.int64)
+    margin = 0.1 * (days.max() - days.min()) + 1
+    first, last = np.array(["0001-01-01", "9999-12-31"], dtype="datetime64[D]").astype(np.int64)
+    if days.min() - margin < first or days.max() + margin > last:
+        return steps, f"step ({label} outside the years 1-9999 a plot can draw)"
+    return times, label
+
+
 def write_future(run, ahead):
     """future.csv and future.png in a new RUN/forecasts/{dataset}_future_{steps}_level{level}/; returns it."""
     steps = len(ahead["forecast"])
@@ -155,21 +220,24 @@ def write_future(run, ahead):
     upper = ahead["upper"] if ahead["upper"] is not None else [None] * steps
     time_name = run.series.time_label if run.series.time_label != "sample" else "step"
     header = [time_name, "forecast", f"lower_{level:g}" if level else "lower", f"upper_{level:g}" if level else "upper"]
-    rows = [[str(t), float(f), "" if lo is None or not np.isfinite(lo) else float(lo),
+    rows = [[t, float(f), "" if lo is None or not np.isfinite(lo) else float(lo),
              "" if up is None or not np.isfinite(up) else float(up)]
-            for t, f, lo, up in zip(ahead["time"], ahead["forecast"], lower, upper)]
+            for t, f, lo, up in zip(time_text(run.series, ahead["time"]), ahead["forecast"], lower, upper)]
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(10, 4))
-    t, y = run.series.time, run.series.values
+    y = run.series.values
     recent = max(0, len(y) - 4 * steps)
-    ax.plot(t[recent:], y[recent:], color="black", lw=1, label="series")
-    ax.plot(ahead["time"], ahead["forecast"], color="tab:red", lw=1.2, label="forecast")
+    x, time_label = plot_time(run.series, np.concatenate([run.series.time[recent:], ahead["time"]]),
+                              np.arange(recent, len(y) + steps))
+    x, x_ahead = x[:len(y) - recent], x[len(y) - recent:]
+    ax.plot(x, y[recent:], color="black", lw=1, label="series")
+    ax.plot(x_ahead, ahead["forecast"], color="tab:red", lw=1.2, label="forecast")
     if ahead["lower"] is not None:
         finite = np.isfinite(ahead["lower"]) & np.isfinite(ahead["upper"])
-        ax.fill_between(ahead["time"][finite], ahead["lower"][finite], ahead["upper"][finite], color="tab:red",
+        ax.fill_between(x_ahead[finite], ahead["lower"][finite], ahead["upper"][finite], color="tab:red",
                         alpha=0.2, label=f"{level}% interval")
-    ax.set_xlabel(run.series.time_label)
+    ax.set_xlabel(time_label)
     ax.set_ylabel(run.series.value_label)
     ax.set_title(f"{run.config['run_name']}: {steps} steps past the end", fontsize=9)
     ax.legend(loc="best", fontsize=8)
@@ -184,16 +252,26 @@ def write_future(run, ahead):
     return folder
 
 
+def article(number):
+    """'a' or 'an' before a number read aloud: an 80% interval, an 11% one, a 95% one."""
+    text = f"{number:g}"
+    return "an" if text.startswith("8") or text.split(".")[0] in ("11", "18") else "a"
+
+
 def future_line(run, ahead):
     """The line forecast.py --future prints: how far, how the times continue, the interval, the folder."""
     steps, level = len(ahead["forecast"]), ahead["level"]
-    band = f" with a {level:g}% interval" if level else \
+    band = f" with {article(level)} {level:g}% interval" if level else \
         " (no interval: the log's protocol keeps no held-out part to calibrate it)"
     if level and ahead["interval_steps"] < steps:
         band += (f" up to step {ahead['interval_steps']} (none after: a step needs at least "
                  f"{ahead['min_errors']} forecast errors with targets in the validation and test "
                  f"parts, and the series is too short to give step {ahead['interval_steps'] + 1} that many)")
-    return f"{steps} steps past {run.series.time[-1]}, {ahead['spacing']}{band} -> {write_future(run, ahead)}"
+    if ahead.get("diverged_at"):
+        band += (f"; the forecast diverged at step {ahead['diverged_at']} (not a finite number): written up to "
+                 f"step {steps}")
+    last = time_text(run.series, run.series.time[-1:])[0]  # as the series writes its times
+    return f"{plural(steps, 'step')} past {last}, {ahead['spacing']}{band} -> {write_future(run, ahead)}"
 
 
 # ---------------------------------------------------------------- plots of series and losses
@@ -201,12 +279,12 @@ def future_line(run, ahead):
 def plot(series, start, prediction, title, path):
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(10, 4))
-    t = series.time
+    t, time_label = plot_time(series, series.time, np.arange(len(series.values)))
     ax.plot(t, series.values, color="0.75", lw=1, label="series")
     ax.plot(t[start:], series.values[start:], color="black", lw=1, label="actual")
     ax.plot(t[start:], prediction, color="tab:red", lw=1, label="prediction")
     ax.axvline(t[start], color="tab:blue", ls="--", lw=1, label="prediction starts")
-    ax.set_xlabel(series.time_label)
+    ax.set_xlabel(time_label)
     ax.set_ylabel(series.value_label)
     ax.set_title(title)
     ax.legend(loc="best", fontsize=8)

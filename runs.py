@@ -14,6 +14,7 @@ forecast.py builds each evaluation's folder, RUN/forecasts/{settings}, the same 
 ever takes an existing name (a second gets -2, a third -3).
 """
 import argparse
+import contextlib
 import copy
 import csv
 import ctypes
@@ -70,6 +71,17 @@ def finite(text):
     return value
 
 
+def seed(text):
+    """argparse type of --seed: a whole number torch.manual_seed takes, -2**63 to 2**64 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give e.g. 0") from None
+    if not -2 ** 63 <= value < 2 ** 64:
+        raise argparse.ArgumentTypeError(f"{text!r} is outside the seeds torch takes (-2**63 to 2**64 - 1); give e.g. 0")
+    return value
+
+
 def text(value):
     """A value as it is typed on the command line: 32-128-512, true, 0.007."""
     if isinstance(value, bool):
@@ -79,11 +91,36 @@ def text(value):
     return str(value)
 
 
+def first_line(error, limit=120):
+    """An exception's first line, for a one-line message (its class name where it has no text: EOFError)."""
+    return ((str(error).splitlines() or [type(error).__name__])[0] or type(error).__name__)[:limit]
+
+
+def short(value, limit=60):
+    """repr(value), cut to limit characters for a one-line message."""
+    text = repr(value) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def check_positive(**values):
     """Raise UsageError naming the first option that is not >= 1 (sizes, counts, epochs)."""
     for name, value in values.items():
         if value is not None and value < 1:
             raise UsageError(f"--{name} must be at least 1, got {value}")
+
+
+def quiet_ctrl_c(prog):
+    """Until the script's main() says otherwise, a Ctrl-C (while torch imports, say) ends it with one
+    line and status 130 instead of a traceback."""
+    def stop(signum, frame):
+        print(f"{prog}: interrupted while starting; nothing was written", file=sys.stderr)
+        raise SystemExit(130)
+    signal.signal(signal.SIGINT, stop)
+
+
+def ctrl_c_interrupts():
+    """From here on a Ctrl-C raises KeyboardInterrupt, which the script's main() turns into one line."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def run_script(script, argv, prog):
@@ -116,10 +153,17 @@ class Progress:
         self.every, self.clock, self.last = every, clock, None
 
     def line(self, text, first=False, last=False):
+        """Print text if it is due (or first, or last); remember it otherwise, for finish()."""
         now = self.clock()
+        self.pending = text
         if self.on and (first or last or self.last is None or now - self.last >= self.every):
             print(text, file=self.stream, flush=True)
-            self.last = now
+            self.last, self.pending = now, None
+
+    def finish(self):
+        """The last line, if the rate limit held it back (a run stopped between two lines)."""
+        if getattr(self, "pending", None):
+            self.line(self.pending, last=True)
 
 
 # ---------------------------------------------------------------- device
@@ -273,7 +317,7 @@ def read_json(path):
     except FileNotFoundError:
         raise RunError(f"not a readable run: {path} is missing") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RunError(f"not a readable run: {path} is not valid JSON ({str(e).splitlines()[0]})") from None
+        raise RunError(f"not a readable run: {path} is not valid JSON ({first_line(e)})") from None
     if not isinstance(obj, dict):
         raise RunError(f"not a readable run: {path} holds no JSON object")
     return obj
@@ -431,13 +475,24 @@ def is_run_dir(path, weights="model.pt"):
 
 def latest_run(path, weights="model.pt"):
     """A run directory as given, or runs/{run_name}: then its latest complete run (timestamps
-    sort in time order). A path that is neither is a RunError naming it."""
+    sort in time order; where it holds several, a line on stderr says which was taken). A path that
+    is neither is a RunError naming it and what it is instead."""
+    name = os.path.basename(os.path.normpath(path))
+    if name.startswith(".") and name.endswith(".partial"):
+        raise RunError(f"{path!r} is a run still being written (a hidden .partial folder, named when its weights "
+                       f"are saved); wait until it finishes, or give a finished run")
     if is_run_dir(path, weights):
         return path
+    if os.path.isfile(path):
+        raise RunError(f"{path!r} is a file, not a run directory (a run directory holds config.json and {weights}; "
+                       f"to evaluate a run on a CSV, give the CSV with --dataset)")
     if os.path.isdir(path):
-        runs = sorted(d for d in os.listdir(path) if is_run_dir(os.path.join(path, d), weights))
-        if runs:
-            return os.path.join(path, runs[-1])
+        found = sorted(d for d in os.listdir(path) if is_run_dir(os.path.join(path, d), weights))
+        if len(found) > 1:
+            print(f"{path} holds {len(found)} runs; taking the latest, {found[-1]} (give a run's folder to take "
+                  f"another)", file=sys.stderr)
+        if found:
+            return os.path.join(path, found[-1])
         raise RunError(f"{path!r} is not a run directory and holds no complete run "
                        f"(a run has config.json and {weights})")
     raise RunError(f"run directory {path!r} not found")
@@ -452,7 +507,7 @@ def load_checkpoint(path, device="cpu"):
         raise RunError(f"not a readable run: {path} is missing") from None
     except Exception as e:  # a foreign file can make the unpickler fail in any way (IndexError, KeyError, ...)
         raise RunError(f"not a readable run: {path} is not a vqseq checkpoint "
-                       f"({str(e).splitlines()[0][:120]})") from None
+                       f"({first_line(e)})") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise RunError(f"not a readable run: {path} is not a vqseq checkpoint (no state_dict)")
     return checkpoint
@@ -466,7 +521,7 @@ def read_losses(path):
     except FileNotFoundError:
         raise RunError(f"not a readable run: {path} is missing") from None
     except (OSError, UnicodeDecodeError, ValueError, csv.Error) as e:
-        raise RunError(f"not a readable run: {path} is not a losses table ({str(e).splitlines()[0][:120]})") from None
+        raise RunError(f"not a readable run: {path} is not a losses table ({first_line(e)})") from None
     if not rows or any(r.get("epoch") is None for r in rows):
         raise RunError(f"not a readable run: {path} holds no epochs")
     for r in rows:
@@ -477,6 +532,14 @@ def read_losses(path):
 
 # ---------------------------------------------------------------- a training run
 
+class Interrupted(KeyboardInterrupt):
+    """A training stopped by Ctrl-C; run_dir: where the epochs saved before it are (None: none was)."""
+
+    def __init__(self, run_dir=None):
+        super().__init__(run_dir)
+        self.run_dir = run_dir
+
+
 class Training:
     """The life of a run directory while a model trains, off train.py's loop:
 
@@ -485,26 +548,30 @@ class Training:
             for epoch in run.epochs():                           # a tqdm bar, or a line per epoch in a log
                 ... the steps, each ending `if run.stopped: break` (Ctrl-C) ...
                 run.end_epoch(model, epoch, train_loss, val_loss, val_mse_last, complete)
-            run.save(model, optimizer, shuffle)
+            run.save(model)
         run.dir, run.rows, run.best                              # the finished run directory, losses, epoch kept
 
-    A new run is built under a hidden temporary name (new_run_dir) and renamed when its weights are
-    saved, so an error or a second Ctrl-C before that leaves nothing: a run directory is complete
-    or absent. A first Ctrl-C sets `stopped`: the loop finishes its step, and what was trained is
-    saved, the epoch it cut short marked complete 0 and never kept. model.pt holds the best epoch
-    (chrono: the lowest val_mse_last; the log's protocol: the last), last.pt the last one with the
-    optimizer and the shuffling state; with no complete epoch, model.pt is the untrained model,
-    epoch 0 (validate(model) gives its losses). --resume continues from last.pt and moves the
-    earlier weights' forecasts aside, to forecasts-before-resume-epoch{N}/. Threads follow the
-    cores other processes leave free (Threads), and freed memory is kept for reuse (keep_freed_memory).
+    A new run is built under a hidden temporary name (new_run_dir) and gets its name when training
+    ends, so an error leaves nothing: a run directory is complete or absent. model.pt holds the best
+    usable epoch (complete, with finite losses; chrono: the lowest val_mse_last; the log's protocol:
+    the last), last.pt the last one with the optimizer and the shuffling state (--resume continues
+    from it); with no usable epoch, model.pt is the untrained model, epoch 0 (validate(model) gives
+    its losses). Both are written after every complete epoch, with losses.csv and config.json, so:
+      - a first Ctrl-C sets `stopped`: the loop finishes its step, what was trained is saved (an
+        epoch it cut short is marked complete 0 and never kept), and the run is marked interrupted;
+      - a second Ctrl-C stops at once (one arriving while files are written, right after them): the
+        run keeps the epochs saved before it and gets its name, and Interrupted says where it is.
+    --resume moves the earlier weights' forecasts aside, to forecasts-before-resume-epoch{N}/. Threads
+    follow the cores other processes leave free (Threads); freed memory is kept for reuse.
     """
 
     def __init__(self, config, validate, out_dir="runs", resume=None):
         self.config, self.validate, self.out_dir = config, validate, out_dir
         self.select = "val_mse_last" if config["split"] == "chrono" else None  # the log kept the last epoch
-        self.dir, self.partial, self.initial, self.resumed_from = resume, None, None, None
+        self.dir, self.partial, self.made, self.initial, self.resumed_from = resume, None, [], None, None
         self.rows, self.best = [], {"epoch": 0, "score": float("inf"), "state": None}
-        self._stop, self.progress, self.threads = [], Progress(), Threads()
+        self.progress, self.threads = Progress(), Threads()
+        self._stop, self._saving, self._abort, self.saved, self.written_best = [], False, False, False, None
 
     @property
     def stopped(self):
@@ -515,6 +582,9 @@ class Training:
         self.threads.start()  # as many threads as other processes leave cores free
         if self.dir:
             self.last = load_checkpoint(os.path.join(self.dir, "last.pt"))
+            if self.last.get("model") != self.config["model"]:
+                raise RunError(f"not a readable run: {self.dir}/last.pt holds a {short(self.last.get('model'))} model "
+                               f"where config.json names {self.config['model']}: the folder mixes two runs")
             self.rows = read_losses(os.path.join(self.dir, "losses.csv"))
             self.resumed_from = self.rows[-1]["epoch"]
             if self.config["epochs"] <= self.resumed_from:
@@ -522,25 +592,45 @@ class Training:
                                 f"give --epochs larger than that")
             self.best = {"epoch": self.last["best_epoch"], "score": self.last["best_score"],
                          "state": load_checkpoint(os.path.join(self.dir, "model.pt"))["state_dict"]}
+            self.written_best = self.best["epoch"]
         else:
+            self.made = [f for f in make_folder(self.out_dir, f"--out_dir {self.out_dir!r}")]
             self.dir = self.partial = new_run_dir(self.out_dir, self.config["run_name"])
 
         def on_sigint(signum, frame):
-            self._stop.append(True)
-            signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C aborts
+            if not self._stop:
+                self._stop.append(True)  # the first: finish this step, save, stop
+            elif self._saving:
+                self._abort = True       # a later one while files are written: right after them
+            else:
+                raise KeyboardInterrupt  # a later one: at once; what was saved stays
         self.previous = signal.signal(signal.SIGINT, on_sigint)
         self.t0 = time.perf_counter() - (self.rows[-1]["seconds"] if self.rows else 0.0)
         return self
 
     def __exit__(self, kind, error, traceback):
-        signal.signal(signal.SIGINT, self.previous)
-        if kind is not None and self.partial:
-            discard_run_dir(self.partial)  # a run directory is complete or absent
+        try:
+            if kind is not None and issubclass(kind, KeyboardInterrupt):
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # naming the run takes a moment: no Ctrl-C splits it
+                if self.partial and self.saved:
+                    self.dir, self.partial = finish_run_dir(self.partial), None
+                elif self.partial:
+                    self.discard()
+                raise Interrupted(self.dir if self.saved else None) from None
+            if kind is not None and self.partial:
+                self.discard()  # a run directory is complete or absent
+        finally:
+            signal.signal(signal.SIGINT, self.previous)
         return False
+
+    def discard(self):
+        discard_run_dir(self.partial)  # a run directory is complete or absent
+        remove_folders(self.made)      # and --out_dir, where this run made it
 
     def restore(self, model, optimizer, shuffle):
         """--resume: the model, optimizer and shuffling as last.pt left them; a new run: note the
-        untrained weights (model.pt if no epoch completes)."""
+        untrained weights (model.pt if no epoch completes). Either way, what save() writes."""
+        self.model, self.optimizer, self.shuffle = model, optimizer, shuffle
         if not self.resumed_from:
             self.initial = copy.deepcopy(model.state_dict())
             return
@@ -552,8 +642,7 @@ class Training:
             if shuffle is not None:
                 shuffle.set_state(self.last["shuffle"])
         except (KeyError, RuntimeError, TypeError, ValueError) as e:
-            raise RunError(f"not a readable run: {path} does not fit its model "
-                           f"({str(e).splitlines()[0][:120]})") from None
+            raise RunError(f"not a readable run: {path} does not fit its model ({first_line(e)})") from None
 
     def epochs(self):
         """The epochs still to run, first to config["epochs"], behind a progress bar; between two,
@@ -572,12 +661,13 @@ class Training:
             self.bar.close()
 
     def end_epoch(self, model, epoch, train_loss, val_loss, val_mse_last, complete=True):
-        """Record an epoch's losses; keep its weights if it is complete and the best so far."""
+        """Record an epoch's losses; keep its weights if it is usable (complete, finite losses) and
+        the best so far; then write the run as it stands (a complete epoch is never lost to Ctrl-C)."""
         row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_mse_last": val_mse_last,
                "seconds": time.perf_counter() - self.t0, "complete": int(complete)}
         self.rows.append(row)
         score = row[self.select] if self.select else -epoch
-        if complete and score < self.best["score"]:
+        if usable(row) and score < self.best["score"]:
             self.best = {"epoch": epoch, "score": score, "state": copy.deepcopy(model.state_dict())}
         if getattr(self, "bar", None) is not None:
             self.bar.set_postfix(train=f"{train_loss:.4g}", val=f"{val_loss:.4g}", val_mse_last=f"{val_mse_last:.4g}")
@@ -585,13 +675,14 @@ class Training:
                            f"val_mse_last {val_mse_last:.4g}  {row['seconds']:.1f}s"
                            + ("" if complete else "  (partial: stopped by Ctrl-C)"),
                            first=epoch == getattr(self, "first", epoch), last=epoch == self.config["epochs"] or self.stopped)
+        if complete and not self.stopped:
+            self.write(model, interrupted=True)  # "interrupted" until save() says how it ended
 
-    def save(self, model, optimizer, shuffle):
-        """model.pt (rebuilds the model alone), last.pt (resumes training), config.json, losses.csv,
-        loss.png; then the run directory gets its name."""
-        import torch
-        if self.initial is not None and not any(r["complete"] for r in self.rows):
-            # no epoch completed (--epochs 0, or Ctrl-C in the first): model.pt is the untrained model, epoch 0
+    def save(self, model):
+        """The run as training left it (epoch 0, the untrained model, where no epoch is usable), with
+        its loss plot; then the run directory gets its name."""
+        if self.initial is not None and not any(usable(r) for r in self.rows):
+            # no usable epoch (--epochs 0, Ctrl-C in the first, losses that diverged): model.pt is the untrained model
             trained = copy.deepcopy(model.state_dict())
             model.load_state_dict(self.initial)
             val_loss, val_mse_last = self.validate(model)
@@ -601,27 +692,57 @@ class Training:
             self.best = {"epoch": 0, "score": float("inf"), "state": self.initial}
         if self.best["state"] is None:
             self.best = {"epoch": self.rows[-1]["epoch"], "score": float("inf"), "state": model.state_dict()}
-        self.config["interrupted"] = self.stopped
+        self.progress.finish()
+        self.write(model, interrupted=self.stopped, plot=True)
+        with self.writing():
+            if self.partial:
+                self.dir, self.partial = finish_run_dir(self.partial), None
+
+    @contextlib.contextmanager
+    def writing(self):
+        """A stretch of writes that a second Ctrl-C does not split: it takes effect right after."""
+        self._saving = True
+        try:
+            yield
+        finally:
+            self._saving = False
+        if self._abort:
+            raise KeyboardInterrupt
+
+    def write(self, model, interrupted, plot=False):
+        """model.pt (rebuilds the model alone; rewritten when the best epoch changed), last.pt
+        (resumes training), losses.csv, config.json, and with plot loss.png; each file whole."""
+        import torch
 
         def cpu(state):
             return {k: v.detach().cpu() for k, v in state.items()}
-        weights = {"model": self.config["model"], "model_args": self.config["model_args"], "epoch": self.best["epoch"]}
-        write_atomic(os.path.join(self.dir, "model.pt"),
-                     lambda tmp: torch.save({**weights, "state_dict": cpu(self.best["state"])}, tmp))
-        last = {**weights, "epoch": self.rows[-1]["epoch"], "state_dict": cpu(model.state_dict()),
-                "optimizer": optimizer.state_dict() if optimizer else None,
-                "shuffle": shuffle.get_state() if shuffle is not None else None,
-                "best_epoch": self.best["epoch"], "best_score": self.best["score"]}
-        write_atomic(os.path.join(self.dir, "last.pt"), lambda tmp: torch.save(last, tmp))
-        write_json(os.path.join(self.dir, "config.json"), self.config)
-        write_csv(os.path.join(self.dir, "losses.csv"), list(self.rows[0]), [list(r.values()) for r in self.rows])
-        epochs = [r["epoch"] for r in self.rows]
-        curves = {"train loss": (epochs, [r["train_loss"] for r in self.rows]),
-                  "validation loss": (epochs, [r["val_loss"] for r in self.rows]),
-                  "~val_mse_last": (epochs, [r["val_mse_last"] for r in self.rows])}
-        plot_curves(curves, self.config["run_name"], "MSE (normalised units)", os.path.join(self.dir, "loss.png"))
-        if self.partial:
-            self.dir, self.partial = finish_run_dir(self.partial), None
-        elif os.path.isdir(os.path.join(self.dir, "forecasts")):  # made with the weights this resume replaced
-            rename_unique(os.path.join(self.dir, "forecasts"),
-                          os.path.join(self.dir, f"forecasts-before-resume-epoch{self.resumed_from}"))
+        with self.writing():
+            if self.resumed_from is not None and os.path.isdir(os.path.join(self.dir, "forecasts")):
+                rename_unique(os.path.join(self.dir, "forecasts"),  # made with the weights this resume replaces
+                              os.path.join(self.dir, f"forecasts-before-resume-epoch{self.resumed_from}"))
+            best = self.best if self.best["state"] is not None else {"epoch": 0, "state": self.initial}  # none usable yet
+            weights = {"model": self.config["model"], "model_args": self.config["model_args"],
+                       "norm": self.config.get("norm", "global"), "epoch": best["epoch"]}
+            if self.written_best != best["epoch"] or plot:
+                write_atomic(os.path.join(self.dir, "model.pt"),
+                             lambda tmp: torch.save({**weights, "state_dict": cpu(best["state"])}, tmp))
+                self.written_best = best["epoch"]
+            last = {**weights, "epoch": self.rows[-1]["epoch"], "state_dict": cpu(model.state_dict()),
+                    "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+                    "shuffle": self.shuffle.get_state() if self.shuffle is not None else None,
+                    "best_epoch": self.best["epoch"], "best_score": self.best["score"]}
+            write_atomic(os.path.join(self.dir, "last.pt"), lambda tmp: torch.save(last, tmp))
+            write_csv(os.path.join(self.dir, "losses.csv"), list(self.rows[0]), [list(r.values()) for r in self.rows])
+            write_json(os.path.join(self.dir, "config.json"), {**self.config, "interrupted": interrupted})
+            if plot:
+                epochs = [r["epoch"] for r in self.rows]
+                curves = {"train loss": (epochs, [r["train_loss"] for r in self.rows]),
+                          "validation loss": (epochs, [r["val_loss"] for r in self.rows]),
+                          "~val_mse_last": (epochs, [r["val_mse_last"] for r in self.rows])}
+                plot_curves(curves, self.config["run_name"], "MSE (normalised units)", os.path.join(self.dir, "loss.png"))
+            self.saved = True
+
+
+def usable(row):
+    """An epoch model.pt may hold: complete, with finite validation losses."""
+    return bool(row["complete"]) and all(row[k] is not None and math.isfinite(row[k]) for k in ("val_loss", "val_mse_last"))

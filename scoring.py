@@ -25,7 +25,11 @@ def naive_scale(y, observed, season=1):
     """MASE's denominator: the mean absolute error of the (seasonal) naive one-step forecast
     y[t - season] of y[t] over the training part, observed pairs only."""
     ok = observed[season:] & observed[:-season]
-    scale = float(np.mean(np.abs(y[season:] - y[:-season])[ok])) if ok.any() else float("nan")
+    if not ok.any():
+        raise DataError(f"the training part has no two observed values {season} step(s) apart ({int((~observed).sum())} "
+                        f"of its {len(y)} values were filled in), so MASE has no scale; fill fewer gaps "
+                        f"(--fill drop), or give more of the series to the training part")
+    scale = float(np.mean(np.abs(y[season:] - y[:-season])[ok]))
     if not scale > 0:
         raise DataError(f"the training part is constant at lag {season}: MASE has no scale")
     return scale

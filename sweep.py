@@ -11,17 +11,23 @@ is an ordinary train.py run with its own run directory; the ranked table at the 
 from each run's metrics.json, ranked by its validation score (never by the test part).
 """
 import itertools
+import math
 import multiprocessing
 import os
 import shlex
 import sys
 from concurrent.futures import ProcessPoolExecutor
 
+if __name__ == "__main__":  # a Ctrl-C while torch imports ends the command with one line, not a traceback
+    import runs
+    runs.quiet_ctrl_c(globals().get("PROG", "sweep.py"))
+
 import config
 import models
 import runs
 from config import SWEEP_ONLY, split_options
 
+INTERRUPTED = "interrupted (Ctrl-C)"
 PROG = globals().get("PROG", "sweep.py")  # the name messages give; train.py hands its grids here (runs.run_script)
 
 def expand_grid(argv):
@@ -112,6 +118,8 @@ def run_one(argv, threads):
             train.main(argv)
     except SystemExit as e:
         message = (err.getvalue().strip().splitlines() or [f"exit status {e.code}"])[-1]
+        if e.code == 130:  # Ctrl-C: the training saved what it had; the sweep stops too
+            raise KeyboardInterrupt(message.removeprefix("train.py: error: ")) from None
         raise runs.UsageError(message.removeprefix("train.py: error: ")) from None
     return out.getvalue().strip().splitlines()[-1].removeprefix("-> ")  # train.py's last line
 
@@ -133,12 +141,15 @@ def run_sweep(commands, jobs=1, log=print):
                 log(f"[{i + 1}/{len(commands)}] FAILED {shlex.join(argv)}: {results[i][1]}")
     except KeyboardInterrupt:  # running trainings got the Ctrl-C too: they save and stop
         log("interrupted: waiting for the running trainings to save")
+        current = next((i for i, r in enumerate(results) if r is None), None)
+        if current is not None:
+            results[current] = (False, INTERRUPTED)
         if pool:
             pool.shutdown(wait=True, cancel_futures=True)
     if pool:
         pool.shutdown(wait=True)
     done = [(c, r[1]) for c, r in zip(commands, results) if r and r[0]]
-    failed = [(c, r[1] if r else "not run (interrupted)") for c, r in zip(commands, results) if not (r and r[0])]
+    failed = [(c, r[1] if r else f"not run ({INTERRUPTED})") for c, r in zip(commands, results) if not (r and r[0])]
     return done, failed
 
 
@@ -150,23 +161,44 @@ def ranked_table(run_dirs):
         metrics = runs.read_json(os.path.join(run_dir, "metrics.json"))
         score = metrics["val_mse_last"] if config["split"] == "chrono" else metrics["val_loss"]
         rows.append((score, config, metrics, run_dir))
-    rows.sort(key=lambda r: (r[0] is None, r[0]))
+    known = [r for r in rows if finite(r[0])]  # a run that diverged (null in metrics.json) comes last
+    rows = sorted(known, key=lambda r: r[0]) + [r for r in rows if not finite(r[0])]
     lines = ["| rank | validation | val_loss | val_mse_last | run | seed | dir |", "|---|---|---|---|---|---|---|"]
     for k, (score, config, metrics, run_dir) in enumerate(rows, 1):
         what = "val_mse_last" if config["split"] == "chrono" else "val_loss"
-        lines.append(f"| {k} | {what} {score:.6g} | {metrics['val_loss']:.6g} | {metrics['val_mse_last']:.6g} | "
-                     f"{config['run_name']} | {config['seed']} | {run_dir} |")
+        lines.append(f"| {k} | {what} {number(score)} | {number(metrics['val_loss'])} | "
+                     f"{number(metrics['val_mse_last'])} | {config['run_name']} | {config['seed']} | {run_dir} |")
     return "\n".join(lines)
+
+
+def finite(value):
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def number(value):
+    """A metric for the table: 6 significant digits, or "-" where it is missing or not finite."""
+    return f"{value:.6g}" if finite(value) else "-"
+
+
+def check_options(argv, prog):
+    """One line, once, for an option that no model and not train.py takes (--fractions), or that is forecast.py's."""
+    known = {o.lstrip("-") for o in config.parser()._option_string_actions} | {o.lstrip("-") for o in SWEEP_ONLY}
+    known |= {k for m in models.names() for k in models.options(models.get(m))}
+    for option, _ in split_options(argv):
+        if option.startswith("-") and option.lstrip("-") not in known:
+            runs.fail(prog, config.unknown_option(option, None))
 
 
 def main(argv=None, prog=None):
     """Expand the grid, skip what a model cannot take, run (or print) the rest, rank them."""
     argv = sys.argv[1:] if argv is None else argv
     prog = prog or PROG
+    runs.ctrl_c_interrupts()
     options = dict(split_options(argv))
     jobs_text = options.get("--jobs") or "1"
     if not jobs_text.isdigit() or int(jobs_text) < 1:
         runs.fail(prog, f"--jobs {jobs_text!r}: expected a whole number >= 1")
+    check_options(argv, prog)
     grid, notes = plan(argv, prog)
     if "--dry_run" not in options:
         for out_dir in dict.fromkeys(config.parser().parse_known_args(c)[0].out_dir for c in grid):
@@ -190,6 +222,9 @@ def main(argv=None, prog=None):
         print(f"\n{len(failed)} of {len(grid)} runs failed:")
         for combo, reason in failed:
             print(f"  python train.py {shlex.join(combo)}: {reason}")
+        if any(INTERRUPTED in reason for _, reason in failed):
+            runs.fail(prog, "interrupted (Ctrl-C): the runs finished before it are listed above; the one it "
+                      "stopped keeps its saved epochs (train.py --resume RUN continues it)", status=130)
         sys.exit(1)
 
 

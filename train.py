@@ -27,6 +27,10 @@ import os
 import platform
 import sys
 
+if __name__ == "__main__":  # a Ctrl-C while torch imports ends the command with one line, not a traceback
+    import runs
+    runs.quiet_ctrl_c("train.py")
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -35,6 +39,7 @@ import config
 import models
 import outputs
 import runs
+import scoring
 from data import load_series, split_series
 from models.kernels import Adam
 from models.norm import with_norm
@@ -54,8 +59,14 @@ def train(cfg):
 
     # Data: window tensors of the training and validation parts (the test part is never read here)
     series = load_series(cfg.dataset, cfg.column, cfg.data_dir, cfg.fill, cfg.date_format)
+    if saved:
+        config.check_series(saved, series, "train a new run on it: this run's statistics and windows came from the old")
+    if series.numeric_columns > 1:  # which of several columns is the series
+        print(outputs.column_line(series, cfg.column), flush=True)
     cls = models.get(cfg.model)
     data = split_series(series.values, cfg.time_steps, cls.target, cfg.split, cfg.fractions)
+    if cfg.split == "chrono" and not cfg.no_forecast:  # the backtest's MASE needs a scale: say so before training
+        scoring.naive_scale(series.values[:data.train_end], series.observed[:data.train_end])
     x_train, y_train, x_val, y_val = (t.to(device) for t in (data.x_train, data.y_train, data.x_val, data.y_val))
 
     # Model and optimizer; the model is built and tried on one window before anything is written
@@ -95,7 +106,7 @@ def train(cfg):
             # the log's epoch loss is the mean of its batch means; ours the mean over windows
             train_loss = total.item() / seen if honest else torch.stack(batch_means).mean().item()
             run.end_epoch(model, epoch, train_loss, *evaluate(model, x_val, y_val), complete=seen == n)
-        run.save(model, optimizer, shuffle)
+        run.save(model)
 
     model.load_state_dict(run.best["state"])
     chosen = next(r for r in run.rows if r["epoch"] == run.best["epoch"])
@@ -104,6 +115,7 @@ def train(cfg):
                "val_mse_last_original_units": chosen["val_mse_last"] * data.std ** 2,
                "best_epoch": run.best["epoch"], "epochs_run": run.rows[-1]["epoch"], "fit": record["fit"],
                "interrupted": run.stopped, "partial_epochs": [r["epoch"] for r in run.rows if not r["complete"]],
+               "diverged_epochs": [r["epoch"] for r in run.rows if r["complete"] and not runs.usable(r)],
                "trainable_parameters": trainable, "fixed_parameters": fixed, "seconds": run.rows[-1]["seconds"]}
     usage = models.codebook_usage(model, x_val)
     if usage:
@@ -131,7 +143,8 @@ def describe(cfg, series, data, device, fit):
     honest = cfg.split == "chrono"
     return {
         **config.record(cfg, dataset=series.name, column=series.column, device=device),
-        "run_name": config.run_name(cfg, series.name), "target": models.get(cfg.model).target,
+        "column_index": getattr(series, "column_index", None),  # found again by position where names repeat
+        "run_name": config.run_name(cfg, series.name, chosen_column(cfg, series)), "target": models.get(cfg.model).target,
         "source": series.source, "sha256": series.sha256, "filled": series.filled,
         "fractions": list(cfg.fractions) if honest else None,
         "parts": {"train_end": data.train_end, "val_end": data.val_end, "n_values": len(data.z)},
@@ -144,24 +157,49 @@ def describe(cfg, series, data, device, fit):
     }
 
 
+def chosen_column(cfg, series):
+    """The column --column chose, where it is not the one the series is read from by default (None)."""
+    if cfg.column is None:
+        return None
+    try:
+        default = load_series(cfg.dataset, None, cfg.data_dir, cfg.fill, cfg.date_format).column
+    except runs.UsageError:  # no default: several candidates
+        default = None
+    return series.column if series.column != default else None
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    runs.ctrl_c_interrupts()
     if config.is_sweep(argv):  # comma lists: a grid of runs, which sweep.py runs
         return runs.run_script("sweep.py", argv, prog="train.py")
     cfg, what = config.parse(argv)
     if what == "list":
         print("\n".join(models.table()))
         return
+    run_dir = None
     try:
         run_dir, metrics = train(cfg)
         print(outputs.train_line(metrics))
+        if metrics["interrupted"]:  # the first Ctrl-C: the run is saved; its backtest is not wanted now
+            print(f"-> {run_dir}")
+            runs.fail("train.py", f"interrupted by Ctrl-C after epoch {metrics['epochs_run']}: the run is saved; "
+                      f"continue it with python train.py --resume {run_dir} --epochs N, or evaluate it with python "
+                      f"forecast.py {run_dir}", status=130)
         if not cfg.no_forecast:
             import forecast
             print(forecast.evaluate(run_dir, device=runs.pick_device(cfg.device)))
     except runs.UsageError as e:  # DataError, ModelError, RunError: the user's to fix
         runs.fail("train.py", e)
+    except runs.Interrupted as e:  # a second Ctrl-C during training
+        if e.run_dir:
+            print(f"-> {e.run_dir}")
+        runs.fail("train.py", f"interrupted (a second Ctrl-C): the epochs saved before it are in {e.run_dir}; "
+                  f"continue with --resume" if e.run_dir else "interrupted before the first epoch ended: "
+                  "nothing was written", status=130)
     except KeyboardInterrupt:
-        runs.fail("train.py", "interrupted (a second Ctrl-C); what was saved before stays", status=130)
+        where = f"the run is saved in {run_dir}, its backtest was not written" if run_dir else "nothing was written"
+        runs.fail("train.py", f"interrupted (Ctrl-C): {where}", status=130)
     print(f"-> {run_dir}")
 
 

@@ -37,6 +37,10 @@ import sys
 import time
 import types
 
+if __name__ == "__main__":  # a Ctrl-C while torch imports ends the command with one line, not a traceback
+    import runs
+    runs.quiet_ctrl_c("vqvae_imagenet.py")
+
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -846,6 +850,7 @@ def check_args(args, config, source):
 
 
 def main(argv=None):
+    runs.ctrl_c_interrupts()
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         if args.list:

@@ -37,7 +37,7 @@ __all__ = ["DATASETS", "DEFAULT_FRACTIONS", "FILL_MODES", "SPLITS", "SPLIT_SEED"
 class Series:
     name: str               # used in run names and output file names
     values: np.ndarray      # (N,) float64, original units, all finite
-    time: np.ndarray        # (N,) x axis for plots: numbers, datetime64, or the sample index
+    time: np.ndarray        # (N,) x axis for plots: numbers, datetime64 (UTC where utc_offset), or the sample index
     time_label: str
     value_label: str
     source: str             # where it came from (an absolute path, or a description)
@@ -45,6 +45,10 @@ class Series:
     sha256: str = None      # of a CSV file's bytes; None for the embedded series
     observed: np.ndarray = None  # (N,) bool, False where `fill` made the value up
     filled: int = 0         # how many values were made up
+    time_format: str = None  # strftime format future times are written in ("%Y-%m", "%Y%m"); None: ISO or numbers
+    utc_offset: np.ndarray = None  # (N,) timedelta64[s], each time's offset (+02:00): time is then in UTC; or None
+    column_index: int = None  # the value column's position in a CSV (found again there where names repeat)
+    numeric_columns: int = 1  # a CSV's number columns besides the time axis: the candidates for the series
 
     def __post_init__(self):
         if self.observed is None:

@@ -7,14 +7,20 @@
   of cells (ties: tab, then semicolon, then comma). With a semicolon or tab, a decimal comma
   ("1,5") reads as 1.5;
 - header: the first row, unless every cell in it is a number or a date;
-- time axis: the first column, when its cells are dates, or it is named like a time (t, ds,
-  year, time..., date...), or it is a strictly increasing number column and another numeric
-  column exists (then the other one is the series). Dates are ISO (2024-01-02,
-  2024-01-02T13:00:00Z, stored in UTC) or 2024/01/02, 01/02/2024, 02.01.2024, with an
-  optional 13:00 or 13:00:05. Dots mean day.month.year; with slashes or dashes the whole column
-  decides the order (a first field over 12 is a day, a second over 12 is a day) and where no
-  cell decides it, `date_format` (a strptime format such as "%d/%m/%Y") must. Without a time
-  axis the time is the row index. The time holds datetime64 values for dates;
+- time axis: the first column when its cells are dates or it is named like a time (t, ds,
+  year, time..., date...); else the first column named like a time, wherever it stands
+  (value,date); else the first column when it is a strictly increasing number column and another
+  numeric column exists (then the other one is the series). Dates are ISO
+  (2024-01-02, 2024-01-02T13:00:00+02:00), 2024/01/02, 01/02/2024, 02.01.2024, with an optional
+  13:00 or 13:00:05, or months (2024-11, 2024/11: the first of the month). Dots mean
+  day.month.year; with slashes or dashes the whole column decides the order (a first field over
+  12 is a day, a second over 12 is a day) and where no cell decides it, `date_format` (a strptime
+  format such as "%d/%m/%Y") must. Times with a UTC offset are stored in UTC (so the order checks
+  hold across summer time) and each one's offset is kept (utc_offset); a column that mixes times
+  with and without one is an error. Number time columns of YYYYMM or YYYYMMDD integers
+  (202411, 20241105) are dates; other integers (years) stay integers. How the times were written
+  (time_format: date_format, "%Y-%m", "%Y%m") is kept, so future times are written the same way.
+  Without a time axis the time is the row index. The time holds datetime64 values for dates;
 - value column: `column` (a name, or a 0-based index such as "2"), else the last column, other
   than the time axis, whose non-empty cells are all numbers. A column that counts (the same
   step on every row, like an id) is as likely an index as a value, so when it is the last of
@@ -50,7 +56,8 @@ SHOWN = 5  # bad cells named in one error message
 
 def read_csv(path, column=None, fill=None, date_format=None):
     """The fields of a data.Series read from the CSV file at path (all but its name): values,
-    time, time_label, value_label, source (the absolute path), column, sha256, observed, filled."""
+    time, time_label, value_label, source (the absolute path), column, sha256, observed, filled,
+    time_format, utc_offset."""
     path = os.path.abspath(path)
     try:
         with open(path, "rb") as f:
@@ -62,23 +69,23 @@ def read_csv(path, column=None, fill=None, date_format=None):
     numbers = [[_number(c) for c in col] for col in cols]  # None where a cell is not a number
 
     col = None if column is None else _column_index(column, header, path)
-    axis = _time_axis(header, cols, numbers, col, date_format)
+    axis, kind = _time_axis(header, cols, numbers, col, date_format)
     col = _value_column(header, cols, numbers, axis, path) if col is None else col
-    if axis and col == 0:
-        axis = None  # the user asked for the first column: it is the series, not its time
 
     values, observed = _values(header[col], cols[col], numbers[col], lines, path)
-    if axis == "date":
-        time = _dates(header[0], cols[0], lines, path, date_format)
-    elif axis == "number":
-        time = np.array(numbers[0], dtype=np.float64)
+    time_format = utc_offset = None
+    if kind == "date":
+        time, utc_offset, time_format = _dates(header[axis], cols[axis], lines, path, date_format)
+    elif kind == "number":
+        time = np.array(numbers[axis], dtype=np.float64)
         if not np.isfinite(time).all():
-            raise DataError(f"time column {header[0]!r} of {path} has empty, NaN or inf cells: "
-                            f"{_rows(cols[0], lines, ~np.isfinite(time))}; fill them in or remove those rows")
+            raise DataError(f"time column {header[axis]!r} of {path} has empty, NaN or inf cells: "
+                            f"{_rows(cols[axis], lines, ~np.isfinite(time))}; fill them in or remove those rows")
+        time, time_format = _number_times(cols[axis], time)
     else:
         time = np.arange(len(values))
-    if axis:
-        _check_time_order(header[0], cols[0], lines, path, time)
+    if kind:
+        _check_time_order(header[axis], cols[axis], lines, path, time)
     filled = 0
     if not observed.all():
         if fill is None:
@@ -86,12 +93,14 @@ def read_csv(path, column=None, fill=None, date_format=None):
                             f"{_rows(cols[col], lines, ~observed)}; fill them with --fill {'|'.join(FILL_MODES)}")
         if fill == "drop":
             values, time = values[observed], time[observed]
+            utc_offset = None if utc_offset is None else utc_offset[observed]
             observed = observed[observed]
         else:
             values, filled = _fill(values, observed, fill), int((~observed).sum())
-    return dict(values=values, time=time, time_label=header[0] if axis else "sample", value_label=header[col],
+    return dict(values=values, time=time, time_label=header[axis] if kind else "sample", value_label=header[col],
                 source=path, column=header[col], sha256=hashlib.sha256(raw).hexdigest(), observed=observed,
-                filled=filled)
+                filled=filled, time_format=time_format, utc_offset=utc_offset, column_index=col,
+                numeric_columns=sum(j != axis and _looks_like_numbers(numbers[j]) for j in range(len(header))))
 
 
 def _decode(path, raw):
@@ -180,18 +189,30 @@ def _time_like(name):
 
 
 def _time_axis(header, cols, numbers, col, date_format):
-    """What the first column is: "date", "number", or None (not a time axis)."""
-    if len(header) < 2 or col == 0:
-        return None
+    """(index, kind) of the time axis, kind "date" or "number"; (None, None) without one. In order:
+    a first column named like a time or of dates; the first other column named like a time; with
+    date_format, the first column; an increasing first number column. The value column the user
+    chose (col) is never the axis."""
+    def kind(j):
+        return "number" if _looks_like_numbers(numbers[j]) and not date_format else "date"
+    if len(header) < 2:
+        return None, None
+    first = next((c for c in cols[0] if c), "")
+    if col != 0 and (_time_like(header[0]) or _looks_like_date(first)):
+        return 0, kind(0)
+    named = [j for j in range(1, len(header)) if j != col and _time_like(header[j])]
+    if named:  # wherever it stands (value,date), and before a first column that merely counts up
+        return named[0], kind(named[0])
+    if col == 0:
+        return None, None
+    if date_format:
+        return 0, "date"
     others = any(_mostly_numbers(numbers[j]) for j in range(1, len(header)) if col in (None, j))
-    if _looks_like_numbers(numbers[0]) and not date_format:
+    if _looks_like_numbers(numbers[0]):
         complete = all(v == v for v in numbers[0])
         increasing = complete and len(numbers[0]) > 1 and all(b > a for a, b in zip(numbers[0], numbers[0][1:]))
-        return "number" if _time_like(header[0]) or (increasing and others) else None
-    first = next((c for c in cols[0] if c), "")
-    if date_format or _time_like(header[0]) or _looks_like_date(first):
-        return "date"
-    return None
+        return (0, "number") if increasing and others else (None, None)
+    return None, None
 
 
 def _mostly_numbers(numbers):
@@ -212,13 +233,13 @@ def _column_index(column, header, path):
 
 def _value_column(header, cols, numbers, axis, path):
     """The last column besides the time axis whose non-empty cells are all numbers."""
-    candidates = [j for j in range(len(header)) if not (j == 0 and axis) and _looks_like_numbers(numbers[j])]
+    candidates = [j for j in range(len(header)) if j != axis and _looks_like_numbers(numbers[j])]
     if not candidates:
         # a number column spoilt by a few text cells: pick it, so that the error names those cells
-        mostly = [j for j in range(len(header)) if not (j == 0 and axis) and _mostly_numbers(numbers[j])]
+        mostly = [j for j in range(len(header)) if j != axis and _mostly_numbers(numbers[j])]
         if mostly:
             return mostly[-1]
-        time = f" besides the time axis {header[0]!r}" if axis else ""
+        time = f" besides the time axis {header[axis]!r}" if axis is not None else ""
         raise DataError(f"CSV file {path} has no numeric column{time}; columns: {', '.join(header)}")
     last = [v for v in numbers[candidates[-1]] if v == v]
     steps = [b - a for a, b in zip(last, last[1:])]  # Python floats: inf for 1e308 - -1e308, no warning
@@ -250,6 +271,22 @@ def _check_time_order(name, cells, lines, path, time):
         raise DataError(f"time column {name!r} of {path} repeats times (rows equal to the row above: "
                         f"{_rows(cells, lines, same)}); keep one row per time: aggregate the repeats (e.g. their "
                         f"mean) or remove them")
+
+
+def _number_times(cells, time):
+    """(time, time_format) of a complete number time column: YYYYMM or YYYYMMDD integers are dates
+    (the first of the month for YYYYMM) that future times continue on the calendar and write back
+    in that form; other integers stay integers (2011 after 2010, not 2011.0); else float64."""
+    if all(re.fullmatch(r"[1-9]\d{5}", c) and 1 <= int(c[4:]) <= 12 for c in cells):
+        return np.array([f"{c[:4]}-{c[4:]}" for c in cells], dtype="datetime64[M]").astype("datetime64[D]"), "%Y%m"
+    if all(re.fullmatch(r"[1-9]\d{7}", c) for c in cells):
+        try:
+            return _datetime64([datetime.strptime(c, "%Y%m%d") for c in cells]), "%Y%m%d"
+        except ValueError:  # 20241301 is a number, not a date
+            pass
+    if all(re.fullmatch(r"[+-]?\d{1,18}", c) for c in cells):  # 18 digits: within int64
+        return np.array([int(c) for c in cells], dtype=np.int64), None
+    return time, None
 
 
 def _values(name, cells, numbers, lines, path):
@@ -288,25 +325,31 @@ def _fill(values, observed, fill):
 # 2024/01/02, 01/02/2024, 02.01.2024, 01-02-2024, each with an optional 13:00, 13:00:05 or 13:00:05.25
 _NUMERIC_DATE = re.compile(r"(\d{1,4})([/.-])(\d{1,2})\2(\d{1,4})"
                            r"(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?)?")
+_YEAR_MONTH = re.compile(r"(\d{4})([/-])(\d{1,2})")  # 2024-11, 2024/11: the month as a whole
 
 
 def _iso(cell):
+    """The datetime of an ISO cell as written (with its UTC offset, if any); None if it is not one."""
     try:
-        t = datetime.fromisoformat(cell)
+        return datetime.fromisoformat(cell)
     except ValueError:
         return None
-    return t.astimezone(timezone.utc).replace(tzinfo=None) if t.tzinfo else t
 
 
 def _looks_like_date(cell):
     if _number(cell) is not None:
         return False
     m = _NUMERIC_DATE.fullmatch(cell)
-    return bool(m and (len(m[1]) == 4 or len(m[4]) == 4)) or _iso(cell) is not None
+    if m and (len(m[1]) == 4 or len(m[4]) == 4) or _YEAR_MONTH.fullmatch(cell):
+        return True
+    return _iso(cell) is not None
 
 
 def _dates(name, cells, lines, path, date_format):
-    """The time column as datetime64: days where every time is midnight, else seconds or finer."""
+    """(time, utc_offset, time_format) of a date column. time: datetime64, in UTC where the cells have
+    a UTC offset; days where every time is midnight, else seconds or finer. utc_offset: each cell's
+    offset (timedelta64[s]), None for times without one. time_format: how future times are written
+    back (date_format, or "%Y-%m" for year-month cells), None for ISO."""
     missing = [c == "" for c in cells]
     if any(missing):
         raise DataError(f"time column {name!r} of {path} has empty cells: {_rows(cells, lines, missing)}; "
@@ -319,7 +362,7 @@ def _dates(name, cells, lines, path, date_format):
             except ValueError:
                 raise DataError(f"time column {name!r} of {path}: {cell!r} at row {line} does not match "
                                 f"--date_format {date_format!r}") from None
-        return _datetime64(times)
+        return (*_utc(name, cells, lines, path, times), date_format)
     unordered = []  # 01/02/2024 style: the column as a whole decides day/month order
     for k, cell in enumerate(cells):
         m = _NUMERIC_DATE.fullmatch(cell)
@@ -329,11 +372,16 @@ def _dates(name, cells, lines, path, date_format):
             times[k] = (m, int(m[4]), int(m[3]), int(m[1]))
         elif m and len(m[4]) == 4:
             unordered.append(k)
+        elif ym := _YEAR_MONTH.fullmatch(cell):
+            times[k] = (None, int(ym[1]), int(ym[3]), 1)
         else:
             times[k] = _iso(cell)
+            if times[k] is None and k == len(cells) - 1 and k >= 3:  # only the last row: a "Total" or a note below the data
+                raise DataError(f"time column {name!r} of {path}: the last row, {lines[k]}, holds {cell!r}, not a "
+                                f"time like the rows above it: a footer (a total, a note)? remove that row")
             if times[k] is None:
                 raise DataError(f"time column {name!r} of {path}: {cell!r} at row {lines[k]} is not a date "
-                                f"(ISO 2024-01-02, 2024/01/02 13:00, 02.01.2024, 01/02/2024); give its "
+                                f"(ISO 2024-01-02, 2024/01/02 13:00, 02.01.2024, 01/02/2024, 2024-11); give its "
                                 f"format with --date_format, e.g. '%d/%m/%Y %H:%M'")
     if unordered:
         day_first = _day_first(name, cells, lines, path, unordered)
@@ -344,13 +392,36 @@ def _dates(name, cells, lines, path, date_format):
     for k, t in enumerate(times):
         if isinstance(t, tuple):
             m, year, month, day = t
-            clock = [int(m[i] or 0) for i in (5, 6, 7)] + [int((m[8] or "0").ljust(6, "0"))]
+            clock = [int(m[i] or 0) for i in (5, 6, 7)] + [int((m[8] or "0").ljust(6, "0"))] if m else []
             try:
                 times[k] = datetime(year, month, day, *clock)
             except ValueError as e:
                 raise DataError(f"time column {name!r} of {path}: {cells[k]!r} at row {lines[k]} is not a "
                                 f"valid date ({e})") from None
-    return _datetime64(times)
+    year_month = [_YEAR_MONTH.fullmatch(c) for c in cells]
+    time_format = f"%Y{year_month[-1][2]}%m" if all(year_month) else None  # 2025-01 after 2024-12
+    return (*_utc(name, cells, lines, path, times), time_format)
+
+
+def _utc(name, cells, lines, path, times):
+    """(datetime64 in UTC, their UTC offsets as timedelta64[s] or None) of datetimes that all have an
+    offset or none: UTC keeps the order right across offsets (summer time); the offsets give back
+    each time's wall clock, and the last one writes future times."""
+    offsets = [t.utcoffset() for t in times]
+    aware = [o is not None for o in offsets]
+    if any(aware) and not all(aware):
+        i, j = aware.index(True), aware.index(False)
+        raise DataError(f"time column {name!r} of {path} mixes times with a UTC offset ({cells[i]!r} at row "
+                        f"{lines[i]}) and without ({cells[j]!r} at row {lines[j]}); give every time an offset, or none")
+    for k, t in enumerate(times):
+        if t.tzinfo:
+            try:
+                times[k] = t.astimezone(timezone.utc).replace(tzinfo=None)
+            except OverflowError:
+                raise DataError(f"time column {name!r} of {path}: {cells[k]!r} at row {lines[k]} is outside the "
+                                f"years 1-9999 in UTC") from None
+    offsets = np.array([int(o.total_seconds()) for o in offsets], dtype="timedelta64[s]") if all(aware) else None
+    return _datetime64(times), offsets
 
 
 def _day_first(name, cells, lines, path, unordered):

@@ -1,4 +1,9 @@
-"""The calendar: the times that continue a series past its last value (forecast.py --future)."""
+"""The calendar: the times that continue a series past its last value (forecast.py --future).
+
+Dates continue in their own UTC offset (14:00+02:00 after 13:00+02:00, not 12:00 UTC); month dates
+(2024-11, 202411) continue monthly; integers (years, 2011 after 2010) stay integers. How they are
+written back (offset, 2025-01, 202501) is the Series' time_format and utc_offset: outputs.time_text.
+"""
 import numpy as np
 
 from runs import DataError
@@ -14,9 +19,25 @@ def future_times(series, n):
     - dates on weekdays only that skip weekends (a Friday, then a Monday) continue on business
       days, Monday to Friday (holidays are not known);
     - any other time axis (dates, a number column, the sample index) continues its median
-      spacing; where its gaps differ the phrase says so, because those times are a guess.
+      spacing, rounded up to a whole number for integers; where its gaps differ the phrase says
+      so, because those times are a guess.
+
+    Dates with UTC offsets (series.utc_offset) continue on the wall clock, where their calendar is:
+    each time plus its own offset where they are all at one time of day (midnights and month
+    starts stay so across summer time), else UTC plus the last offset (hours step evenly across a
+    change of clock); future times take the last offset. They are returned in UTC, like series.time.
     """
-    t = series.time
+    if series.utc_offset is None:
+        return _continue(series, series.time, n)
+    last = series.utc_offset[-1]
+    wall = series.time + series.utc_offset
+    clock = wall - wall.astype("datetime64[D]")
+    times, how = _continue(series, wall if (clock == clock[0]).all() else series.time + last, n)
+    return times - last, how
+
+
+def _continue(series, t, n):
+    """future_times on the time axis t."""
     if len(t) < 2:
         raise DataError(f"series {series.name!r} has {len(t)} time value(s); continuing its time needs two")
     ahead = np.arange(1, n + 1)
@@ -49,7 +70,7 @@ def future_times(series, n):
         regular = (gaps == step).all()
     else:
         step = float(np.median(gaps))
-        step = int(step) if t.dtype.kind in "iu" and step.is_integer() else step
+        step = int(np.ceil(step)) if t.dtype.kind in "iu" else step  # integers (years) stay integers
         words, low, high = f"{step:g}", f"{gaps.min():g}", f"{gaps.max():g}"
         regular = np.allclose(gaps, step, rtol=1e-6, atol=0)
     if not step > step * 0:

@@ -38,15 +38,16 @@ def normalise(values, mean=None, std=None):
     return (values - mean) / std, mean, std
 
 
-def check_time_steps(n_values, time_steps):
+def check_time_steps(n_values, time_steps, what="the series"):
+    """A one-line DataError unless n_values values (of `what`) give windows of time_steps values."""
     if time_steps < 1:
         raise DataError(f"time_steps must be at least 1, got {time_steps}")
     if n_values < 3:  # the shortest window, time_steps 1, needs 3 values: two windows and their targets
-        raise DataError(f"the series has {n_values} value" + ("s" if n_values != 1 else "") + f"; time_steps "
+        raise DataError(f"{what} has {n_values} value" + ("s" if n_values != 1 else "") + f"; time_steps "
                         f"{time_steps} needs at least {time_steps + 2}, and even time_steps 1 needs 3: give a "
                         f"series of at least 3 values")
     if n_values < time_steps + 2:
-        raise DataError(f"the series has {n_values} values; time_steps {time_steps} needs at least "
+        raise DataError(f"{what} has {n_values} values; time_steps {time_steps} needs at least "
                         f"{time_steps + 2} (choose time_steps <= {n_values - 2})")
 
 
@@ -105,6 +106,8 @@ def split_series(values, time_steps, target, split="chrono", fractions=DEFAULT_F
     random (the log's protocol): whole-series statistics, every window, torch's random_split
     with generator seed 42 into int(0.8 n) training windows and the rest.
     """
+    if split == "chrono" and len(values) >= 3:  # the limit is the training part's
+        check_time_steps(boundaries(len(values), fractions)[0], time_steps, "the training part")
     check_time_steps(len(values), time_steps)
     if split == "random":
         z, mean, std = normalise(values)
@@ -119,8 +122,8 @@ def split_series(values, time_steps, target, split="chrono", fractions=DEFAULT_F
         raise DataError(f"the series has {len(values)} values; with fractions {','.join(map(str, fractions))} "
                         f"its training part has {train_end}, validation {val_end - train_end}, test "
                         f"{len(values) - val_end}; time_steps {time_steps} needs a training part of at least "
-                        f"{need} and one value in each other part (choose a smaller --time_steps or "
-                        f"other --fractions)")
+                        f"{need} and one value in each other part (choose --time_steps <= {max(1, train_end - 2)}, "
+                        f"or other --val_fraction and --test_fraction)")
     _, mean, std = normalise(values[:train_end])
     z = (values - mean) / std
     x_train, y_train = make_windows(z[:train_end], time_steps, target)

@@ -29,8 +29,8 @@ GOLDEN = os.path.join(ROOT, "tests", "golden")
 FORMALDEHYDE = re.compile(r"\b(y_w|w_y|4single)\b")
 
 CASES = {
-    "quick_start": ["train.py --model vqlnpemlp --epochs 2"],
-    "lstm_y_w": ["train.py --model lstm --dataset y_w --epochs 1"],
+    "quick_start": ["train.py --model vqlnpemlp --epochs 2", "forecast.py {run} --positions sliding"],
+    "lstm_y_w": ["train.py --model lstm --dataset y_w --epochs 1", "forecast.py {run} --positions sliding"],
     "vqlnmlp_y_w_random": ["train.py --model vqlnmlp --dataset y_w --split random --epochs 1 --no_forecast",
                            "forecast.py {run}"],
     "att_mh_kv_cache": ["train.py --model att_mh --norm global --pe_on qk --time_steps 24 --epochs 1 --no_forecast",
@@ -38,15 +38,24 @@ CASES = {
                         "forecast.py {run} --future 10"],
     "linear_goog": ["train.py --model linear --dataset goog",
                     "forecast.py {run} --horizon 48",
-                    "forecast.py {run} --future 30"],
+                    "forecast.py {run} --future 30",
+                    "forecast.py {run} --positions sliding"],
     "sweep": ["sweep.py --model vqlnmlp,naive --lr 0.003,0.007 --dataset goog --time_steps 32 --epochs 1"],
     "resume": ["train.py --model vqlnmlp --time_steps 32 --epochs 1 --no_forecast",
-               "train.py --resume {run} --epochs 2"],
+               "train.py --resume {run} --epochs 2",
+               "forecast.py {run} --positions sliding"],
     "vqvae": ["vqvae_imagenet.py --data sample --image_size 64 --batch_size 4 --workers 0 --hidden 32 "
               "--res_channels 8 --max_steps 3"],
 }
+# Since the record (issue 28): a chrono run no longer writes the log's evaluation of its test part
+# ({dataset}_test/) unless asked, so the cases ask for it (forecast.py --positions sliding) where one
+# training is their last (the sweep's three are not asked: ALLOWED_MISSING); metrics.json gained
+# diverged_epochs (NEW_KEYS); a --split random run's name ends _random (its record's keys were
+# renamed to match). None of these changes a number that was recorded.
+ALLOWED_MISSING = {"sweep": re.compile(r"forecasts/goog_test/metrics\.json$")}
+NEW_KEYS = {"diverged_epochs"}
 OUTPUTS = ("losses.csv", "metrics.json", "errors_by_step.csv", "future.csv", "config.json")
-DROP = {"seconds", "run_dir", "folder", "source", "command", "versions", "device", "data_dir", "images_per_s",
+DROP = NEW_KEYS | {"seconds", "run_dir", "folder", "source", "command", "versions", "device", "data_dir", "images_per_s",
         "run_name", "time", "date", "path", "sha256", "created", "out_dir", "wall_seconds", "load_average"}
 CONFIG_KEEP = ("normalisation", "parts", "n_windows", "model_args", "time_steps", "batch_size", "lr", "epochs",
                "seed", "split", "norm", "target", "fractions")
@@ -107,7 +116,8 @@ def strip(obj):
 def differences(case, got):
     """Lines that say where got differs from the record of case ([] where it is the same)."""
     want = json.load(open(os.path.join(GOLDEN, f"{case}.json")))
-    lines = [f"missing {k}" for k in sorted(set(want) - set(got))]
+    allowed = ALLOWED_MISSING.get(case)
+    lines = [f"missing {k}" for k in sorted(set(want) - set(got)) if not (allowed and allowed.search(k))]
     lines += [f"unexpected {k}" for k in sorted(set(got) - set(want))]
     for key in sorted(set(want) & set(got)):
         if want[key] != got[key]:

@@ -138,6 +138,20 @@ def test_rope_before_ln_makes_positions_absolute_and_after_keeps_them_relative(n
     assert build(name, ("rope", "qk"), rope_before_ln=True).relative_positions  # no LayerNorm after it
 
 
+@pytest.mark.parametrize("name", ["att", "att_mh"])
+@pytest.mark.parametrize("pe", ENCODINGS)
+@pytest.mark.parametrize("q_ln,k_ln,rope_before_ln", list(itertools.product([False, True], repeat=3)))
+def test_relative_positions_is_what_renumbering_a_window_leaves_unchanged(name, pe, q_ln, k_ln, rope_before_ln):
+    """The invariant behind the KV cache under sliding positions: a model with relative positions
+    gives a window the same outputs whatever position numbers it (start_pos 0 or 7); one without
+    them does not. relative_positions must say which, for every flag and encoding."""
+    model = build(name, pe, block_size=32, q_ln=q_ln, k_ln=k_ln, rope_before_ln=rope_before_ln)
+    x = torch.randn(2, 12, 1)
+    change = (model(x, start_pos=0) - model(x, start_pos=7)).abs().max().item()
+    assert change < 1e-5 or change > 1e-4, change                      # rounding, or a real difference
+    assert model.relative_positions == (change < 1e-5), (change, model.relative_positions)
+
+
 FLAGS = [dict(in_ln=False, q_ln=False, k_ln=False, causal=True), dict(in_ln=True, q_ln=True, k_ln=True, causal=False)]
 
 
@@ -286,7 +300,7 @@ def test_forecast_records_the_path_and_the_cache_changes_nothing(att_runs):
 
 def test_forecast_kv_cache_errors_exit_2(att_runs, capsys):
     for run_dir, args, message in [
-        (att_runs["att_mh"], ("--kv_cache", "yes"), "unknown kv_cache 'yes'; choose one of auto, on, off"),
+        (att_runs["att_mh"], ("--kv_cache", "yes"), "argument --kv_cache: invalid choice: 'yes' (choose from 'auto', 'on', 'off')"),
         (att_runs["att"], ("--kv_cache", "on"), "kv_cache on: model att encodes absolute positions (pe_type "
                                                 "randn on input)"),
         (att_runs["att"], ("--kv_cache", "on", "--positions", "absolute"), "exceed the positional table's block_size 24"),

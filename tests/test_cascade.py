@@ -159,7 +159,7 @@ def test_invalid_split_on_the_command_line_exits_2():
 
 def test_run_names_carry_order_levels_heads():
     def name(model, **kwargs):
-        cfg = config.Config(model=model, time_steps=96, lr=0.007, split="random", norm="global",
+        cfg = config.Config(model=model, time_steps=96, lr=0.007, split="chrono", norm=config.CHRONO_NORM,
                             model_args={**models.options(models.get(model)), **kwargs})
         return config.run_name(cfg, "y_w")
     assert name("cvqlnmlp") == "cvqlnmlp_inc_l32-128-512_dm64_y_w_ts96_lr0.007"
@@ -179,7 +179,7 @@ def test_train_and_forecast_end_to_end(tmp_path):
                    "--out_dir", tmp_path)
     assert r.returncode == 0, r.stderr
     run_dir = r.stdout.strip().splitlines()[-1].removeprefix("-> ")
-    assert os.path.basename(os.path.dirname(run_dir)) == "cvqlnmlp_dec_l16-8_dm8_tc_goog_ts96_lr0.007"
+    assert os.path.basename(os.path.dirname(run_dir)) == "cvqlnmlp_dec_l16-8_dm8_tc_goog_ts96_lr0.007_random"
     config = json.load(open(os.path.join(run_dir, "config.json")))
     assert config["model_args"] == {"levels": [16, 8], "order": "dec", "d_model": 8, "trainable_codebooks": True}
     metrics = json.load(open(os.path.join(run_dir, "metrics.json")))

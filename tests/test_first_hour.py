@@ -84,7 +84,7 @@ def test_a_log_file_shows_progress_while_training_runs(tmp_path, sine_csv):
     proc.send_signal(signal.SIGINT)
     status = proc.wait(timeout=60)
     assert running and "epoch 1/100000" in text, text
-    assert status == 0, open(tmp_path / "log.txt").read()
+    assert status == 130, open(tmp_path / "log.txt").read()
     text = open(tmp_path / "log.txt").read()
     run_dir = only_run_dir(tmp_path / "runs")
     last = read_rows(run_dir)[-1]
@@ -135,19 +135,34 @@ NAIVE_IS = "naive (repeating the last value)"
 
 
 @pytest.mark.parametrize("model, naive, sentence", [
-    ([0.5, 0.6, 0.7, 1.2, 1.3], [1.0] * 5, f"Better than {NAIVE_IS} at steps 1-3; worse at steps 4-5."),
+    ([0.5, 0.6, 0.7, 1.2, 1.3], [1.0] * 5, f"Better than {NAIVE_IS} at 3 of 5 steps ahead (1-3); worse at 2 of 5 steps ahead (4-5)."),
     ([0.5, 0.9], [1.0, 2.0], f"Better than {NAIVE_IS} at every step ahead (1-2)."),
     ([3.0, 3.0, 3.0], [1.0, 2.0, 2.9], f"Worse than {NAIVE_IS} at every step ahead (1-3)."),
     ([0.2], [0.1], f"Worse than {NAIVE_IS} at every step ahead."),
     ([1.0, 2.0], [1.0, 2.0], f"The same as {NAIVE_IS}, within 0.5%, at every step ahead (1-2)."),
     ([1.001, 0.5, 3.0, 0.5], [1.0] * 4,                      # 0.1% above naive: the same
-     f"The same as {NAIVE_IS}, within 0.5%, at step 1; better at steps 2, 4; worse at step 3."),
-    ([2.0, float("nan"), 0.1], [1.0] * 3, f"Worse than {NAIVE_IS} at steps 1-2; better at step 3."),
-    ([0.5, 2, 0.5, 2, 0.5, 2, 0.5, 2, 0.5, 2], [1.0] * 10,  # five stretches each: counted
-     f"Better than {NAIVE_IS} at 5 of 10 steps (between step 1 and 9); worse at 5 of 10 steps (between step 2 and 10)."),
+     f"The same as {NAIVE_IS}, within 0.5%, at 1 of 4 steps ahead (1); better at 2 of 4 steps ahead (2, 4); "
+     f"worse at 1 of 4 steps ahead (3)."),
+    ([2.0, float("nan"), 0.1], [1.0] * 3, f"Worse than {NAIVE_IS} at 2 of 3 steps ahead (1-2); better at 1 of 3 steps ahead (3)."),
+    ([0.5, 2, 0.5, 2, 0.5, 2, 0.5, 2, 0.5, 2], [1.0] * 10,  # five stretches each: four listed, then ...
+     f"Better than {NAIVE_IS} at 5 of 10 steps ahead (1, 3, 5, 7, ...); worse at 5 of 10 steps ahead (2, 4, 6, 8, ...)."),
 ])
 def test_verdict_names_the_steps_where_the_model_beats_naive(model, naive, sentence):
     assert outputs.verdict(model, naive) == sentence
+
+
+def test_the_verdict_names_seasonal_naive_when_there_is_a_season():
+    """With --season the backtest prints a second verdict against seasonal naive, whose per-step
+    MASE is in errors_by_step.csv (a model that loses to it is not called good because it beats naive)."""
+    result = {"metrics": {k: {"mase": 1.0, "rmse": 1.0} for k in ("model", "naive", "seasonal_naive")},
+              "by_step": {"model": {"mase": [0.5, 0.6]}, "naive": {"mase": [1.0, 1.0]},
+                          "seasonal_naive": {"mase": [0.2, 0.3]}},
+              "horizon": 2, "season": 12, "origins": [5], "interval": {"level": 80, "coverage": 1.0},
+              "interval_adaptive": {"coverage": 1.0}}
+    text = outputs.backtest_line(result, "F", asked=24)
+    assert f"Better than {NAIVE_IS} at every step ahead (1-2)." in text
+    assert "Worse than seasonal naive (the value 12 steps back) at every step ahead (1-2)." in text
+    assert "(1 origin)" in text and "horizon 2, not 24: the test part has 2 values" in text and "h2 0.600" in text
 
 
 # ---------------------------------------------------------------- 3. and 4. help
@@ -245,8 +260,8 @@ def test_every_changed_argument_gives_its_own_run_name(name):
     base = {**models.options(cls), **models.positions(cls, time_steps)}
 
     def run_name(model_args):
-        return config.run_name(config.Config(model=name, time_steps=time_steps, lr=0.007, split="random",
-                                             norm="global", model_args=model_args), "y_w")
+        return config.run_name(config.Config(model=name, time_steps=time_steps, lr=0.007, split="chrono",
+                                             norm=config.CHRONO_NORM, model_args=model_args), "y_w")
     names = [run_name(base)] + [run_name({**base, k: changed(v, getattr(cls, "choices", {}).get(k))})
                                 for k, v in base.items()]
     assert len(set(names)) == len(names), names
@@ -256,7 +271,7 @@ def test_every_changed_argument_gives_its_own_run_name(name):
 def test_block_size_other_than_time_steps_is_in_the_name():
     defaults = models.options(models.get("att"))
     def name(block_size):
-        return config.run_name(config.Config(model="att", time_steps=96, lr=0.001, split="random", norm="global",
+        return config.run_name(config.Config(model="att", time_steps=96, lr=0.001, split="chrono", norm=config.CHRONO_NORM,
                                              model_args={**defaults, "block_size": block_size}), "y_w")
     assert name(10) == "att_dm64_rope_block_size10_y_w_ts96_lr0.001"
     assert name(96) == "att_dm64_rope_y_w_ts96_lr0.001"

@@ -41,8 +41,10 @@ def test_a_repeated_forecast_writes_a_new_folder_and_keeps_the_first(tmp_path):
     backtest_1 = folder_of(run_main("forecast.py", run_dir, "--horizon", "3"))
     before = {f: snapshot(f) for f in (future_1, backtest_1)}
     write_hourly(tmp_path / "load.csv", 150, shift=50.0)   # the series was updated: the same command, new numbers
-    future_2 = folder_of(run_main("forecast.py", run_dir, "--future", "6"))
-    backtest_2 = folder_of(run_main("forecast.py", run_dir, "--horizon", "3"))
+    changed = run_main("forecast.py", run_dir, "--future", "6")  # refused unless asked for on purpose (issue 28)
+    assert changed.returncode == 2 and "the series changed since the run was trained" in changed.stderr
+    future_2 = folder_of(run_main("forecast.py", run_dir, "--future", "6", "--dataset", csv_path))
+    backtest_2 = folder_of(run_main("forecast.py", run_dir, "--horizon", "3", "--dataset", csv_path))
     assert (future_2, backtest_2) == (future_1 + "-2", backtest_1 + "-2")
     assert {f: snapshot(f) for f in (future_1, backtest_1)} == before       # the first ones, byte for byte
     # naive repeats the last value: the first forecast from the old series, the second from the new
@@ -75,8 +77,8 @@ def test_resume_moves_the_earlier_forecasts_aside(tmp_path):
     run_dir = folder_of(r)
     folder_of(run_main("forecast.py", run_dir, "--future", "5"))
     first = snapshot(os.path.join(run_dir, "forecasts"))
-    evaluations = {name.split(os.sep)[0] for name in first}   # the backtest, the test part, the future
-    assert len(evaluations) == 3
+    evaluations = {name.split(os.sep)[0] for name in first}   # the backtest and the future
+    assert len(evaluations) == 2
 
     folder_of(run_main("train.py", "--resume", run_dir, "--epochs", "2"))
     assert snapshot(os.path.join(run_dir, "forecasts-before-resume-epoch1")) == first   # kept whole, moved

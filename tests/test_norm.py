@@ -179,29 +179,51 @@ def test_resume_and_sweeps_keep_the_norm(tmp_path):
     assert sorted(os.listdir(tmp_path / "grid")) == ["naive_s_ts8_lr0.007", "naive_s_ts8_lr0.007_normglobal"]
 
 
-def test_forecast_py_applies_the_norm_without_being_told(tmp_path):
+def read_window(w, b, x, norm):
+    """The linear model's next value after window x (global z units) under `norm`, by numpy."""
+    if norm == "global":
+        return w @ x + b
+    if norm == "last":                                             # NLinear
+        return w @ (x - x[-1]) + b + x[-1]
+    mu, sd = x.mean(), np.sqrt(x.var() + 1e-5)                     # RevIN, no affine weights
+    return (w @ ((x - mu) / sd) + b) * sd + mu
+
+
+@pytest.mark.parametrize("norm", ["global", "last", "revin"])
+def test_forecast_py_applies_the_norm_without_being_told(tmp_path, norm):
+    """Under every norm, and with numpy's statistics of the training part (not config.json's):
+    under revin the global mean and std cancel, so global and last are where a run that used
+    other statistics shows."""
     rng = np.random.default_rng(3)
     values = 100 + np.cumsum(rng.standard_normal(400))
     csv = write_csv(tmp_path / "walk.csv", values)
-    run_dir = train_run(tmp_path, csv, "linear", "last", "--epochs", "1")
+    run_dir = train_run(tmp_path, csv, "linear", norm, "--epochs", "1")
     out = run_script("forecast.py", run_dir, "--horizon", "3", "--stride", "5")  # a second process
     assert out.returncode == 0, out.stderr
     folder = out.stdout.split("-> ")[-1].strip()
     m = json.load(open(os.path.join(folder, "metrics.json")))
-    # by hand: NLinear, w . (x - x_last) + b + x_last in global z units, from the stored weights
-    config = json.load(open(os.path.join(run_dir, "config.json")))
-    mean, std = config["normalisation"]["mean"], config["normalisation"]["std"]
+    # by hand, from the stored weights, in global z units of the training part [0, 280)
+    train_end, _ = boundaries(400)
+    mean, std = values[:train_end].mean(), values[:train_end].std()
     state = torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)["state_dict"]
-    w, b = state["model.head.weight"].double().numpy()[0], float(state["model.head.bias"])
+    prefix = "" if norm == "global" else "model."
+    w, b = state[prefix + "head.weight"].double().numpy()[0], float(state[prefix + "head.bias"])
     z = (values - mean) / std
     origins = np.arange(m["first_origin"], m["last_origin"] + 1, m["stride"])
-    one_step = np.array([w @ (z[o - 8:o] - z[o - 1]) + b + z[o - 1] for o in origins]) * std + mean
-    assert m["at_step"]["h1"]["model"]["mae"] == pytest.approx(np.mean(np.abs(one_step - values[origins])), rel=1e-5)
-    ignored = np.array([w @ z[o - 8:o] + b for o in origins]) * std + mean  # what forgetting the norm gives
-    assert abs(np.mean(np.abs(ignored - values[origins])) - m["at_step"]["h1"]["model"]["mae"]) > 1e-3
-    # the kv cache cannot be reused under last: asking for it is one line
+    one_step = np.array([read_window(w, b, z[o - 8:o], norm) for o in origins]) * std + mean
+    mae = m["at_step"]["h1"]["model"]["mae"]
+    assert mae == pytest.approx(np.mean(np.abs(one_step - values[origins])), rel=1e-5)
+    if norm != "global":  # what forgetting the norm gives
+        ignored = np.array([w @ z[o - 8:o] + b for o in origins]) * std + mean
+        assert abs(np.mean(np.abs(ignored - values[origins])) - mae) > 1e-3
+    if norm != "revin":   # what the whole series' statistics give (under revin: the same forecasts)
+        whole = (values - values.mean()) / values.std()
+        other = np.array([read_window(w, b, whole[o - 8:o], norm) for o in origins]) * values.std() + values.mean()
+        assert abs(np.mean(np.abs(other - values[origins])) - mae) > 1e-3
+    # the kv cache cannot be reused under a window norm, and linear has none: asking for it is one line
     refused = run_main("forecast.py", run_dir, "--horizon", "3", "--kv_cache", "on")
-    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "--norm last" in refused.stderr
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert (f"--norm {norm}" if norm != "global" else "model linear has no KV cache") in refused.stderr
 
 
 def test_random_split_with_a_window_norm_is_refused(tmp_path):

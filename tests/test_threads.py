@@ -1,8 +1,10 @@
 """runs.Threads: torch's thread count follows the cores other processes leave free, and the
 thread count changes no number a training computes."""
 import csv
+import io
 import os
 import time
+import types
 
 import pytest
 import torch
@@ -102,3 +104,89 @@ def test_the_thread_count_changes_no_number(tmp_path, monkeypatch, sine_csv, mod
     finally:
         torch.set_num_threads(before)
     assert seen[1] == seen[2] and len(seen[1]) == 2
+
+
+class Clocks:
+    """A machine whose clocks move only when Threads waits: each wait lasts one second, in which
+    other processes keep `others` cores busy and this process uses `own` CPU seconds (on several
+    threads: up to one a core). Its /proc/stat first line counts every process, this one too, in
+    clock ticks split over user, nice, system, irq, softirq and steal, beside idle and iowait."""
+
+    def __init__(self, others=0.0, own=0.0):
+        self.others, self.own = others, own
+        self.monotonic_now, self.cpu, self.busy, self.idle = 1000.0, 5.0, 12345.0, 99999.0
+
+    def sleep(self, seconds):
+        self.monotonic_now += 1.0
+        self.cpu += self.own
+        self.busy += self.others + self.own
+        self.idle += 4 - self.others - self.own
+
+    def proc_stat(self):
+        tick = os.sysconf("SC_CLK_TCK")
+        busy, idle = round(self.busy * tick), round(self.idle * tick)
+        user, nice, system, irq, softirq = busy // 2, busy // 10, busy // 5, busy // 20, busy // 20
+        steal = busy - user - nice - system - irq - softirq
+        return f"cpu  {user} {nice} {system} {idle} {idle // 7} {irq} {softirq} {steal} 0 0\ncpu0 1 2 3 4\n"
+
+    def install(self, monkeypatch):
+        """runs' view of the clocks and of /proc/stat (nothing else's)."""
+        fake_time = types.SimpleNamespace(sleep=self.sleep, process_time=lambda: self.cpu,
+                                          monotonic=lambda: self.monotonic_now)
+        monkeypatch.setattr(runs, "time", fake_time)
+        real_open = open
+        monkeypatch.setattr(runs, "open", lambda path, *a, **k: io.StringIO(self.proc_stat())
+                            if path == "/proc/stat" else real_open(path, *a, **k), raising=False)
+
+
+def test_machine_busy_seconds_are_the_busy_columns_of_proc_stat(monkeypatch):
+    """user + nice + system + irq + softirq + steal, over clock ticks a second; idle and iowait not."""
+    line = "cpu  100 20 30 400000 5000 6 7 8 9 10\ncpu0 1 2 3 4 5 6 7 8 9 10\n"
+    monkeypatch.setattr(runs, "open", lambda path, *a, **k: io.StringIO(line), raising=False)
+    assert runs._cpu_seconds() == pytest.approx((100 + 20 + 30 + 6 + 7 + 8) / os.sysconf("SC_CLK_TCK"))
+    monkeypatch.setattr(runs, "open", lambda path, *a, **k: io.StringIO("intr 5 6\n"), raising=False)
+    assert runs._cpu_seconds() is None                        # not a cpu line: no reading, torch's own choice
+
+
+@pytest.mark.parametrize("others, own, expected", [
+    (0, 0, 4),       # idle machine: every core
+    (0, 3.0, 4),     # this process alone, on three cores: its own time is not another's
+    (1, 0, 3),       # one other busy core
+    (1, 2.5, 3),     # ... while this process uses two and a half
+    (0.4, 0, 4), (0.6, 0, 3),   # the nearest whole core
+    (4, 0, 1),       # every core busy elsewhere: still one thread
+    (6, 0, 1),       # more busy than cores (the reading's noise): one
+    (3, 1.0, 1),
+])
+def test_threads_from_proc_stat_readings(free_threads, monkeypatch, others, own, expected):
+    """Four cores; over the one-second look, /proc/stat's busy time grows by others + own and
+    this process's CPU time by own: threads = cores - round(others), at least 1."""
+    clocks = Clocks(others, own)
+    clocks.install(monkeypatch)
+    threads = runs.Threads()                                  # reads /proc/stat through runs.open
+    assert not threads.fixed
+    threads.cores = 4
+    torch.set_num_threads(2 if expected != 2 else 3)          # a count the choice must change
+    threads.start(wait=1.0)
+    assert torch.get_num_threads() == expected
+
+
+def test_threads_update_follows_the_last_look_and_waits_for_every(free_threads, monkeypatch):
+    clocks = Clocks()
+    clocks.install(monkeypatch)
+    threads = runs.Threads(every=2.0)
+    threads.cores = 4
+    threads.start(wait=1.0)
+    assert torch.get_num_threads() == 4
+    clocks.others, clocks.own = 2, 1.5                      # another job takes two cores; we keep working
+    clocks.sleep(1)                                          # one second since the last look: too soon
+    threads.update()
+    assert torch.get_num_threads() == 4
+    clocks.sleep(1)                                          # two seconds: the mean over both is 2 cores
+    threads.update()
+    assert torch.get_num_threads() == 2
+    clocks.others = 0                                        # it ends; the next look covers only what came since
+    clocks.sleep(1)
+    clocks.sleep(1)
+    threads.update()
+    assert torch.get_num_threads() == 4

@@ -7,12 +7,13 @@ Expected dates come from datetime and calendar arithmetic written here, not from
 import calendar
 import csv
 import os
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
 import pytest
 
 import config
+import outputs
 import train
 from conftest import run_main
 from data import DataError, future_times, load_series
@@ -169,8 +170,186 @@ def test_forecast_py_future_writes_calendar_dates_and_prints_how(tmp_path):
     run_dir, _ = train.train(cfg)
     r = run_main("forecast.py", run_dir, "--future", "13")
     assert r.returncode == 0, r.stderr
-    assert "13 steps past 2023-12-31, monthly, on month ends with a 80% interval" in r.stdout
+    assert "13 steps past 2023-12-31, monthly, on month ends with an 80% interval" in r.stdout
     folder = r.stdout.strip().split("-> ")[-1]
     rows = list(csv.DictReader(open(os.path.join(folder, "future.csv"))))
     assert [row["date"] for row in rows] == [str(add_months(ends[-1], k, 31)) for k in range(1, 14)]
     assert rows[1]["date"] == "2024-02-29" and rows[11]["date"] == "2024-12-31"
+
+
+# ---------------------------------------------------------------- times as the user wrote them
+
+def future_rows(tmp_path, path, steps=3):
+    """Train naive on the CSV and run forecast.py --future: (future.csv's rows as dicts, its folder)."""
+    out = tmp_path / ("runs_" + os.path.basename(path))
+    cfg, _ = config.parse(["--model", "naive", "--dataset", path, "--time_steps", "4", "--out_dir", str(out),
+                           "--no_forecast"])
+    run_dir, _ = train.train(cfg)
+    r = run_main("forecast.py", run_dir, "--future", str(steps))
+    assert r.returncode == 0, r.stderr
+    folder = r.stdout.strip().split("-> ")[-1]
+    return list(csv.DictReader(open(os.path.join(folder, "future.csv")))), folder
+
+
+@pytest.mark.parametrize("offset, kind", [
+    (timedelta(hours=2), "hours"),                  # the user's hourly data
+    (timedelta(hours=-5), "day 30 at 22:00"),       # in UTC: the 31st, or the 1st of the next month at 03:00
+    (timedelta(hours=5, minutes=30), "weekdays"),   # in UTC: 18:30 the day before, Sunday to Thursday
+    (timedelta(0), "hours, Z"),
+])
+def test_times_with_a_utc_offset_continue_in_that_offset(tmp_path, offset, kind):
+    zone = timezone(offset)
+
+    def wall(days, hour=0):
+        return [datetime(d.year, d.month, d.day, hour, tzinfo=zone) for d in days]
+    if kind == "day 30 at 22:00":
+        days = [add_months(date(2021, 1, 30), k, 30) for k in range(40)]
+        local, expected = wall(days, 22), wall([add_months(days[-1], k, 30) for k in (1, 2, 3)], 22)
+    elif kind == "weekdays":
+        days = [d for d in (date(2024, 1, 1) + timedelta(days=k) for k in range(60)) if d.weekday() < 5]
+        local, expected = wall(days), wall(next_weekdays(days[-1], 3))
+    else:
+        last = datetime(2024, 4, 11, 12, tzinfo=zone)
+        local = [last - timedelta(hours=k) for k in range(47, -1, -1)]
+        expected = [last + timedelta(hours=k) for k in (1, 2, 3)]
+    cells = [t.isoformat() for t in local]
+    if kind == "hours, Z":
+        cells = [c.replace("+00:00", "Z") for c in cells]
+    path = write_series(tmp_path, cells, header="time,v")
+    series = load_series(path)
+    assert (series.utc_offset == offset).all()
+    # kept in UTC, so that the order checks hold across offsets
+    assert series.time[-1].astype(datetime) == local[-1].astimezone(timezone.utc).replace(tzinfo=None)
+    rows, _ = future_rows(tmp_path, path)
+    # Z is written +00:00, like every other offset
+    assert [row["time"] for row in rows] == [t.isoformat() for t in expected]
+    how = future_times(series, 1)[1]
+    assert how == {"day 30 at 22:00": "monthly, on day 30, or the month's last day",
+                   "weekdays": "on business days, Monday to Friday (holidays are not known)"}.get(kind, "every 1 hour")
+    if kind == "hours":
+        assert rows[0]["time"] == "2024-04-11T13:00:00+02:00"  # an hour on, not 11:00 UTC
+
+
+def test_hours_across_the_end_of_summer_time(tmp_path):
+    """Central European time: +02:00 until 01:00 UTC on 27 Oct 2024, then +01:00; the wall clock
+    reads 02:00 twice, which is no repeat: the times are distinct in UTC."""
+    change = datetime(2024, 10, 27, 1, tzinfo=timezone.utc)
+    utc = [change + timedelta(hours=k) for k in range(-30, 30)]
+    cells = [t.astimezone(timezone(timedelta(hours=2 if t < change else 1))).isoformat() for t in utc]
+    assert cells[29][:19] == cells[30][:19] == "2024-10-27T02:00:00"  # +02:00, then +01:00
+    series = load_series(write_series(tmp_path, cells, header="time,v"))
+    assert series.utc_offset[29] == timedelta(hours=2) and series.utc_offset[-1] == timedelta(hours=1)
+    times, how = future_times(series, 2)
+    assert how == "every 1 hour"                    # in UTC: no 0-hour step at the change of clock
+    assert outputs.time_text(series, times) == [(utc[-1] + timedelta(hours=k)).astimezone(
+        timezone(timedelta(hours=1))).isoformat() for k in (1, 2)]
+    # --fill drop drops a row's offset with it: the last kept row's (+02:00) writes the future
+    path = tmp_path / "gap.csv"
+    path.write_text("time,v\n" + "".join(f"{c},{'' if k >= 30 else k % 5}\n" for k, c in enumerate(cells)))
+    series = load_series(str(path), fill="drop")
+    assert len(series.utc_offset) == 30 and outputs.time_text(series, future_times(series, 1)[0]) == \
+        [(utc[29] + timedelta(hours=1)).astimezone(timezone(timedelta(hours=2))).isoformat()]
+
+
+def cet(day):
+    """Local midnight of day in Central European time: +02:00 from the day after the last Sunday of
+    March to the last Sunday of October (the clock changes at 01:00 UTC, after midnight), else +01:00."""
+    def last_sunday(month):
+        end = date(day.year, month, 31)
+        return end - timedelta(days=(end.weekday() + 1) % 7)
+    summer = last_sunday(3) < day <= last_sunday(10)
+    return datetime(day.year, day.month, day.day, tzinfo=timezone(timedelta(hours=2 if summer else 1)))
+
+
+def test_local_midnights_keep_their_calendar_across_summer_time(tmp_path):
+    months = [cet(add_months(date(2021, 1, 1), k, 1)) for k in range(36)]       # Jan 2021 ... Dec 2023
+    assert {t.utcoffset() for t in months} == {timedelta(hours=1), timedelta(hours=2)}
+    series = load_series(write_series(tmp_path, [t.isoformat() for t in months], header="time,v"))
+    times, how = future_times(series, 3)
+    assert how == "monthly, on day 1"               # not a guess at "every 743 hours"
+    assert outputs.time_text(series, times) == [cet(date(2024, m, 1)).isoformat() for m in (1, 2, 3)]
+    days = [cet(date(2024, 1, 1) + timedelta(days=k)) for k in range(120)]       # into April: summer time
+    series = load_series(write_series(tmp_path, [t.isoformat() for t in days], "days.csv", header="time,v"))
+    times, how = future_times(series, 2)
+    assert how == "every 1 day"                     # not 23 or 25 hours on the days the clock changes
+    assert outputs.time_text(series, times) == [cet(days[-1].date() + timedelta(days=k)).isoformat() for k in (1, 2)]
+
+
+def test_a_column_that_mixes_times_with_and_without_offset_is_an_error(tmp_path):
+    cells = [f"2024-01-{d:02d}T00:00:00" + ("+02:00" if d % 3 else "") for d in range(1, 20)]
+    with pytest.raises(DataError) as e:
+        load_series(write_series(tmp_path, cells, header="time,v"))
+    message = str(e.value)
+    assert "mixes times with a UTC offset ('2024-01-01T00:00:00+02:00' at row 2) and without " \
+           "('2024-01-03T00:00:00' at row 4)" in message and "\n" not in message
+    with pytest.raises(DataError, match=r"'0001-01-01T00:00:00\+01:00' at row 2 is outside the years 1-9999 in UTC$"):
+        load_series(write_series(tmp_path, [f"0001-01-0{d}T00:00:00+01:00" for d in range(1, 9)], "early.csv",
+                                 header="time,v"))
+
+
+def test_year_month_dates_continue_monthly_in_their_own_form(tmp_path):
+    months = [add_months(date(2021, 11, 1), k, 1) for k in range(38)]     # 2021-11 ... 2024-12
+    assert months[-1] == date(2024, 12, 1)
+    for sep in "-/":
+        cells = [f"{d.year}{sep}{d.month:02d}" for d in months]
+        rows, _ = future_rows(tmp_path, write_series(tmp_path, cells, f"ym{ord(sep)}.csv", header="month,v"))
+        expected = [add_months(months[-1], k, 1) for k in (1, 2, 3)]
+        assert [row["month"] for row in rows] == [f"{d.year}{sep}{d.month:02d}" for d in expected]
+        assert rows[0]["month"] == f"2025{sep}01"
+    headerless = tmp_path / "headerless.csv"                                 # the first row is data, not names
+    headerless.write_text("".join(f"{d.year}-{d.month:02d},{k % 5}\n" for k, d in enumerate(months)))
+    series = load_series(str(headerless))
+    assert len(series.values) == 38 and as_days(series.time[:2]) == ["2021-11-01", "2021-12-01"]
+
+
+def test_a_time_column_anywhere_is_the_time_axis(tmp_path):
+    days = [date(2024, 1, 1) + timedelta(days=k) for k in range(40)]
+    path = tmp_path / "value_date.csv"
+    path.write_text("value,date\n" + "".join(f"{10 + k % 7 * 0.5},{d}\n" for k, d in enumerate(days)))
+    series = load_series(str(path))
+    assert series.time_label == "date" and series.column == "value" and as_days(series.time) == [str(d) for d in days]
+    rows, _ = future_rows(tmp_path, str(path))
+    assert [row["date"] for row in rows] == [str(days[-1] + timedelta(days=k)) for k in (1, 2, 3)]
+    # several named like a time: the first is the axis, even past an increasing first column
+    many = tmp_path / "many.csv"
+    many.write_text("id,time(h),level,date\n" + "".join(f"{100 + k},{k / 2},{(k * 7) % 5},{d}\n"
+                                                        for k, d in enumerate(days)))
+    series = load_series(str(many))
+    assert (series.time_label, series.column) == ("time(h)", "level") and series.time[3] == 1.5
+    series = load_series(str(many), column="0")                             # --column 0: id, still against time(h)
+    assert (series.time_label, series.column, series.values[0]) == ("time(h)", "id", 100)
+    series = load_series(str(many), column="time(h)")                       # that one is the series: date is the axis
+    assert (series.time_label, series.column) == ("date", "time(h)") and as_days(series.time[:1]) == ["2024-01-01"]
+    # a first column of dates stays the axis before a later column named like a time
+    spent = tmp_path / "spent.csv"
+    spent.write_text("when,time_spent,v\n" + "".join(f"{d},{k % 3},{k % 5}\n" for k, d in enumerate(days)))
+    assert load_series(str(spent)).time_label == "when"
+
+
+def test_integer_times_stay_integers(tmp_path):
+    rows, _ = future_rows(tmp_path, write_series(tmp_path, list(range(1980, 2010)), header="year,v"))
+    assert [row["year"] for row in rows] == ["2010", "2011", "2012"]          # not 2010.0
+    months = [add_months(date(2022, 3, 1), k, 1) for k in range(34)]          # 202203 ... 202412
+    rows, _ = future_rows(tmp_path, write_series(tmp_path, [d.year * 100 + d.month for d in months], "ym.csv"))
+    assert [row["date"] for row in rows] == [f"{d.year}{d.month:02d}" for d in
+                                             (add_months(months[-1], k, 1) for k in (1, 2, 3))]
+    assert rows[0]["date"] == "202501"                                        # not 202413
+    days = [date(2024, 1, 21) + timedelta(days=k) for k in range(40)]         # to 29 Feb: then 1 Mar, not 30 Feb
+    rows, _ = future_rows(tmp_path, write_series(tmp_path, [d.strftime("%Y%m%d") for d in days], "ymd.csv",
+                                                 header="period,v"))           # an increasing first column
+    assert [row["period"] for row in rows] == [(days[-1] + timedelta(days=k)).strftime("%Y%m%d") for k in (1, 2, 3)]
+    counts = load_series(write_series(tmp_path, list(range(202401, 202431)), "counts.csv"))  # 202413: not a month
+    assert outputs.time_text(counts, future_times(counts, 2)[0]) == ["202431", "202432"]
+
+
+def test_times_past_the_year_9999_are_written_and_plotted_on_steps(tmp_path):
+    years = [f"{y}-01-01" for y in range(9950, 10000)]
+    rows, folder = future_rows(tmp_path, write_series(tmp_path, years))
+    assert [row["date"] for row in rows] == ["10000-01-01", "10001-01-01", "10002-01-01"]
+    assert os.path.getsize(os.path.join(folder, "future.png")) > 0
+    series = load_series(write_series(tmp_path, years, "edge.csv"))  # 9999 plus the axis margin: past 9999
+    path = tmp_path / "predict.png"
+    outputs.plot(series, 40, series.values[40:], "edge", str(path))
+    assert path.stat().st_size > 0
+    x, label = outputs.plot_time(series, series.time, np.arange(50))
+    assert x.tolist() == list(range(50)) and label == "step (date outside the years 1-9999 a plot can draw)"
