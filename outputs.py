@@ -5,6 +5,7 @@ Every file is written whole or not at all (runs.write_atomic), each evaluation i
 RUN/forecasts/{settings}/ (runs.output_folder). Plots use matplotlib's Agg backend, imported when
 the first one is drawn.
 """
+import math
 import os
 from datetime import datetime, timezone
 
@@ -220,8 +221,12 @@ def write_future(run, ahead):
     upper = ahead["upper"] if ahead["upper"] is not None else [None] * steps
     time_name = run.series.time_label if run.series.time_label != "sample" else "step"
     header = [time_name, "forecast", f"lower_{level:g}" if level else "lower", f"upper_{level:g}" if level else "upper"]
-    rows = [[t, float(f), "" if lo is None or not np.isfinite(lo) else float(lo),
-             "" if up is None or not np.isfinite(up) else float(up)]
+    # float32 models: digits below 1e-5 of the series' std are rounding, not forecast (naive's 2.9, not 2.9000009)
+    decimals = max(0, math.ceil(-math.log10(run.std * 1e-5)))
+
+    def cell(v):
+        return "" if v is None or not np.isfinite(v) else round(float(v), decimals)
+    rows = [[t, cell(f), cell(lo), cell(up)]
             for t, f, lo, up in zip(time_text(run.series, ahead["time"]), ahead["forecast"], lower, upper)]
 
     plt = pyplot()
@@ -247,7 +252,8 @@ def write_future(run, ahead):
     def write(folder):
         runs.write_csv(os.path.join(folder, "future.csv"), header, rows)
         fig.savefig(os.path.join(folder, "future.png"), dpi=100, format="png")
-    folder = runs.output_folder(run.run_dir, f"{run.series.name}_future_{steps}_level{level or 'none'}", write)
+    folder = runs.output_folder(run.run_dir, f"{run.series.name}_future_{steps}_level{f'{level:g}' if level else 'none'}",
+                                write)
     plt.close(fig)
     return folder
 

@@ -171,3 +171,36 @@ def test_a_forecast_that_diverges_stops_before_it_and_says_where(tmp_path):
                       usecols=1)
     assert len(rows) == stopped - 1 and np.isfinite(rows).all() and 100 < stopped < 2000
     assert rows[-1] > 1e30  # it grew until float32 had no more room
+
+
+# ---------------------------------------------------------------- how numbers and folders are written
+
+def test_future_csv_writes_the_digits_a_forecast_has(tmp_path):
+    """Persistence of a series ending in 2.9 forecasts 2.9: written so, not 2.9000009197 (float32's
+    rounding of the z-scored value); the folder of --level 95 is level95, as level80's is."""
+    values = [1.5, 2.25, 3.0, 2.75] * 20 + [2.9]
+    path = write(tmp_path / "p.csv", "v\n" + "".join(f"{v}\n" for v in values))
+    run = train(tmp_path / "runs", "--model", "naive", "--dataset", path, "--time_steps", "4", "--no_forecast")
+    assert run_main("forecast.py", run, "--future", "3", "--level", "95").returncode == 0
+    future = only(os.path.join(run, "forecasts", "p_future_3_level95", "future.csv"))
+    assert [line.split(",")[1] for line in open(future).read().splitlines()[1:]] == ["2.9"] * 3
+
+
+def test_a_csv_with_a_very_long_name_trains(tmp_path):
+    path = write(tmp_path / ("x" * 200 + ".csv"), "v\n" + "".join(f"{np.sin(i / 3)}\n" for i in range(100)))
+    run = train(tmp_path / "runs", "--model", "naive", "--dataset", path, "--time_steps", "4", "--no_forecast")
+    assert len(os.path.basename(os.path.dirname(run))) == config.MAX_NAME
+
+
+def test_the_sweep_table_ranks_a_run_without_a_score_last(tmp_path):
+    import sweep
+    made = []
+    for name, score in (("a", None), ("b", 0.5), ("c", 0.25)):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps({"split": "chrono", "run_name": name, "seed": 0}))
+        (d / "metrics.json").write_text(json.dumps({"val_mse_last": score, "val_loss": score}))
+        made.append(str(d))
+    table = sweep.ranked_table(made).splitlines()[2:]
+    assert [line.split("|")[5].strip() for line in table] == ["c", "b", "a"]
+    assert "| 3 | val_mse_last - | - | - | a |" in table[2]
