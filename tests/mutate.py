@@ -3,6 +3,7 @@
     python tests/mutate.py                  # every mutation below; exit 1 if any survives
     python tests/mutate.py --list           # the mutations and the tests each one runs
     python tests/mutate.py --round 2        # only the second list (issue 23)
+    python tests/mutate.py --round 3        # only the third list (tests that bite, round three)
     python tests/mutate.py --only seed_ignored codebook_parameter   # some of them
     python tests/mutate.py --jobs 2         # two at a time (each test run uses one thread)
 
@@ -18,7 +19,8 @@ is not in the file once: update the list) or the tests fail without any mutation
 Add a mutation for each bug a review finds that the suite missed, with the few tests that
 should catch it (each test selection small, so that the whole check takes a few minutes).
 MUTATIONS holds the bugs of issue 18, adapted to the current code; MUTATIONS_ROUND2 those of
-issue 23, written from the code before looking at the tests (both run by default).
+issue 23 and MUTATIONS_ROUND3 those of "tests that bite, round three", each written from the
+product code before looking at the tests (all three lists run by default).
 """
 import argparse
 import os
@@ -120,8 +122,8 @@ MUTATIONS = [
      [HONEST + "test_backtest_naive_matches_a_hand_computation"]),
     # MASE scaled by the level of the series instead of naive's error
     ("mase_scale_wrong", "scoring.py",
-     "scale = float(np.mean(np.abs(y[season:] - y[:-season])[ok])) if ok.any() else float(\"nan\")",
-     "scale = float(np.mean(np.abs(y[season:])[ok])) if ok.any() else float(\"nan\")",
+     "scale = float(np.mean(np.abs(y[season:] - y[:-season])[ok]))",
+     "scale = float(np.mean(np.abs(y[season:])[ok]))",
      [HONEST + "test_naive_mase_on_the_training_part_is_one_by_construction"]),
     # the conformal quantile without the (n + 1) correction and at half the level
     ("interval_quantile_wrong", "scoring.py",
@@ -141,12 +143,12 @@ MUTATIONS = [
      [HONEST + "test_resume_gives_the_same_weights_as_an_uninterrupted_run"]),
     # chrono keeps the last epoch instead of the best validation epoch
     ("best_epoch_ignored", "runs.py",
-     "if complete and score < self.best[\"score\"]:",
-     "if complete:",
+     "if usable(row) and score < self.best[\"score\"]:",
+     "if usable(row):",
      [HONEST + "test_chrono_keeps_the_best_validation_epoch"]),
     # issue 24: an epoch Ctrl-C cut short chosen for model.pt
     ("partial_epoch_chosen", "runs.py",
-     "if complete and score < self.best[\"score\"]:",
+     "if usable(row) and score < self.best[\"score\"]:",
      "if score < self.best[\"score\"]:",
      ["tests/test_first_hour.py::test_a_partial_epoch_is_marked_and_never_chosen_even_when_best"]),
     # --- issue 16, fidelity: a model that departs from the original's outputs ---
@@ -341,8 +343,8 @@ MUTATIONS_ROUND2 = [
      ["tests/test_vqvae.py::test_resume_gives_the_same_weights_as_one_straight_run"]),
     # --- sweep.py ---
     ("r2_sweep_ranks_descending", "sweep.py",
-     "rows.sort(key=lambda r: (r[0] is None, r[0]))",
-     "rows.sort(key=lambda r: (r[0] is None, r[0]), reverse=True)",
+     "rows = sorted(known, key=lambda r: r[0]) + [r for r in rows if not finite(r[0])]",
+     "rows = sorted(known, key=lambda r: r[0], reverse=True) + [r for r in rows if not finite(r[0])]",
      [MEANING + "test_ranked_table_orders_by_the_protocols_score"]),
     ("r2_sweep_scores_swapped", "sweep.py",
      'score = metrics["val_mse_last"] if config["split"] == "chrono" else metrics["val_loss"]',
@@ -358,8 +360,8 @@ MUTATIONS_ROUND2 = [
      "pass",
      [MEANING + "test_a_training_that_fails_after_its_run_directory_exists_leaves_nothing"]),
     ("r2_latest_run_is_oldest", "runs.py",
-     "return os.path.join(path, runs[-1])",
-     "return os.path.join(path, runs[0])",
+     "return os.path.join(path, found[-1])",
+     "return os.path.join(path, found[0])",
      [MEANING + "test_run_directories_latest_and_hidden_partials"]),
     ("r2_partial_counts_as_run", "runs.py",
      'return (not os.path.basename(os.path.normpath(path)).startswith(".")',
@@ -373,6 +375,315 @@ MUTATIONS_ROUND2 = [
     ("r2_lstsq_fits_rounding", "models/linear.py",
      'rcond=1e-6, driver="gelsd"', 'driver="gelsd"',
      ["tests/test_baselines_and_errors.py::test_linear_under_revin_fits_no_rounding_direction"]),
+]
+
+
+# Round 3 (issue "Tests that bite, round three", item 3): written from the product files before
+# looking at the tests: for each module the one-line bugs a developer could plausibly make (an
+# edge off by one, a statistic from the wrong part, a non-default setting mishandled, a check
+# weakened, a record key dropped, a message that names the wrong cause); only then were the tests
+# that should catch each one looked up. Where none did, a test was added (tests/test_bite_three.py).
+BITE3 = "tests/test_bite_three.py::"
+RECORD = "tests/test_run_record.py::"
+FIRST = "tests/test_first_hour.py::"
+STAMPS = "tests/test_timestamps.py::"
+DATA = "tests/test_data.py::"
+MUTATIONS_ROUND3 = [
+    # --- forecast.py ---
+    # another series (--dataset OTHER) z-scored with its whole series' statistics, test part included
+    ("r3_other_series_whole_statistics", "forecast.py",
+     "_, mean, std = normalise(series.values[:train_end])",
+     "_, mean, std = normalise(series.values)",
+     [BITE3 + "test_another_series_is_normalised_with_its_own_training_part[global]"]),
+    # the training CSV edited, given on purpose: the stored statistics of the old file are reused
+    ("r3_same_series_ignores_sha256", "forecast.py",
+     'same = series.name == config["dataset"] and getattr(series, "sha256", None) == config.get("sha256")',
+     'same = series.name == config["dataset"]',
+     [BITE3 + "test_an_edited_csv_given_on_purpose_is_normalised_with_its_own_training_part"]),
+    # seasonal naive past one season: the value one season back, which lies after the origin
+    ("r3_seasonal_naive_one_season_back", "forecast.py",
+     "lag = season * np.ceil(np.arange(1, horizon + 1) / season).astype(int)",
+     "lag = np.full(horizon, season)",
+     [BITE3 + "test_seasonal_naive_repeats_the_last_full_season"]),
+    # the validation pool loses the first origin whose last step reaches the validation part
+    ("r3_validation_pool_first_origin_dropped", "forecast.py",
+     "first = max(run.time_steps, run.train_end - horizon + 1)",
+     "first = max(run.time_steps, run.train_end - horizon + 2)",
+     [MEANING + "test_calibration_never_reads_the_test_part_and_counts_by_hand"]),
+    # --future's interval from the oldest errors of the window instead of the latest
+    ("r3_future_calibrates_on_oldest_errors", "forecast.py",
+     "r = residual[inside[:, k], k][-window:]",
+     "r = residual[inside[:, k], k][:window]",
+     [BITE3 + "test_future_calibration_takes_the_latest_errors_of_each_step"]),
+    # a model.pt of another --norm: the error blames the weights, not the norm
+    ("r3_norm_mismatch_not_named", "forecast.py",
+     'named = (config["model"], json_form(config["model_args"]), config.get("norm", held[2]))',
+     'named = (config["model"], json_form(config["model_args"]), held[2])',
+     [BITE3 + "test_a_model_pt_of_another_norm_is_named_as_such"]),
+    # the backtest's windows end at the origin itself: the model sees the value it forecasts
+    ("r3_rollout_window_includes_origin", "forecast.py",
+     "windows = torch.stack([z[o - T:o] for o in origins[i:i + chunk]])",
+     "windows = torch.stack([z[o - T + 1:o + 1] for o in origins[i:i + chunk]])",
+     [BITE3 + "test_forecasts_in_original_units_use_the_training_parts_statistics[global]"]),
+    # --- data/ ---
+    ("r3_boundaries_train_end_floor", "data/windows.py",
+     "train_end = round(n_values * fractions[0])",
+     "train_end = int(n_values * fractions[0])",
+     [MEANING + "test_boundaries_by_hand_on_non_default_fractions", BITE3 + "test_boundaries_round_to_the_nearest_value"]),
+    ("r3_fractions_below_one_accepted", "data/windows.py",
+     "abs(sum(fractions) - 1) > 1e-6",
+     "sum(fractions) - 1 > 1e-6",
+     [BITE3 + "test_boundaries_refuse_fractions_that_do_not_sum_to_one_or_hold_a_zero"]),
+    ("r3_time_steps_one_value_short", "data/windows.py",
+     "if n_values < time_steps + 2:",
+     "if n_values < time_steps + 1:",
+     [DATA + "test_time_steps_limits"]),
+    ("r3_random_split_seed", "data/windows.py",
+     "g = torch.Generator().manual_seed(SPLIT_SEED)",
+     "g = torch.Generator().manual_seed(0)",
+     [DATA + "test_random_split_is_the_logs"]),
+    # repeated times reported as rows out of order (the wrong cause, the wrong advice)
+    ("r3_repeated_times_called_unsorted", "data/csvfile.py",
+     "back = np.concatenate([[False], step < 0])",
+     "back = np.concatenate([[False], step <= 0])",
+     [STAMPS + "test_repeated_times_are_an_error_naming_them"]),
+    # YYYYMM integers: December is not taken for a month, so the column stays integers
+    ("r3_december_not_a_month", "data/csvfile.py",
+     "1 <= int(c[4:]) <= 12",
+     "1 <= int(c[4:]) < 12",
+     [STAMPS + "test_integer_times_stay_integers"]),
+    # a first field of 12 taken for a day: December dates month-first are called mixed
+    ("r3_day_first_at_twelve", "data/csvfile.py",
+     "day_first = next((k for k, a in zip(unordered, first) if a > 12), None)",
+     "day_first = next((k for k, a in zip(unordered, first) if a >= 12), None)",
+     [DATA + "test_dates", BITE3 + "test_month_first_dates_in_december_are_month_first"]),
+    ("r3_csv_column_index_lost", "data/csvfile.py",
+     "utc_offset=utc_offset, column_index=col,",
+     "utc_offset=utc_offset, column_index=None,",
+     [RECORD + "test_a_repeated_column_name_is_found_again_by_its_position"]),
+    ("r3_sha256_of_the_path", "data/csvfile.py",
+     "sha256=hashlib.sha256(raw).hexdigest()",
+     "sha256=hashlib.sha256(path.encode()).hexdigest()",
+     [DATA + "test_path_and_checksum"]),
+    ("r3_ffill_takes_the_next_value", "data/csvfile.py",
+     "out[gaps] = values[before]",
+     "out[gaps] = values[after]",
+     [DATA + "test_fill_modes"]),
+    ("r3_month_end_anchor_min", "data/future.py",
+     "anchor = dom.max()",
+     "anchor = dom.min()",
+     [STAMPS + "test_month_ends_continue_on_month_ends"]),
+    ("r3_business_days_repeat_last", "data/future.py",
+     "np.busday_offset(day[-1], ahead)",
+     "np.busday_offset(day[-1], ahead - 1)",
+     [STAMPS + "test_business_days_skip_weekends"]),
+    # future times with a UTC offset returned on the wall clock, not in UTC like series.time
+    ("r3_future_times_left_on_wall_clock", "data/future.py",
+     "return times - last, how",
+     "return times, how",
+     [STAMPS + "test_times_with_a_utc_offset_continue_in_that_offset"]),
+    ("r3_membrane_subsampled", "data/__init__.py",
+     "values = raw.reshape(-1, MEMBRANE_DECIMATION).mean(1)",
+     "values = raw[::MEMBRANE_DECIMATION]",
+     [DATA + "test_embedded_data_sets_are_real_recordings"]),
+    # --- train.py ---
+    # chrono's epoch loss the mean of the batch means (a short last batch weighs as a full one)
+    ("r3_chrono_train_loss_batch_mean", "train.py",
+     "train_loss = total.item() / seen if honest else torch.stack(batch_means).mean().item()",
+     "train_loss = torch.stack(batch_means).mean().item()",
+     [BITE3 + "test_chrono_train_loss_is_the_mean_over_windows_and_the_logs_the_mean_of_batches"]),
+    ("r3_partial_epoch_marked_complete", "train.py",
+     "complete=seen == n)",
+     "complete=True)",
+     [FIRST + "test_a_partial_epoch_is_marked_and_never_chosen_even_when_best[chrono]"]),
+    ("r3_sha256_not_recorded", "train.py",
+     '"sha256": series.sha256,',
+     '"sha256": None,',
+     [RECORD + "test_an_edited_csv_is_refused_unless_given_on_purpose"]),
+    ("r3_column_index_not_recorded", "train.py",
+     '"column_index": getattr(series, "column_index", None),',
+     '"column_index": None,',
+     [RECORD + "test_a_repeated_column_name_is_found_again_by_its_position"]),
+    # --- runs.py: the Training class ---
+    # --resume to as many epochs as were run: accepted, nothing trained, the run rewritten
+    ("r3_resume_to_equal_epochs_accepted", "runs.py",
+     'if self.config["epochs"] <= self.resumed_from:',
+     'if self.config["epochs"] < self.resumed_from:',
+     ["tests/test_bad_input.py::test_train_bad_input[resume to fewer epochs]"]),
+    ("r3_usable_complete_or_finite", "runs.py",
+     'return bool(row["complete"]) and all(',
+     'return bool(row["complete"]) or all(',
+     [FIRST + "test_a_partial_epoch_is_marked_and_never_chosen_even_when_best[chrono]"]),
+    # the run written only at the end: a second Ctrl-C (or a crash) loses every epoch
+    ("r3_no_write_after_each_epoch", "runs.py",
+     'self.write(model, interrupted=True)  # "interrupted" until save() says how it ended',
+     'pass',
+     [BITE3 + "test_each_complete_epoch_is_on_disk_before_the_next_begins"]),
+    ("r3_interrupted_never_recorded", "runs.py",
+     "self.write(model, interrupted=self.stopped, plot=True)",
+     "self.write(model, interrupted=False, plot=True)",
+     ["tests/test_train.py::test_ctrl_c_saves_and_marks_the_run_interrupted"]),
+    # model.pt without its norm: a model.pt of another norm is no longer told apart
+    ("r3_model_pt_without_norm", "runs.py",
+     '"norm": self.config.get("norm", "global"), "epoch": best["epoch"]}',
+     '"epoch": best["epoch"]}',
+     [BITE3 + "test_a_model_pt_of_another_norm_is_named_as_such"]),
+    # --resume forgets the best score: the first resumed epoch replaces a better earlier one
+    ("r3_resume_forgets_best_score", "runs.py",
+     '"score": self.last["best_score"],',
+     '"score": float("inf"),',
+     [BITE3 + "test_training_keeps_the_best_usable_epoch_across_a_resume"]),
+    ("r3_resume_repeats_last_epoch", "runs.py",
+     'self.first = self.rows[-1]["epoch"] + 1 if self.rows else 1',
+     'self.first = self.rows[-1]["epoch"] if self.rows else 1',
+     [HONEST + "test_resume_gives_the_same_weights_as_an_uninterrupted_run"]),
+    ("r3_no_usable_epoch_keeps_trained", "runs.py",
+     'self.best = {"epoch": 0, "score": float("inf"), "state": self.initial}',
+     'self.best = {"epoch": 0, "score": float("inf"), "state": copy.deepcopy(model.state_dict())}',
+     [RECORD + "test_a_training_that_diverges_keeps_the_untrained_model"]),
+    ("r3_chrono_selects_by_val_loss", "runs.py",
+     'self.select = "val_mse_last" if config["split"] == "chrono" else None',
+     'self.select = "val_loss" if config["split"] == "chrono" else None',
+     [HONEST + "test_chrono_keeps_the_best_validation_epoch"]),
+    # a second Ctrl-C before any epoch was saved names the run directory it just removed
+    ("r3_interrupted_names_discarded_dir", "runs.py",
+     "raise Interrupted(self.dir if self.saved else None) from None",
+     "raise Interrupted(self.dir) from None",
+     [BITE3 + "test_a_second_ctrl_c_before_any_epoch_is_saved_names_no_run"]),
+    # --- config.py ---
+    ("r3_run_name_random_gets_norm", "config.py",
+     'if cfg.norm != (CHRONO_NORM if cfg.split == "chrono" else "global"):',
+     "if cfg.norm != CHRONO_NORM:",
+     [RECORD + "test_every_setting_that_changes_the_numbers_is_in_the_name"]),
+    ("r3_random_defaults_to_revin", "config.py",
+     'norm = cfg.norm or ("global" if cfg.split == "random" else CHRONO_NORM)',
+     "norm = cfg.norm or CHRONO_NORM",
+     ["tests/test_norm.py::test_config_records_the_norm_and_the_run_name_tells_it"]),
+    ("r3_resolve_fractions_or", "config.py",
+     "cfg.val_fraction > 0 and cfg.test_fraction > 0 and cfg.fractions[0] > 0",
+     "cfg.val_fraction > 0 and cfg.test_fraction > 0 or cfg.fractions[0] > 0",
+     ["tests/test_bad_input.py::test_train_bad_input[fractions leave nothing to train]"]),
+    # (Tried and left out as equivalent: --resume ignoring a column_index of 0, which is falsy, and
+    # finding the column by its name instead. The first column of that name is column 0 itself.)
+    # forecast.py finds the training CSV's column by name, not by the position config.json records
+    ("r3_forecast_finds_column_by_name", "forecast.py",
+     'column = column if column is not None else config.get("column_index", config["column"])',
+     'column = column if column is not None else config["column"]',
+     [RECORD + "test_a_repeated_column_name_is_found_again_by_its_position"]),
+    # a run from before --norm resumed under chrono's default norm instead of the global it read
+    ("r3_resumed_old_run_as_revin", "config.py",
+     'values.setdefault("norm", "global")',
+     'values.setdefault("norm", CHRONO_NORM)',
+     [BITE3 + "test_resumed_takes_the_global_norm_of_a_run_from_before_norm"]),
+    # the message of a series cut short swaps now and then
+    ("r3_check_series_counts_swapped", "config.py",
+     'changes.append(f"{len(series.values)} values now, {n} at training")',
+     'changes.append(f"{n} values now, {len(series.values)} at training")',
+     ["tests/test_bad_input.py::test_forecast_bad_input[the CSV cut short after training]"]),
+    ("r3_read_config_std_zero", "config.py",
+     '("normalisation.std", lambda v: _number(v) and v > 0, "a number > 0"),',
+     '("normalisation.std", lambda v: _number(v) and v >= 0, "a number > 0"),',
+     ["tests/test_baselines_and_errors.py::test_a_config_of_the_wrong_type_is_one_line[normalisation.std=0-forecast.py]"]),
+    ("r3_run_name_fractions_swapped", "config.py",
+     'parts.append(f"val{cfg.val_fraction:g}_test{cfg.test_fraction:g}")',
+     'parts.append(f"val{cfg.test_fraction:g}_test{cfg.val_fraction:g}")',
+     [RECORD + "test_every_setting_that_changes_the_numbers_is_in_the_name"]),
+    # --- scoring.py ---
+    ("r3_smape_percent_halved", "scoring.py",
+     "200 * np.abs(e)",
+     "100 * np.abs(e)",
+     [HONEST + "test_naive_mase_on_the_training_part_is_one_by_construction"]),
+    ("r3_errors_count_filled_cells", "scoring.py",
+     "n = np.maximum(scored.sum(axis), 1)",
+     "n = np.maximum(np.ones_like(scored).sum(axis), 1)",
+     [HONEST + "test_filled_values_are_never_scored"]),
+    ("r3_min_errors_geq", "scoring.py",
+     "while math.ceil((n + 1) * level / 100) > n:",
+     "while math.ceil((n + 1) * level / 100) >= n:",
+     [BITE3 + "test_future_calibration_takes_the_latest_errors_of_each_step"]),
+    # adaptive conformal: an error equal to its half-width counted a miss (the interval is closed)
+    ("r3_aci_tie_is_a_miss", "scoring.py",
+     "miss = errors[applied, h] > halfwidth[applied, h]",
+     "miss = errors[applied, h] >= halfwidth[applied, h]",
+     [BITE3 + "test_adaptive_intervals_by_hand_with_an_error_on_the_edge"]),
+    # --- outputs.py ---
+    ("r3_verdict_steps_from_zero", "outputs.py",
+     "for h, k in enumerate(kind, 1):",
+     "for h, k in enumerate(kind):",
+     [FIRST + "test_verdict_names_the_steps_where_the_model_beats_naive"]),
+    # "(horizon 24, not 24: ...)" when the test part is exactly as long as the horizon asked for
+    ("r3_horizon_note_when_equal", "outputs.py",
+     "if asked and asked > H:",
+     "if asked and asked >= H:",
+     [BITE3 + "test_the_horizon_note_appears_only_when_the_horizon_was_cut"]),
+    # future.csv's decimals fixed at 5 whatever the series' scale
+    ("r3_future_decimals_ignore_std", "outputs.py",
+     "math.ceil(-math.log10(run.std * 1e-5))",
+     "math.ceil(-math.log10(1e-5))",
+     [BITE3 + "test_future_csv_keeps_five_digits_of_the_series_std"]),
+    # --- models/ ---
+    ("r3_revin_sample_std", "models/norm.py",
+     "x.var(1, keepdim=True, unbiased=False)",
+     "x.var(1, keepdim=True, unbiased=True)",
+     [BITE3 + "test_forecasts_in_original_units_use_the_training_parts_statistics[revin]"]),
+    ("r3_last_norm_first_value", "models/norm.py",
+     "loc, scale = x[:, -1:], 1.0",
+     "loc, scale = x[:, :1], 1.0",
+     [BITE3 + "test_forecasts_in_original_units_use_the_training_parts_statistics[last]"]),
+    ("r3_solve_fits_raw_targets", "models/norm.py",
+     "self.model.solve(xn, (y - loc[:, 0]) / (scale[:, 0] if torch.is_tensor(scale) else scale))",
+     "self.model.solve(xn, y)",
+     ["tests/test_baselines_and_errors.py::test_linear_under_revin_fits_no_rounding_direction"]),
+    ("r3_rollout_slides_the_wrong_end", "models/rollout.py",
+     "window = torch.cat([window[:, 1:], preds[:, i].view(B, 1, 1)], dim=1)",
+     "window = torch.cat([window[:, :-1], preds[:, i].view(B, 1, 1)], dim=1)",
+     [BITE3 + "test_forecasts_in_original_units_use_the_training_parts_statistics[global]"]),
+    # a KV cache allowed under --norm last (every new window is re-normalised: no cached key holds)
+    ("r3_kv_cache_under_norm_last", "models/rollout.py",
+     'if norm != "global":',
+     'if norm == "revin":',
+     [BITE3 + "test_models_without_a_cache_recompute_and_refuse_it_with_their_reason[last-naive]"]),
+    ("r3_adam_beta2", "models/kernels.py",
+     "beta1=0.9, beta2=0.999, weight_decay=0.0",
+     "beta1=0.9, beta2=0.99, weight_decay=0.0",
+     ["tests/test_train.py::test_adam_is_torchs_fused_adam_bit_for_bit"]),
+    ("r3_vqlnmlp_scale_one_over_d", "models/vqlnmlp.py",
+     "scale = 1 / math.sqrt(q.shape[-1])",
+     "scale = 1 / q.shape[-1]",
+     ["tests/test_models.py::test_codebook_read_matches_the_plain_formula"]),
+    # --- sweep.py ---
+    ("r3_sweep_merges_nothing", "sweep.py",
+     'key = tuple(item for item in items if item[0].lstrip("-") not in inert)',
+     "key = tuple(items)",
+     ["tests/test_baselines_and_errors.py::test_a_sweep_runs_naive_once_for_any_learning_rate"]),
+    ("r3_sweep_diverged_ranked_first", "sweep.py",
+     "rows = sorted(known, key=lambda r: r[0]) + [r for r in rows if not finite(r[0])]",
+     "rows = [r for r in rows if not finite(r[0])] + sorted(known, key=lambda r: r[0])",
+     [RECORD + "test_the_sweep_table_ranks_a_run_without_a_score_last"]),
+    # --- vqvae_imagenet.py ---
+    ("r3_vqvae_validation_takes_80", "vqvae_imagenet.py",
+     "n_train = int(len(files) * (1 - VAL_FRACTION))",
+     "n_train = int(len(files) * VAL_FRACTION)",
+     ["tests/test_vqvae.py::test_validation_is_the_originals_random_split_of_train"]),
+    # a folder of fewer than 20 images: no test image at all
+    ("r3_vqvae_small_folder_no_test", "vqvae_imagenet.py",
+     "hold = max(1, len(files) // 20)",
+     "hold = len(files) // 20",
+     [BITE3 + "test_vqvae_folder_splits_by_hand"]),
+    # --accumulate: the last, short group of batches averaged as if it were full
+    ("r3_vqvae_short_group_full_weight", "vqvae_imagenet.py",
+     "group_images = min((first + args.accumulate) * args.batch_size, len(r.sampler)) - first * args.batch_size",
+     "group_images = args.accumulate * args.batch_size",
+     [BITE3 + "test_vqvae_accumulated_step_is_the_mean_over_the_groups_images"]),
+    # after a swap, the trained model tested on other masks than the source and the untrained swap
+    ("r3_vqvae_swap_tested_on_other_masks", "vqvae_imagenet.py",
+     'return 0 if config.get("swap_ffn_with_vq") else epoch',
+     "return epoch",
+     [BITE3 + "test_vqvae_test_masks_after_a_swap_are_the_sources"]),
+    ("r3_vqvae_resume_repeats_epoch", "vqvae_imagenet.py",
+     'r.first_epoch = r.rows[-1]["epoch"] + 1 if r.rows else 1',
+     'r.first_epoch = r.rows[-1]["epoch"] if r.rows else 1',
+     ["tests/test_vqvae.py::test_resume_gives_the_same_weights_as_one_straight_run"]),
 ]
 
 
@@ -424,13 +735,15 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--list", action="store_true", help="print the mutations and their tests")
     p.add_argument("--only", nargs="+", default=None, metavar="NAME", help="run these mutations only")
-    p.add_argument("--round", type=int, choices=(1, 2), default=None,
-                   help="only the first list (issue 18's bugs) or the second (issue 23's); default both")
+    p.add_argument("--round", type=int, choices=(1, 2, 3), default=None,
+                   help="only the first list (issue 18's bugs), the second (issue 23's) or the third (round "
+                        "three's); default all three")
     p.add_argument("--jobs", type=int, default=1, help="mutations checked at a time")
     p.add_argument("--repo", default=ROOT, help="the repository to copy (default: this one)")
     p.add_argument("--timeout", type=int, default=300, help="seconds for one mutation's tests")
     args = p.parse_args(argv)
-    listed = {1: MUTATIONS, 2: MUTATIONS_ROUND2, None: MUTATIONS + MUTATIONS_ROUND2}[args.round]
+    listed = {1: MUTATIONS, 2: MUTATIONS_ROUND2, 3: MUTATIONS_ROUND3,
+              None: MUTATIONS + MUTATIONS_ROUND2 + MUTATIONS_ROUND3}[args.round]
     chosen = [m for m in listed if args.only is None or m[0] in args.only]
     unknown = sorted(set(args.only or ()) - {m[0] for m in listed})
     if unknown:

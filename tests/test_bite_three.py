@@ -340,3 +340,369 @@ def test_seasonal_naive_repeats_the_last_full_season(season, horizon):
     assert result["mase_scale"] == pytest.approx(np.abs(train[season:] - train[:-season]).mean(), rel=1e-12)
     if season == 1:  # seasonal naive of period 1 is naive
         assert by_step["mae"] == pytest.approx(result["by_step"]["naive"]["mae"], rel=1e-12)
+
+
+# ---------------------------------------------------------------- 3. round three of the mutation check
+# (tests/mutate.py's MUTATIONS_ROUND3: each test below catches a one-line bug none caught before,
+# with values computed here: hand arithmetic, numpy, a directory listing)
+
+import json  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+
+import outputs  # noqa: E402
+import runs  # noqa: E402
+from conftest import run_main  # noqa: E402
+from data import load_series  # noqa: E402
+
+
+def test_boundaries_round_to_the_nearest_value():
+    """train_end = round(n * train), val_end = round(n * (train + validation)): 1001 values give
+    700.7 -> 701 and 800.8 -> 801 (not 700 and 800), 1004 give 702.8 -> 703 and 803.2 -> 803."""
+    assert boundaries(1001) == (701, 801)
+    assert boundaries(1004) == (703, 803)
+    assert boundaries(1004, (0.55, 0.3, 0.15)) == (552, 853)      # 552.2 and 853.4
+
+
+@pytest.mark.parametrize("fractions", [(0.6, 0.1, 0.2), (0.7, 0.2, 0.2), (0.8, 0.0, 0.2), (0.7, 0.1), (1.2, -0.1, -0.1)])
+def test_boundaries_refuse_fractions_that_do_not_sum_to_one_or_hold_a_zero(fractions):
+    """Fractions summing to 0.9 (a tenth of the series in no part) or 1.1, a zero or negative part,
+    or two fractions: one line naming them."""
+    with pytest.raises(DataError, match=r"expected three positive numbers \(train, validation, test\) that sum to 1"):
+        boundaries(1000, fractions)
+
+
+def test_month_first_dates_in_december_are_month_first(tmp_path):
+    """12/13/2024: 13 can only be a day, so the column is month/day, and its 12 is December (a
+    first field of 12 is a month, not a day: only one over 12 is a day)."""
+    path = tmp_path / "us.csv"
+    path.write_text("date,v\n12/13/2024,1\n12/14/2024,2\n01/02/2025,3\n")
+    s = load_series(str(path))
+    assert s.time.tolist() == np.array(["2024-12-13", "2024-12-14", "2025-01-02"], dtype="datetime64[D]").tolist()
+    path.write_text("date,v\n13/12/2024,1\n14/12/2024,2\n02/01/2025,3\n")       # day first, December second
+    s = load_series(str(path))
+    assert s.time.tolist() == np.array(["2024-12-13", "2024-12-14", "2025-01-02"], dtype="datetime64[D]").tolist()
+
+
+def test_an_edited_csv_given_on_purpose_is_normalised_with_its_own_training_part(tmp_path):
+    """forecast.py RUN --dataset CSV where the CSV was edited after training (another sha256): the
+    run's stored statistics belong to the old file, so the edited one is z-scored with its own
+    training part's mean and std (numpy's); the unedited file keeps the stored ones."""
+    v = trend_values(300)
+    csv = write_csv(tmp_path / "s.csv", v)
+    cfg, _ = config.parse(["--model", "naive", "--dataset", str(csv), "--time_steps", str(T), "--norm", "global",
+                           "--out_dir", str(tmp_path / "runs"), "--no_forecast"])
+    run_dir, _ = train.train(cfg)
+    train_end = boundaries(300)[0]
+    unedited = forecast.load(run_dir, dataset=str(csv))
+    assert (unedited.mean, unedited.std) == (pytest.approx(v[:train_end].mean(), rel=1e-12),
+                                             pytest.approx(v[:train_end].std(), rel=1e-12))
+    edited = v.copy()
+    edited[:train_end] += 50 + 0.5 * np.arange(train_end)      # the training part moved and stretched
+    write_csv(csv, edited)
+    run = forecast.load(run_dir, dataset=str(csv))
+    assert run.mean == pytest.approx(edited[:train_end].mean(), rel=1e-12)
+    assert run.std == pytest.approx(edited[:train_end].std(), rel=1e-12)
+    assert abs(run.mean - unedited.mean) > 50                    # the stored statistics are far off
+    np.testing.assert_allclose(run.z, (edited - run.mean) / run.std, rtol=1e-12)
+
+
+def test_a_model_pt_of_another_norm_is_named_as_such(tmp_path):
+    """A run folder whose model.pt comes from a run read with --norm revin while its config.json
+    says global: one RunError that names the two norms (not a key mismatch of the weights)."""
+    csv = write_csv(tmp_path / "s.csv", trend_values(300))
+    made = {}
+    for norm in ("global", "revin"):
+        cfg, _ = config.parse(["--model", "linear", "--dataset", str(csv), "--time_steps", str(T), "--norm", norm,
+                               "--out_dir", str(tmp_path / norm), "--no_forecast"])
+        made[norm], _ = train.train(cfg)
+    held = torch.load(os.path.join(made["revin"], "model.pt"), weights_only=True)
+    assert held["norm"] == "revin" and held["model"] == "linear"
+    with open(os.path.join(made["revin"], "model.pt"), "rb") as f:
+        weights = f.read()
+    with open(os.path.join(made["global"], "model.pt"), "wb") as f:
+        f.write(weights)
+    with pytest.raises(runs.RunError) as e:
+        forecast.load(made["global"])
+    assert (f"{made['global']}/model.pt holds a model read with --norm revin where {made['global']}/config.json "
+            f"names a model read with --norm global: the folder mixes two runs") in str(e.value)
+
+
+def test_chrono_train_loss_is_the_mean_over_windows_and_the_logs_the_mean_of_batches(tmp_path):
+    """naive (global, nothing to train) on 300 values, time_steps 8, batch 32: chrono's 202 training
+    windows are 6 batches of 32 and one of 10, and its epoch loss is the mean over windows of each
+    window's MSE; the log's protocol keeps its mean of the batch means, over its random split's
+    233 windows (7 of 32, one of 9) in split order. Both by numpy; the two means differ here."""
+    t = np.arange(300)
+    v = 20 + (1 + t / 30) * np.sin(t / 3)                        # steps that grow along the series
+    csv = write_csv(tmp_path / "grow.csv", v)
+
+    def epoch_loss(split):
+        cfg, _ = config.parse(["--model", "naive", "--dataset", str(csv), "--time_steps", str(T), "--norm", "global",
+                               "--batch_size", "32", "--split", split, "--out_dir", str(tmp_path / split),
+                               "--no_forecast"])
+        run_dir, metrics = train.train(cfg)
+        return metrics["train_loss"]
+
+    def window_mse(z, starts):                                   # naive: the output at t is the value at t
+        return np.array([np.mean((z[i + 1:i + T + 1] - z[i:i + T]) ** 2) for i in starts])
+
+    train_end = boundaries(300)[0]
+    z = (v - v[:train_end].mean()) / v[:train_end].std()
+    per_window = window_mse(z.astype(np.float32).astype(np.float64), range(train_end - T))
+    assert len(per_window) == 202
+    chrono = epoch_loss("chrono")
+    assert chrono == pytest.approx(per_window.mean(), rel=1e-5)
+    batches = [per_window[i:i + 32].mean() for i in range(0, 202, 32)]
+    assert abs(np.mean(batches) - per_window.mean()) > 1e-3 * per_window.mean()   # the other mean is off
+
+    zr = ((v - v.mean()) / v.std()).astype(np.float32).astype(np.float64)
+    order = torch.utils.data.random_split(range(292), [233, 59], generator=torch.Generator().manual_seed(42))[0].indices
+    per_window = window_mse(zr, order)
+    logs = epoch_loss("random")
+    assert logs == pytest.approx(np.mean([per_window[i:i + 32].mean() for i in range(0, 233, 32)]), rel=1e-5)
+    assert abs(logs - per_window.mean()) > 1e-3 * per_window.mean()
+
+
+class Weight(torch.nn.Module):
+    """One number, set to the epoch that wrote it, so that a state dict says which epoch it is."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+
+def training(out_dir, epochs, split="chrono", resume=None):
+    record = {"model": "weight", "model_args": {}, "split": split, "epochs": epochs, "run_name": "w", "norm": "global",
+              "interrupted": False}
+    return runs.Training(record, lambda model: (9.0, 9.0), str(out_dir), resume=resume)
+
+
+def held(run_dir, name):
+    ckpt = torch.load(os.path.join(run_dir, name), weights_only=True)
+    return ckpt["epoch"], float(ckpt["state_dict"]["w"])
+
+
+def losses(run_dir):
+    return [(int(r["epoch"]), float(r["val_mse_last"])) for r in runs.read_losses(os.path.join(run_dir, "losses.csv"))]
+
+
+# (val_loss, val_mse_last) of epochs 1 to 5: chrono keeps the lowest val_mse_last, epoch 1, though
+# epoch 2 has the lowest val_loss; the epochs after the resume (4, 5) are worse than epoch 1
+SCORES = {1: (5.0, 0.5), 2: (0.1, 0.9), 3: (0.2, 0.7), 4: (0.05, 0.6), 5: (0.04, 0.55)}
+
+
+def run_epochs(run, model):
+    seen = []
+    for epoch in run.epochs():
+        seen.append(epoch)
+        with torch.no_grad():
+            model.w.fill_(epoch)
+        run.end_epoch(model, epoch, 1.0, *SCORES[epoch])
+    return seen
+
+
+def test_training_keeps_the_best_usable_epoch_across_a_resume(tmp_path):
+    """runs.Training under chrono: model.pt is the epoch of the lowest val_mse_last (1), last.pt
+    the last; --resume to 5 runs epochs 4 and 5 only, and keeps epoch 1, which neither beats
+    (the best score comes back from last.pt, not from scratch)."""
+    model = Weight()
+    with training(tmp_path, 3) as run:
+        run.restore(model, None, None)
+        assert run_epochs(run, model) == [1, 2, 3]
+        run.save(model)
+    assert held(run.dir, "model.pt") == (1, 1.0) and held(run.dir, "last.pt") == (3, 3.0)
+    resumed = Weight()
+    with training(tmp_path, 5, resume=run.dir) as again:
+        again.restore(resumed, None, None)
+        assert float(resumed.w.detach()) == 3.0                           # last.pt's weights
+        assert run_epochs(again, resumed) == [4, 5]
+        again.save(resumed)
+    assert again.dir == run.dir and again.best["epoch"] == 1
+    assert held(run.dir, "model.pt") == (1, 1.0) and held(run.dir, "last.pt") == (5, 5.0)
+    assert losses(run.dir) == [(e, SCORES[e][1]) for e in range(1, 6)]
+
+
+def test_each_complete_epoch_is_on_disk_before_the_next_begins(tmp_path):
+    """After end_epoch of a complete epoch, its (hidden) run directory already holds it: losses.csv
+    up to it, last.pt at it, model.pt at the best so far, config.json marked interrupted until the
+    end. So a second Ctrl-C, a crash or a full disk later keeps every complete epoch."""
+    model = Weight()
+    with training(tmp_path, 3) as run:
+        run.restore(model, None, None)
+        for epoch in run.epochs():
+            with torch.no_grad():
+                model.w.fill_(epoch)
+            run.end_epoch(model, epoch, 1.0, *SCORES[epoch])
+            assert os.path.basename(run.dir).startswith(".")      # not named yet
+            assert losses(run.dir) == [(e, SCORES[e][1]) for e in range(1, epoch + 1)]
+            assert held(run.dir, "last.pt") == (epoch, float(epoch))
+            assert held(run.dir, "model.pt") == (1, 1.0)          # epoch 1's val_mse_last stays the lowest
+            assert json.load(open(os.path.join(run.dir, "config.json")))["interrupted"] is True
+        run.save(model)
+    assert json.load(open(os.path.join(run.dir, "config.json")))["interrupted"] is False
+
+
+def test_a_second_ctrl_c_before_any_epoch_is_saved_names_no_run(tmp_path):
+    """Two Ctrl-C in the first epoch: nothing was saved, so Interrupted names no run directory and
+    none is left (not even the hidden one, nor the output folder it made). Two in the second epoch:
+    the first epoch's run, named, holding it."""
+    out = tmp_path / "out"
+    with pytest.raises(runs.Interrupted) as e:
+        with training(out, 3) as run:
+            run.restore(Weight(), None, None)
+            for epoch in run.epochs():
+                os.kill(os.getpid(), signal.SIGINT)               # the first: finish the step, save, stop
+                os.kill(os.getpid(), signal.SIGINT)               # the second: at once
+    assert e.value.run_dir is None and not out.exists()
+    model = Weight()
+    with pytest.raises(runs.Interrupted) as e:
+        with training(out, 3) as run:
+            run.restore(model, None, None)
+            for epoch in run.epochs():
+                if epoch == 2:
+                    os.kill(os.getpid(), signal.SIGINT)
+                    os.kill(os.getpid(), signal.SIGINT)
+                run.end_epoch(model, epoch, 1.0, *SCORES[epoch])
+    (name,) = os.listdir(out / "w")
+    assert e.value.run_dir == str(out / "w" / name) and not name.startswith(".")
+    assert losses(e.value.run_dir) == [(1, 0.5)]
+
+
+def test_resumed_takes_the_global_norm_of_a_run_from_before_norm(tmp_path):
+    """A run written before --norm existed has no norm in config.json and read the global level:
+    --resume continues it as global (its last.pt holds the bare model's weights)."""
+    csv = write_csv(tmp_path / "s.csv", trend_values(300))
+    cfg, _ = config.parse(["--model", "vqlnmlp", "--vocab_size", "16", "--d_model", "8", "--dataset", str(csv),
+                           "--time_steps", str(T), "--norm", "global", "--epochs", "1", "--out_dir",
+                           str(tmp_path / "runs"), "--no_forecast"])
+    run_dir, _ = train.train(cfg)
+    path = os.path.join(run_dir, "config.json")
+    saved = json.load(open(path))
+    del saved["norm"]
+    json.dump(saved, open(path, "w"))
+    again, _ = config.parse(["--resume", run_dir, "--epochs", "2", "--no_forecast"])
+    assert config.resume(again)[0].norm == "global"
+    resumed, metrics = train.train(again)
+    assert resumed == run_dir and metrics["epochs_run"] == 2
+    assert not any(k.startswith("model.") for k in torch.load(os.path.join(run_dir, "last.pt"),
+                                                              weights_only=True)["state_dict"])
+
+
+def test_adaptive_intervals_by_hand_with_an_error_on_the_edge():
+    """Level 50 (alpha 0.5), gamma 0.1, one step ahead, validation errors 1, 2, 3. Origin 0: the
+    conformal rank ceil(4 * 0.5) = 2 of (1, 2, 3) is 2. Its error 2 lies on the interval's edge,
+    inside (|e| <= halfwidth, as the coverage counts), so alpha goes up: 0.5 + 0.1 (0.5 - 0) = 0.55.
+    Origin 1: level 45 over (1, 2, 2, 3), rank ceil(5 * 0.45) = 3: 2; error 0.5, inside: 0.6.
+    Origin 2: level 40 over (0.5, 1, 2, 2, 3), rank ceil(6 * 0.4) = 3: 2."""
+    errors, scored = np.array([[2.0], [0.5], [9.0]]), np.ones((3, 1), bool)
+    halfwidth, alpha = scoring.adaptive_intervals(np.arange(3), errors, scored, [np.array([1.0, 2.0, 3.0])], 50, 0.1)
+    assert alpha[:, 0] == pytest.approx([0.5, 0.55, 0.6], abs=1e-12)
+    assert halfwidth[:, 0].tolist() == [2.0, 2.0, 2.0]
+
+
+def backtest_result(H):
+    steps = [1.0] * H
+    return {"metrics": {k: {"mase": 1.0, "rmse": 1.0} for k in ("model", "naive")},
+            "by_step": {"model": {"mase": steps}, "naive": {"mase": steps}}, "horizon": H, "season": None,
+            "origins": [5], "interval": {"level": 80, "coverage": 1.0}, "interval_adaptive": {"coverage": 1.0}}
+
+
+def test_the_horizon_note_appears_only_when_the_horizon_was_cut():
+    """train.py's evaluation asks for 24 steps: a test part of exactly 24 values gives them all
+    (no note); one of 20 gives 20 and says so."""
+    assert "(horizon" not in outputs.backtest_line(backtest_result(24), "F", asked=24)
+    assert "(horizon" not in outputs.backtest_line(backtest_result(24), "F")
+    assert "(horizon 20, not 24: the test part has 20 values)" in outputs.backtest_line(backtest_result(20), "F", asked=24)
+
+
+@pytest.mark.parametrize("scale, last", [(1e-4, 0.0012345678), (700.0, 12345.6)])
+def test_future_csv_keeps_five_digits_of_the_series_std(tmp_path, scale, last):
+    """future.csv rounds to the digits at 1e-5 of the series' (training part's) std: a series of
+    std about 1e-4 keeps naive's forecast 0.0012345678 to within 1e-9 (not cut to 0.00123), one of
+    std about 700 writes 12345.6 (not float32's 12345.60012)."""
+    values = 10 * scale + scale * np.sin(np.arange(200) / 3)
+    values[-1] = last
+    csv = tmp_path / "p.csv"
+    csv.write_text("v\n" + "".join(f"{float(v)!r}\n" for v in values))
+    cfg, _ = config.parse(["--model", "naive", "--dataset", str(csv), "--time_steps", "4", "--out_dir",
+                           str(tmp_path / "runs"), "--no_forecast"])
+    run_dir, _ = train.train(cfg)
+    std = values[:boundaries(200)[0]].std()
+    assert run_main("forecast.py", run_dir, "--future", "2").returncode == 0
+    (folder,) = os.listdir(os.path.join(run_dir, "forecasts"))
+    rows = open(os.path.join(run_dir, "forecasts", folder, "future.csv")).read().splitlines()[1:]
+    written = [row.split(",")[1] for row in rows]
+    assert all(abs(float(w) - last) <= 1e-5 * std for w in written), (written, std)
+    if scale > 1:
+        assert written == ["12345.6", "12345.6"]
+
+
+def test_vqvae_folder_splits_by_hand(tmp_path):
+    """A flat folder of images: a fixed 1/20 is the test split, at least one image; validation is
+    20% of the rest (seed 1337). 7 images: 1 test, int(0.8 * 6) = 4 train, 2 val; 45: 2 test,
+    34 train, 9 val. Every image in exactly one split."""
+    import vqvae_imagenet as vq
+    for n, (n_test, n_train, n_val) in ((7, (1, 4, 2)), (45, (2, 34, 9))):
+        folder = tmp_path / f"f{n}"
+        folder.mkdir()
+        for i in range(n):
+            (folder / f"{i:02d}.png").write_bytes(b"")
+        splits, info = vq.load_splits(str(folder), "train")
+        assert (len(splits["test"]), len(splits["train"]), len(splits["val"])) == (n_test, n_train, n_val)
+        assert sorted(splits["test"] + splits["train"] + splits["val"]) == sorted(str(p) for p in folder.iterdir())
+        assert info["test_split"] == "test"
+
+
+def test_vqvae_accumulated_step_is_the_mean_over_the_groups_images(tmp_path, monkeypatch):
+    """--accumulate 2 with batches of 2 over 7 training images: steps over images 4 + 3, the last
+    group short. Each step's gradient is the gradient of the mean per-image MSE over its group's
+    images (the unmasked image against the model's output on the masked one), recomputed here in
+    one pass per group."""
+    import vqvae_imagenet as vq
+    monkeypatch.setattr(vq, "SAMPLE_SIZES", {"train": 7, "val": 2, "test": 2})
+    monkeypatch.setattr(vq, "evaluate", lambda *a, **k: 0.0)
+    monkeypatch.setattr(vq, "save_grid", lambda *a, **k: None)
+    args = vq.parse_args(["--model", "ffnae", "--data", "sample", "--image_size", "32", "--patch_size", "8",
+                          "--batch_size", "2", "--accumulate", "2", "--workers", "0", "--hidden", "32",
+                          "--res_channels", "8", "--out_dir", str(tmp_path)])
+    r = vq.setup(args)
+    params = [p for p in r.model.parameters() if p.requires_grad]
+    steps = []
+
+    class Recorder:                                              # keeps each step's gradients, moves nothing
+        def step(self):
+            steps.append([p.grad.clone() for p in params])
+
+        def zero_grad(self, set_to_none=True):
+            for p in params:
+                p.grad = None
+    r.optimizer = Recorder()
+    r.model.eval()                                               # ffnae: no dropout either way
+    vq.train_epoch(r, 1)
+    order = list(r.sampler)
+    groups = [order[:4], order[4:]]
+    assert len(steps) == 2 and len(order) == 7
+    for group, grads in zip(groups, steps):
+        items = [r.sets["train"][i] for i in group]
+        x = torch.stack([img for img, _ in items]).float() / 255
+        keep = 1.0 - torch.kron(torch.stack([m for _, m in items]).float(), torch.ones(8, 8))
+        loss = ((r.model(x * keep[:, None]) - x) ** 2).mean()
+        for got, expected in zip(grads, torch.autograd.grad(loss, params)):    # atol: float32 rounding of each
+            torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()))
+
+
+def test_vqvae_test_masks_after_a_swap_are_the_sources(tmp_path):
+    """After --swap_ffn_with_vq, the source, the swapped model before training and after it are
+    tested on the same masks (epoch 0's): a fine-tune at lr 1e-12, which moves no weight visibly,
+    leaves the test loss where it was before training (fresh masks of epoch 1 would change it)."""
+    quick = ["--batch_size", "16", "--workers", "0", "--out_dir", str(tmp_path)]
+    r = run_main("vqvae_imagenet.py", "--model", "ffnae", "--data", "sample", "--image_size", "32", "--patch_size", "8",
+                 "--hidden", "32", "--res_channels", "8", "--max_steps", "1", *quick)
+    assert r.returncode == 0, r.stderr
+    source = r.stdout.strip().splitlines()[-1].removeprefix("-> ")
+    r = run_main("vqvae_imagenet.py", "--swap_ffn_with_vq", source, "--max_steps", "1", "--lr", "1e-12", *quick)
+    assert r.returncode == 0, r.stderr
+    metrics = json.load(open(os.path.join(r.stdout.strip().splitlines()[-1].removeprefix("-> "), "metrics.json")))
+    assert metrics["epochs_run"] == 1 and metrics["steps"] == 1
+    assert metrics["test_loss"] == pytest.approx(metrics["test_loss_before_training"], rel=1e-6)
