@@ -5,10 +5,11 @@ fields, config.json is the resolved Config written out (with what training found
 its parts, statistics and windows), and --resume reads it back into a Config. A model's own
 options are its constructor's keyword arguments (models/__init__.py), parsed into
 Config.model_args. forecast.py's options are one `ForecastConfig`. The constants below are the
-other settings a user may want to change; they are used where they are named. Two settings come
+other settings a user may want to change; they are used where they are named. Three settings come
 from the environment, because they belong to a machine rather than to a run: $VQSEQ_DATA_DIR
-(where the log's series live; data/download.py) and $VQSEQ_PROGRESS_SECONDS (the least seconds
-between two progress lines in a log file; runs.Progress).
+(where the log's series live; data/download.py), $VQSEQ_PROGRESS_SECONDS (the least seconds
+between two progress lines in a log file; runs.Progress) and $VQSEQ_THREADS=follow (threads
+that follow the cores other processes leave free; runs.Threads).
 """
 import argparse
 import hashlib

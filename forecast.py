@@ -319,7 +319,7 @@ def main(argv=None):
                             f"--future {args.future} forecasts past the end without one; drop --season, or "
                             f"drop --future to backtest")
         device = runs.pick_device(args.device)
-        runs.Threads().start()  # as many threads as other processes leave cores free
+        runs.Threads().start()  # $VQSEQ_THREADS=follow: as many threads as other processes leave cores free
         datasets = [d for d in args.dataset.split(",") if d] if args.dataset and "," in args.dataset else [args.dataset]
         loaded = [load(r, device, d, args.column, args.data_dir, args.fill, args.date_format)
                   for r in args.run_dir for d in datasets]

@@ -50,6 +50,9 @@ def fail(prog, message, status=2):
     """Print `prog: error: message` on one line and exit (status 2: the user's mistake)."""
     if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike: say it once
         print(f"{prog}: error: {message}", file=sys.stderr)
+    if status == 130:  # Ctrl-C: what was saved stays; one more Ctrl-C while Python shuts down
+        with contextlib.suppress(ValueError):  # would kill it by the signal (not 130): ignore it
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.exit(status)
 
 
@@ -187,7 +190,8 @@ def pick_device(name):
 # ---------------------------------------------------------------- threads on a shared machine
 
 class Threads:
-    """torch's thread count, following the cores that other processes leave free.
+    """torch's thread count, following the cores that other processes leave free, where asked
+    ($VQSEQ_THREADS=follow).
 
     torch starts one thread per core, and its OpenMP threads spin while they wait for each other.
     On an idle machine that is fastest; when another process holds a core, a thread that has lost
@@ -195,12 +199,16 @@ class Threads:
     process against 28 s idle, and 34 s following the free cores (docs/BENCHMARKS.md). So: before training,
     and then at most every `every` seconds (between epochs), count the cores that other processes
     used since the last look (all busy CPU time in /proc/stat less this process's own), and use
-    the cores left, at least one. The thread count changes no number a model computes (tested).
-    Off Linux, or where OMP_NUM_THREADS is set, torch's own choice stays."""
+    the cores left, at least one. Not by default: on Intel CPUs torch's BLAS (MKL) splits a sum
+    between threads, so the thread count changes float32 rounding, and a choice that follows the
+    load would give the same seed other numbers on a busier day (seen on a 2-core Xeon: vqlnpemlp,
+    lstm, mhvqlnmlp_rope). Off Linux, where OMP_NUM_THREADS is set, or unless asked, torch's own
+    choice stays."""
 
     def __init__(self, every=2.0, read=None):
         self.read = read or _cpu_seconds
-        self.fixed = "OMP_NUM_THREADS" in os.environ or self.read() is None
+        self.fixed = (os.environ.get("VQSEQ_THREADS") != "follow" or "OMP_NUM_THREADS" in os.environ
+                      or self.read() is None)
         self.cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         self.every, self.mark = every, None
 

@@ -74,7 +74,7 @@ RESUMABLE = ("--resume", "--epochs", "--max_steps", "--device", "--workers", "--
 def run(args):
     """Train a fresh model, a swapped one (--swap_ffn_with_vq) or continue a run (--resume)."""
     r = setup(args)
-    threads = runs.Threads()  # as many threads as other processes leave cores free
+    threads = runs.Threads()  # $VQSEQ_THREADS=follow: as many threads as other processes leave cores free
     threads.start()
     try:
         if r.source and not r.rows:  # the swapped model before any training

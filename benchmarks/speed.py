@@ -30,7 +30,7 @@ and its children; with OMP_NUM_THREADS=1 the CPU time is the steadier measure of
   train nothing.
 - busy: the README's quick start as a whole process, idle and beside one process spinning on one
   core (`sh -c 'while :; do :; done'`, started here and ended by its process id), under each thread
-  policy: ours (runs.Threads follows the free cores), torch (its default, OMP_NUM_THREADS = cores),
+  policy: ours (VQSEQ_THREADS=follow: runs.Threads follows the free cores), torch (its default, OMP_NUM_THREADS = cores),
   one (OMP_NUM_THREADS=1), passive (OMP_WAIT_POLICY=PASSIVE).
 - ab: any command of this repository in two checkouts (e.g. `git worktree add /tmp/before HEAD~1`),
   each run with its own empty --out_dir where the script takes one.
@@ -59,7 +59,7 @@ LOG_RUNS = [
     (["--model", "vqlnmlp", "--no_forecast"], "training", 20.0, 0.0260275),
     (["--model", "mhvqlnmlp_rope", "--n_heads", "8", "--no_forecast"], "training", 148.0, 0.0255627),
 ]
-POLICIES = {"ours": {}, "torch": {"OMP_NUM_THREADS": str(CORES)}, "one": {"OMP_NUM_THREADS": "1"},
+POLICIES = {"ours": {"VQSEQ_THREADS": "follow"}, "torch": {"OMP_NUM_THREADS": str(CORES)}, "one": {"OMP_NUM_THREADS": "1"},
             "passive": {"OMP_WAIT_POLICY": "PASSIVE"}}
 QUICK_START = ["train.py", "--model", "vqlnpemlp"]
 

@@ -150,10 +150,10 @@ class Adam:
     torch.optim.Adam(params, lr, fused=True) makes, bit for bit (tests/test_train.py).
 
     Why not torch.optim.Adam itself: building any torch.optim optimizer imports torch._dynamo, a
-    second or more of every train.py process. Side by side on a 2-core AMD EPYC (2026-12-04,
-    `python benchmarks/speed.py ab`, docs/BENCHMARKS.md), the quick start with torch.optim.Adam(fused=True)
-    took 1.11x the wall time of this one on one thread and 1.30x with the default threads (median
-    of 4 and 6 alternating rounds). CPU and CUDA; train.py uses torch.optim.Adam on other devices.
+    second or more of every train.py process. Side by side (`python benchmarks/speed.py ab`,
+    docs/BENCHMARKS.md), the quick start with torch.optim.Adam(fused=True) took 1.30x the wall time
+    of this one on a 2-core AMD EPYC (2026-12-04) and 1.16x on a 2-core Intel Xeon (2026-12-05),
+    default threads, medians of 6 alternating rounds: this one saves 14-23%. CPU and CUDA; train.py uses torch.optim.Adam on other devices.
     Its state_dict is torch.optim.Adam's, so a run resumes under either (on any device)."""
 
     def __init__(self, params, lr):
