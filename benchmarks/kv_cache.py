@@ -38,13 +38,13 @@ def timed(f, device):
     return out, time.perf_counter() - t0
 
 
-def main():
+def main(argv=None):
     parser = runs.Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--time_steps", type=int, nargs="+", default=[96, 512, 1024])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.steps < 1 or min(args.time_steps) < 1:

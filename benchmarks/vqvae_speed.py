@@ -71,13 +71,13 @@ def measure(name, size, batch, device, seconds):
     return train, images_per_s(eval_step, batch, device, seconds)
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="64,256", help="image sides, comma-separated")
     p.add_argument("--batch_64", type=int, default=32, help="batch at 64 px (and below 128)")
     p.add_argument("--batch_256", type=int, default=8, help="batch at 256 px (and from 128)")
     p.add_argument("--seconds", type=float, default=4.0, help="minimum measuring time per cell")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     print(f"torch {torch.version.__version__}, {torch.get_num_threads()} CPU threads, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}" +

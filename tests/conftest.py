@@ -45,11 +45,12 @@ def run_script(*args, timeout=600, env=None):
 
 
 def run_main(script, *args):
-    """Run a top-level script's main(argv) in this process, as `python SCRIPT ARGS...` would:
-    a CompletedProcess with the exit status and what it printed. For the error paths, which end
-    before any training: it saves the second and a half a new process spends importing torch."""
-    module = importlib.import_module(script.removesuffix(".py"))
-    out, err, argv = io.StringIO(), io.StringIO(), sys.argv
+    """Run a script's main(argv) in this process, as `python SCRIPT ARGS...` would (SCRIPT such as
+    train.py or benchmarks/report.py): a CompletedProcess with the exit status and what it printed.
+    It saves the seconds a new process spends importing torch; torch's thread count is put back."""
+    import torch
+    module = importlib.import_module(script.removesuffix(".py").replace("/", "."))
+    out, err, argv, threads = io.StringIO(), io.StringIO(), sys.argv, torch.get_num_threads()
     sys.argv = [script, *map(str, args)]  # argparse names the program after argv[0]
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -59,6 +60,7 @@ def run_main(script, *args):
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     finally:
         sys.argv = argv
+        torch.set_num_threads(threads)
     return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
 
 

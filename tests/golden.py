@@ -8,8 +8,9 @@ Recorded at 21dcabd, before issue 27 moved code out of train.py, forecast.py and
 move since must give the same losses.csv, metrics.json, errors_by_step.csv and future.csv, and the
 same statistics and parts in config.json, on the CPU with one thread. Times, seconds, paths and
 versions are left out (they change from run to run); everything else is compared as written.
-tests/test_golden.py runs each case. Each case runs in its own output folder; `{run}` in a
-command is the run directory its case's training wrote.
+tests/test_golden.py runs each case in the test's process (each script's main(argv), one thread);
+this script runs them as `python SCRIPT ...` commands, two cases at a time. Each case runs in its
+own output folder; `{run}` in a command is the run directory its case's training wrote.
 
 Bit for bit holds on one kind of CPU only: another vendor's or another vector width's kernels
 round float32 sums differently (AMD EPYC against an AVX512 Intel Xeon: up to 2.2e-5 relative, in
@@ -79,21 +80,52 @@ def needs_formaldehyde(case):
     return any(FORMALDEHYDE.search(c) for c in CASES[case])
 
 
-def run_case(case, out):
-    """Run a case's commands in out/ (one thread); returns {key: normalised content}."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", VQSEQ_PROGRESS_SECONDS="0")
+def run_case(case, out, in_process=False):
+    """Run a case's commands in out/ with one thread; returns {key: normalised content}. Each command
+    is a `python SCRIPT ...` process, or with in_process each script's main(argv) in this process
+    (the test: the same code from main() on, without a torch import per command)."""
     run = None
     for command in CASES[case]:
         argv = shlex.split(command.format(run=run))
         if argv[0] != "forecast.py" and "--resume" not in argv:
             argv += ["--out_dir", out]
-        r = subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-        if r.returncode != 0:
-            raise RuntimeError(f"{case}: {' '.join(argv)} failed ({r.returncode}):\n{r.stderr[-3000:]}")
+        code, err = (run_here if in_process else run_there)(argv)
+        if code != 0:
+            raise RuntimeError(f"{case}: {' '.join(argv)} failed ({code}):\n{err[-3000:]}")
         found = sorted(glob.glob(os.path.join(out, "**", "config.json"), recursive=True))
         found = [os.path.dirname(f) for f in found if "forecasts" not in os.path.relpath(f, out).split(os.sep)]
         run = found[-1] if found else None
     return collect(out)
+
+
+def run_there(argv):
+    env = dict(os.environ, OMP_NUM_THREADS="1", VQSEQ_PROGRESS_SECONDS="0")
+    r = subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    return r.returncode, r.stderr
+
+
+def run_here(argv):
+    import importlib
+    import torch
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    module = importlib.import_module(argv[0].removesuffix(".py"))
+    threads, progress, sys_argv = torch.get_num_threads(), os.environ.get("VQSEQ_PROGRESS_SECONDS"), sys.argv
+    torch.set_num_threads(1)
+    os.environ["VQSEQ_PROGRESS_SECONDS"], sys.argv, err, code = "0", argv, io.StringIO(), 0
+    try:
+        with contextlib.chdir(ROOT), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+            module.main(argv[1:])
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        torch.set_num_threads(threads)
+        sys.argv = sys_argv
+        if progress is None:
+            del os.environ["VQSEQ_PROGRESS_SECONDS"]
+        else:
+            os.environ["VQSEQ_PROGRESS_SECONDS"] = progress
+    return code, err.getvalue()
 
 
 def collect(out):

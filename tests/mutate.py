@@ -522,7 +522,7 @@ MUTATIONS_ROUND3 = [
     ("r3_interrupted_never_recorded", "runs.py",
      "self.write(model, interrupted=self.stopped, plot=True)",
      "self.write(model, interrupted=False, plot=True)",
-     ["tests/test_train.py::test_ctrl_c_saves_and_marks_the_run_interrupted"]),
+     ["tests/test_ctrl_c.py::test_one_ctrl_c_saves_exits_130_and_says_how_to_go_on"]),
     # model.pt without its norm: a model.pt of another norm is no longer told apart
     ("r3_model_pt_without_norm", "runs.py",
      '"norm": self.config.get("norm", "global"), "epoch": best["epoch"]}',

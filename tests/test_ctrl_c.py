@@ -68,12 +68,15 @@ def test_one_ctrl_c_saves_exits_130_and_says_how_to_go_on(tmp_path):
     assert "Traceback" not in stderr and stderr.strip().splitlines()[-1].startswith(
         "train.py: error: interrupted by Ctrl-C after epoch ")
     assert f"python train.py --resume {run} --epochs N" in stderr and stdout.strip().endswith(f"-> {run}")
+    assert "(interrupted)" in stdout
     assert not os.path.exists(os.path.join(run, "forecasts"))  # the backtest is not run after a Ctrl-C
     assert json.load(open(os.path.join(run, "config.json")))["interrupted"] is True
     metrics = json.load(open(os.path.join(run, "metrics.json")))
     assert metrics["interrupted"] and metrics["epochs_run"] == int(rows(run)[-1]["epoch"]) >= 2
     best = next(r for r in rows(run) if int(r["epoch"]) == metrics["best_epoch"])
+    assert metrics["best_epoch"] not in metrics["partial_epochs"]  # model.pt holds a complete epoch's weights
     assert membrane_val_mse_last(run) == pytest.approx(float(best["val_mse_last"]), rel=1e-5)
+    assert metrics["val_mse_last"] == pytest.approx(float(best["val_mse_last"]), rel=1e-5)
 
 
 @pytest.mark.parametrize("gap", [0.0, 0.2, 1.5])

@@ -46,7 +46,7 @@ def test_skip_reason_names_what_the_model_cannot_take():
 
 
 def test_dry_run_prints_one_command_per_run_and_skips_with_a_reason():
-    r = run_script("train.py", "--model", "vqlnmlp,lstm", "--vocab_size", "32,64", "--epochs", "1", "--dry_run")
+    r = run_main("train.py", "--model", "vqlnmlp,lstm", "--vocab_size", "32,64", "--epochs", "1", "--dry_run")
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [
         "python train.py --model vqlnmlp --vocab_size 32 --epochs 1",
@@ -206,13 +206,13 @@ def test_wide_and_pivot_tables(tmp_path):
 
 
 def test_results_cli_tables_and_errors(grid_runs):
-    r = run_script("benchmarks/results.py", grid_runs, "--top", "1", "--filter", "vqlnmlp", "--sort", "val_mse_last")
+    r = run_main("benchmarks/results.py", grid_runs, "--top", "1", "--filter", "vqlnmlp", "--sort", "val_mse_last")
     assert r.returncode == 0 and len(r.stdout.strip().splitlines()) == 3 and "/t0 " in r.stdout, r.stderr
-    r = run_script("benchmarks/results.py", grid_runs, "--pivot", "vocab_size,lr")
+    r = run_main("benchmarks/results.py", grid_runs, "--pivot", "vocab_size,lr")
     assert r.returncode == 0 and "vocab_size \\ lr" in r.stdout, r.stderr
     for args, word in ((["--sort", "loss"], "mse_regressive"), (["--pivot", "nope,lr"], "nope"),
                        (["--filter", "att"], "no finished runs"), (["--top", "0"], "--top")):
-        r = run_script("benchmarks/results.py", grid_runs, *args)
+        r = run_main("benchmarks/results.py", grid_runs, *args)
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and word in r.stderr, r.stderr
 
 
@@ -278,22 +278,22 @@ def test_quick_report_writes_results_and_plots(tmp_path):
 
 
 def test_full_report_without_the_data_is_a_one_line_error(tmp_path):
-    r = run_script("benchmarks/report.py", "--data_dir", tmp_path, "--out", tmp_path / "docs")
+    r = run_main("benchmarks/report.py", "--data_dir", tmp_path, "--out", tmp_path / "docs")
     assert r.returncode == 2 and "download.py" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "docs").exists()
 
 
 def test_report_bad_seeds_is_a_one_line_error():
-    r = run_script("benchmarks/report.py", "--seeds", "0,x")
+    r = run_main("benchmarks/report.py", "--seeds", "0,x")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "'0,x'" in r.stderr, r.stderr
 
 
 def test_speed_steps_are_exact_rewrites_and_bad_repeat_is_a_one_line_error():
     """The four formulations of one mhvqlnmlp_rope step compute the same outputs and gradients (an
     invariant: they are exact rewrites), so their printed differences from plain are rounding."""
-    r = run_script("benchmarks/speed.py", "steps", "--repeat", "0")
+    r = run_main("benchmarks/speed.py", "steps", "--repeat", "0")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--repeat" in r.stderr and "0" in r.stderr, r.stderr
-    r = run_script("benchmarks/speed.py", "steps", "--repeat", "1")
+    r = run_main("benchmarks/speed.py", "steps", "--repeat", "1")
     assert r.returncode == 0, r.stderr
     rows = [[c.strip() for c in l.strip("|").split("|")] for l in r.stdout.splitlines() if l.startswith("| ")][1:]
     assert [row[0] for row in rows] == ["plain", "sdpa", "saved P", "ours"]
@@ -314,13 +314,13 @@ def honest_tables(stdout):
     return [line for line in stdout.splitlines() if line.startswith("| ")]
 
 
-def test_honest_reuses_finished_runs_and_refuses_runs_of_other_code(tmp_path):
-    env = {"VQSEQ_DATA_DIR": str(tmp_path / "no-data")}                    # the built-in series only
+def test_honest_reuses_finished_runs_and_refuses_runs_of_other_code(tmp_path, monkeypatch):
+    monkeypatch.setenv("VQSEQ_DATA_DIR", str(tmp_path / "no-data"))       # the built-in series only
     out, results_md = tmp_path / "runs", tmp_path / "docs" / "RESULTS.md"
     results_md.parent.mkdir()
     args = ["benchmarks/honest.py", "--quick", "--models", "naive,linear", "--norm", "global,revin",
             "--jobs", "1", "--out_dir", out, "--results", results_md]
-    first = run_script(*args, env=env, timeout=300)
+    first = run_main(*args)
     assert first.returncode == 0, first.stderr[-2000:]
     assert "4 trainings: 0 reused" in first.stdout
     rows = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): line.split("|")[3:]
@@ -328,7 +328,7 @@ def test_honest_reuses_finished_runs_and_refuses_runs_of_other_code(tmp_path):
     assert rows[("naive", "global")] == rows[("naive", "revin")]   # naive reads no normalised window
     assert rows[("linear", "global")] != rows[("linear", "revin")]
     text = results_md.read_text()
-    again = run_script(*args, env=env, timeout=300)                 # the same folder: nothing to train
+    again = run_main(*args)                 # the same folder: nothing to train
     assert again.returncode == 0, again.stderr[-2000:]
     assert "4 trainings: 4 reused" in again.stdout and ", 0 to train" in again.stdout and "\n    -> " not in again.stdout
     assert honest_tables(again.stdout) == honest_tables(first.stdout)
@@ -337,14 +337,14 @@ def test_honest_reuses_finished_runs_and_refuses_runs_of_other_code(tmp_path):
     (out / "honest.json").write_text(json.dumps(dict(stamp, code="0" * 64)))   # made by other code
     results_md.write_text(text)
     before = sorted(p.name for p in out.rglob("*"))
-    stale = run_script(*args, env=env, timeout=300)
+    stale = run_main(*args)
     assert stale.returncode == 2 and len(stale.stderr.strip().splitlines()) == 1, stale.stderr
     assert str(out) in stale.stderr and "code" in stale.stderr and "new --out_dir" in stale.stderr
     assert sorted(p.name for p in out.rglob("*")) == before and results_md.read_text() == text
 
 
 def test_honest_bad_models_is_a_one_line_error(tmp_path):
-    r = run_script("benchmarks/honest.py", "--models", "naive,nope", "--out_dir", tmp_path / "runs")
+    r = run_main("benchmarks/honest.py", "--models", "naive,nope", "--out_dir", tmp_path / "runs")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "'naive,nope'" in r.stderr, r.stderr
     assert "vqlnmlp" in r.stderr and not (tmp_path / "runs").exists()
 
@@ -371,7 +371,7 @@ def test_report_floor_bad_input_is_a_one_line_error(args, says, tmp_path, capsys
 
 @needs_formaldehyde
 def test_report_floor_prints_a_consistent_floor():
-    r = run_script("benchmarks/report.py", "--floor", timeout=300)
+    r = run_main("benchmarks/report.py", "--floor")
     assert r.returncode == 0, r.stderr[-2000:]
     cores = int(re.search(r"(\d+) cores", r.stdout).group(1))
     scores = float(re.search(r"([0-9.]+) x 10\^12 scores", r.stdout).group(1)) * 1e12
@@ -387,7 +387,7 @@ def test_report_floor_prints_a_consistent_floor():
 def test_the_cascade_study_scores_naive_by_hand():
     """--quick: every model one epoch on y_w under the log's protocol; naive's batch forecast is the
     previous value, so its MSE over every value after the first window (time_steps 96) is numpy's."""
-    r = run_script("benchmarks/studies.py", "cascade", "--quick", timeout=300)
+    r = run_main("benchmarks/studies.py", "cascade", "--quick")
     assert r.returncode == 0, r.stderr[-2000:]
     rows = {c[2]: c for c in ([x.strip() for x in l.strip("|").split("|")] for l in r.stdout.splitlines()
                               if l.startswith("| y_w |"))}
@@ -401,7 +401,7 @@ def test_the_cascade_study_scores_naive_by_hand():
                                         (["pe", "--seeds", "0,x"], "'0,x'"),
                                         (["cascade", "--threads", "0"], "--threads must be at least 1")])
 def test_studies_bad_input_is_a_one_line_error(args, says):
-    r = run_script("benchmarks/studies.py", *args)
+    r = run_main("benchmarks/studies.py", *args)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and says in r.stderr, r.stderr
 
 
@@ -414,7 +414,7 @@ def table_rows(stdout):
 def test_the_kv_cache_benchmark_times_the_same_forecasts_both_ways():
     """Cached generation equals recomputing every window (att_mh with RoPE on q and k is the exact
     case): the printed largest difference is rounding, at every window length asked for."""
-    r = run_script("benchmarks/kv_cache.py", "--steps", "20", "--time_steps", "16", "32", env={"OMP_NUM_THREADS": "1"})
+    r = run_main("benchmarks/kv_cache.py", "--steps", "20", "--time_steps", "16", "32", "--threads", "1")
     assert r.returncode == 0, r.stderr
     rows = table_rows(r.stdout)
     assert [row[0] for row in rows] == ["16", "32"] and all(float(row[4]) < 1e-5 for row in rows), rows
@@ -422,8 +422,7 @@ def test_the_kv_cache_benchmark_times_the_same_forecasts_both_ways():
 
 def test_vqvae_speed_measures_every_bottleneck():
     from models.vqvae import BOTTLENECKS
-    r = run_script("benchmarks/vqvae_speed.py", "--sizes", "32", "--batch_64", "4", "--seconds", "0.01",
-                   env={"OMP_NUM_THREADS": "1"})
+    r = run_main("benchmarks/vqvae_speed.py", "--sizes", "32", "--batch_64", "4", "--seconds", "0.01")
     assert r.returncode == 0, r.stderr
     rows = table_rows(r.stdout)
     assert [row[1] for row in rows] == list(BOTTLENECKS) and all(float(row[4]) > 0 and float(row[5]) > 0 for row in rows)

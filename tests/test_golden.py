@@ -12,12 +12,13 @@ from golden import CASES, RTOL, close, differences, machine, needs_formaldehyde,
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_command_writes_the_recorded_numbers(case, tmp_path):
-    """Bit for bit against the record of this kind of machine; to RTOL where none is recorded."""
+    """Bit for bit against the record of this kind of machine; to RTOL where none is recorded. The
+    commands run as main(argv) in this process (`python tests/golden.py` runs them as processes)."""
     if needs_formaldehyde(case) and not formaldehyde_available():
         pytest.skip("formaldehyde series not in the data directory")
     folder, exact = record()
     how = "bit for bit" if exact else f"to {RTOL:g} relative (no record for {'-'.join(machine())})"
-    assert differences(case, run_case(case, str(tmp_path / case)), folder, exact) == [], f"{folder}, {how}"
+    assert differences(case, run_case(case, str(tmp_path / case), in_process=True), folder, exact) == [], f"{folder}, {how}"
 
 
 def test_the_tolerant_comparison_can_fail():

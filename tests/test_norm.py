@@ -198,7 +198,8 @@ def test_forecast_py_applies_the_norm_without_being_told(tmp_path, norm):
     values = 100 + np.cumsum(rng.standard_normal(400))
     csv = write_csv(tmp_path / "walk.csv", values)
     run_dir = train_run(tmp_path, csv, "linear", norm, "--epochs", "1")
-    out = run_script("forecast.py", run_dir, "--horizon", "3", "--stride", "5")  # a second process
+    # the norm comes from the run directory: under last in a second process, elsewhere main(argv) here
+    out = (run_script if norm == "last" else run_main)("forecast.py", run_dir, "--horizon", "3", "--stride", "5")
     assert out.returncode == 0, out.stderr
     folder = out.stdout.split("-> ")[-1].strip()
     m = json.load(open(os.path.join(folder, "metrics.json")))

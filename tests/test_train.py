@@ -2,10 +2,8 @@
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 import types
 
 import numpy as np
@@ -13,7 +11,7 @@ import pytest
 
 import config
 import runs
-from conftest import ROOT, membrane_val_mse_last, needs_formaldehyde, run_main, run_script
+from conftest import ROOT, needs_formaldehyde, run_main, run_script
 
 RUN_FILES = {"config.json", "model.pt", "last.pt", "losses.csv", "loss.png", "metrics.json", "forecasts"}
 
@@ -134,10 +132,11 @@ def test_forecast_other_dataset_and_rate_write_their_own_folders(goog_run, sine_
 
 def test_same_seed_same_losses_and_other_seed_differs(tmp_path):
     losses = []
-    for i, seed in enumerate((3, 3, 4)):
+    for i, seed in enumerate((3, 3, 4)):  # the first in a process of its own, the others here: no state carries over
         out = tmp_path / str(i)
-        train(out, "--model", "vqlnmlp", "--dataset", "goog", "--epochs", "2", "--seed", str(seed),
-              "--d_model", "8", "--vocab_size", "32", "--no_forecast")
+        args = ("--model", "vqlnmlp", "--dataset", "goog", "--epochs", "2", "--seed", seed, "--d_model", "8",
+                "--vocab_size", "32", "--no_forecast")
+        assert (train(out, *args) if i == 0 else run_main("train.py", "--out_dir", out, *args)).returncode == 0
         losses.append(open(os.path.join(only_run_dir(out), "losses.csv")).read().splitlines())
     strip = lambda rows: [",".join(r.split(",")[:4]) for r in rows]  # drop the seconds column
     assert strip(losses[0]) == strip(losses[1])
@@ -238,27 +237,6 @@ def test_a_failed_start_leaves_no_run_directory_and_latest_skips_partials(tmp_pa
     (tmp_path / "m" / ".2030-01-01-00-00-00-abcd.partial").mkdir()
     (tmp_path / "m" / ".2030-01-01-00-00-00-abcd.partial" / "config.json").write_text("{}")
     assert runs.latest_run(str(tmp_path / "m")) == str(good)
-
-
-def test_ctrl_c_saves_and_marks_the_run_interrupted(tmp_path):
-    proc = subprocess.Popen([sys.executable, "train.py", "--model", "vqlnmlp", "--dataset", "membrane",
-                             "--epochs", "1000", "--out_dir", str(tmp_path), "--no_forecast"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline and not any(".partial" in d for _, ds, _ in os.walk(tmp_path) for d in ds):
-        time.sleep(0.2)
-    time.sleep(3)  # into the training loop
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr  # saved, and a script can tell it was interrupted
-    run_dir = only_run_dir(tmp_path)
-    assert json.load(open(os.path.join(run_dir, "config.json")))["interrupted"] is True
-    metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
-    assert metrics["interrupted"] is True and 1 <= metrics["epochs_run"] < 1000
-    assert os.path.isfile(os.path.join(run_dir, "model.pt")) and "(interrupted)" in stdout
-    # model.pt is a complete epoch's weights, and they score what metrics.json says: numpy's windows
-    assert metrics["best_epoch"] not in metrics["partial_epochs"]
-    assert metrics["val_mse_last"] == pytest.approx(membrane_val_mse_last(run_dir), rel=1e-5)
 
 
 def test_list_shows_every_model_and_method_two_arithmetic():

@@ -31,9 +31,20 @@ QUICK_2_WORKERS = list(QUICK)
 QUICK_2_WORKERS[QUICK.index("--workers") + 1] = "2"
 
 
+def vq_main(*args):
+    """`python vqvae_imagenet.py ARGS` as main(argv) in this process, with one thread (a new
+    process would spend seconds importing torch; the scripts' own start is tested by the README's)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return run_main("vqvae_imagenet.py", *args)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def train_run(out_dir, *args):
     """Run vqvae_imagenet.py; returns (run_dir, metrics, checkpoint)."""
-    r = run_script("vqvae_imagenet.py", "--out_dir", out_dir, *args, env=ONE_THREAD)
+    r = vq_main("--out_dir", out_dir, *args)
     assert r.returncode == 0, r.stderr
     run_dir = r.stdout.strip().splitlines()[-1].removeprefix("-> ")
     metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
@@ -284,7 +295,7 @@ def test_vqvae_codebook_never_changes_smvqvae_codebook_does(runs):
 
 def test_eval_reports_the_runs_test_loss(runs):
     run_dir, metrics, _ = runs["vqvae"]
-    r = run_script("vqvae_imagenet.py", "--eval", run_dir, "--workers", "0", "--batch_size", "4", env=ONE_THREAD)
+    r = vq_main("--eval", run_dir, "--workers", "0", "--batch_size", "4")
     assert r.returncode == 0, r.stderr
     test_loss = float(re.search(r"test_loss (\S+)", r.stdout).group(1))
     assert test_loss == pytest.approx(metrics["test_loss"], rel=1e-5)
@@ -308,7 +319,7 @@ def test_swap_then_layernorm_only_changes_nothing_else(runs, tmp_path):
     assert metrics["parameters"]["trainable"] == 128 and metrics["steps"] == 2
     # The source on the swap's test masks (seed 0, drawn for epoch 0), not those of its own final epoch
     assert metrics["source_test_loss"] == pytest.approx(runs["ffnae"][1]["test_loss"], rel=0.1)
-    r = run_script("vqvae_imagenet.py", "--eval", run_dir, "--workers", "0", "--batch_size", "4", env=ONE_THREAD)
+    r = vq_main("--eval", run_dir, "--workers", "0", "--batch_size", "4")
     assert float(re.search(r"test_loss (\S+)", r.stdout).group(1)) == pytest.approx(metrics["test_loss"], rel=1e-5)
     assert math.isfinite(metrics["test_loss_before_training"]) and metrics["codebook_change"]["l2"] == 0
     state = ckpt["state_dict"]
@@ -331,8 +342,8 @@ def test_unreadable_image_is_skipped_and_counted(tmp_path, layout):
         for i in range(12):
             Image.fromarray(rng.integers(0, 255, (72, 90, 3), dtype=np.uint8)).save(folder / f"{i}.png")
     (folders[0] / "broken.jpg").write_bytes(b"not a jpeg")
-    r = run_script("vqvae_imagenet.py", "--data", root, "--image_size", "64", "--batch_size", "4", "--workers",
-                   "0", "--max_steps", "3", "--out_dir", tmp_path / "runs", *SMALL, env=ONE_THREAD)
+    r = vq_main("--data", root, "--image_size", "64", "--batch_size", "4", "--workers", "0", "--max_steps", "3",
+                "--out_dir", tmp_path / "runs", *SMALL)
     assert r.returncode == 0, r.stderr
     assert re.search(r"warning: skipped 1 unreadable image\(s\), e\.g\. .*broken\.jpg", r.stderr)
     metrics = json.load(open(os.path.join(r.stdout.strip().splitlines()[-1][3:], "metrics.json")))
@@ -450,8 +461,7 @@ def test_resume_gives_the_same_weights_as_one_straight_run(tmp_path):
     _, _, straight = train_run(tmp_path / "a", *quick, "--epochs", "2")
     first_dir, first, _ = train_run(tmp_path / "b", *quick, "--epochs", "1")
     assert first["steps"] == 32 and first["epochs_run"] == 1
-    r = run_script("vqvae_imagenet.py", "--resume", tmp_path / "b" / "vqvae" / "llmffnae", "--epochs", "2",
-                   "--workers", "0", env=ONE_THREAD)
+    r = vq_main("--resume", tmp_path / "b" / "vqvae" / "llmffnae", "--epochs", "2", "--workers", "0")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == f"-> {first_dir}"  # the same run directory
     resumed = torch.load(os.path.join(first_dir, "model.pt"), weights_only=True)
