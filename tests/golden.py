@@ -218,10 +218,10 @@ def close(want, got):
     return not isinstance(want, bool) and abs(a - b) <= RTOL * max(abs(a), abs(b)) + written
 
 
-def differences(case, got, folder=None, exact=True):
-    """Lines that say where got differs from the record of case ([] where it is the same)."""
-    if folder is None:
-        folder, exact = record()
+def differences(case, got, where=None):
+    """Lines that say where got differs from the record of case ([] where it is the same); where is
+    (folder, exact), by default record()'s."""
+    folder, exact = where or record()
     want = json.load(open(os.path.join(folder, f"{case}.json")))
     allowed = ALLOWED_MISSING.get(case)
     lines = [f"missing {k}" for k in sorted(set(want) - set(got)) if not (allowed and allowed.search(k))]

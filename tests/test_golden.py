@@ -18,7 +18,7 @@ def test_a_command_writes_the_recorded_numbers(case, tmp_path):
         pytest.skip("formaldehyde series not in the data directory")
     folder, exact = record()
     how = "bit for bit" if exact else f"to {RTOL:g} relative (no record for {'-'.join(machine())})"
-    assert differences(case, run_case(case, str(tmp_path / case), in_process=True), folder, exact) == [], f"{folder}, {how}"
+    assert differences(case, run_case(case, str(tmp_path / case), in_process=True), (folder, exact)) == [], f"{folder}, {how}"
 
 
 def test_the_tolerant_comparison_can_fail():
