@@ -151,7 +151,7 @@ def our_arguments(model, conf):
         kwargs = dict(vocab_size=conf["vocab_size"], d_model=conf["d_model"])
         if "n_head" in conf:
             kwargs["n_heads"] = conf["n_head"]
-        if model in ("vqlnpemlp", "mhvqlnpemlp"):                # a random table, cut to T rows
+        if model.endswith(("pemlp", "_sinpe")):                   # a position table of T rows (random: cut)
             kwargs["block_size"] = T
         return kwargs
     pe = conf.get("pe_type")
@@ -233,14 +233,18 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not os.path.isdir(args.orig):
         fail(f"--orig {args.orig} is not a directory")
-    os.makedirs(args.out, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         tree = {}
         for commit in (VQ_COMMIT, ATT_COMMIT, FINAL_CONF):
             tree[commit] = os.path.join(tmp, commit)
             extract(args.orig, commit, tree[commit])
+        os.makedirs(args.out, exist_ok=True)
         for case in args.cases:
-            x, y, state, meta = reference(tree, case)
+            try:
+                x, y, state, meta = reference(tree, case)
+            except ModuleNotFoundError as e:
+                fail(f"the original code needs {e.name}: run this script in a venv with simplepe==0.0.3, einops "
+                     f"and tabulate (see its docstring)")
             path = os.path.join(args.out, f"{case}.npz")
             arrays = {f"state/{k}": v for k, v in state.items()}
             tmp_path = path + ".tmp.npz"

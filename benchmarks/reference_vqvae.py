@@ -15,7 +15,7 @@ fixed input through it in float64 and writes tests/reference/vqvae_{bottleneck}.
 The channels are narrower than the log's (hidden 32, res_channels 8, embed_dim 16, n_embed 32;
 scale_factor 1 and 2 ResBlocks as the log) so that each file stays under 1 MB in float64.
 
-Never part of the product and never run by the tests: it needs the original code and einops.
+Never part of the product; the tests run only its error paths (it needs the original code and einops).
 How the committed files were made (commit fe3d527, 2024-12-16, the log's time):
 
     python -m venv /work/venv_vq --system-site-packages && /work/venv_vq/bin/pip install einops==0.8.0
@@ -79,19 +79,22 @@ def our_name(name, c=ORIG_CONFIG):
 
 def original_source(orig, commit, tmp):
     """A folder holding the original's minvqvae/ package, and the commit it is at."""
-    try:
-        subprocess.run(["git", "-C", orig, "rev-parse", "--git-dir"], check=True, capture_output=True)
-    except (subprocess.CalledProcessError, FileNotFoundError):
+    git = lambda *args: subprocess.run(["git", "-C", orig, *args], capture_output=True)
+    if git("rev-parse", "--git-dir").returncode:
         if not os.path.isdir(os.path.join(orig, "minvqvae")):
-            sys.exit(f"reference_vqvae.py: error: --orig {orig!r} is neither a git repository nor a folder "
-                     f"holding minvqvae/")
+            fail(f"--orig {orig!r} is neither a git repository nor a folder holding minvqvae/")
         return orig, "unknown (a plain folder)"
-    full = subprocess.run(["git", "-C", orig, "rev-parse", commit], check=True, capture_output=True,
-                          text=True).stdout.strip()
-    archive = subprocess.run(["git", "-C", orig, "archive", full, "minvqvae"], check=True,
-                             capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+    full = git("rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}")
+    if full.returncode:
+        fail(f"--commit {commit!r} is not in {orig} (MinVQVAE's history holds {COMMIT[:7]})")
+    full = full.stdout.decode().strip()
+    subprocess.run(["tar", "-x", "-C", tmp], input=git("archive", full, "minvqvae").stdout, check=True)
     return tmp, full
+
+
+def fail(message):
+    print(f"reference_vqvae.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def reference(bottleneck, x, target):
@@ -121,17 +124,20 @@ def ours(bottleneck, weights, x, target):
     return out.detach().numpy(), x.grad.numpy(), grads
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--orig", required=True, help="MinVQVAE: a clone, a bare mirror or a folder with minvqvae/")
     p.add_argument("--commit", default=COMMIT, help=f"(default {COMMIT[:7]}, the log's time)")
     p.add_argument("--out", default=os.path.join(ROOT, "tests", "reference"))
-    args = p.parse_args()
-    os.makedirs(args.out, exist_ok=True)
+    args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         source, commit = original_source(args.orig, args.commit, tmp)
         sys.path.insert(0, source)
-        from minvqvae.models.core.mask import patch_mask  # the original's masking, for a realistic input
+        try:
+            from minvqvae.models.core.mask import patch_mask  # the original's masking, for a realistic input
+        except ModuleNotFoundError as e:
+            fail(f"the original code needs {e.name}: run this script in a venv with einops==0.8.0 (see its docstring)")
+        os.makedirs(args.out, exist_ok=True)
 
         torch.manual_seed(SEED)
         target = torch.rand(2, 3, 32, 32, dtype=torch.float64)   # (B, C, H, W) pixels in [0, 1]

@@ -79,3 +79,28 @@ def test_our_old_att_defaults_do_not_load_or_draw_as_the_original(case):
         ours(meta, state, bias=True)
     old = models.build(meta["model"], **meta["kwargs"], pe_std=0.01).pe
     assert abs(old.std().item() / state["pe"].std().item() - 0.5) < 0.1  # half the original's std
+
+
+# -- the scripts that wrote the references (they need the original code; what runs without it) --
+@pytest.mark.parametrize("path", FILES, ids=[os.path.basename(f)[:-4] for f in FILES])
+def test_the_script_builds_our_model_as_the_reference_was_built(path):
+    """benchmarks/reference_outputs.py's arguments for our model, from the original's settings that
+    the file records, are the arguments the file was made with (a drift there once went unseen)."""
+    from benchmarks import reference_outputs
+    meta = load(path)[0]
+    assert reference_outputs.our_arguments(meta["model"], meta["original_settings"]) == meta["kwargs"]
+
+
+@pytest.mark.parametrize("script, needs", [("benchmarks/reference_outputs.py", "cannot read commit"),
+                                           ("benchmarks/reference_vqvae.py", "--commit 'fe3d527")])
+def test_the_reference_scripts_refuse_a_missing_original_in_one_line(script, needs, tmp_path):
+    """No folder, or a git repository without the original's commits: exit 2, one line that names
+    the value, and no output folder made."""
+    import subprocess
+    from conftest import run_main
+    empty = tmp_path / "empty.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(empty)], check=True)
+    for orig, says in ((tmp_path / "nowhere", "nowhere"), (empty, needs)):
+        r = run_main(script, "--orig", orig, "--out", tmp_path / "out")
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and says in r.stderr, r.stderr
+        assert not (tmp_path / "out").exists()
