@@ -684,6 +684,15 @@ MUTATIONS_ROUND3 = [
      'r.first_epoch = r.rows[-1]["epoch"] + 1 if r.rows else 1',
      'r.first_epoch = r.rows[-1]["epoch"] if r.rows else 1',
      ["tests/test_vqvae.py::test_resume_gives_the_same_weights_as_one_straight_run"]),
+    # a fresh audit's two survivors (2026-12-05): choices that change no number
+    ("r3_negative_seed_unnamed", "config.py",
+     "    if cfg.seed != 0:",
+     "    if cfg.seed > 0:",
+     [BITE3 + "test_every_seed_but_zero_names_its_run"]),
+    ("r3_sweep_workers_all_threads", "sweep.py",
+     "pool.submit(run_one, c, 1)",
+     "pool.submit(run_one, c, None)",
+     [BITE3 + "test_a_sweep_on_several_workers_gives_each_training_one_thread"]),
 ]
 
 

@@ -706,3 +706,43 @@ def test_vqvae_test_masks_after_a_swap_are_the_sources(tmp_path):
     metrics = json.load(open(os.path.join(r.stdout.strip().splitlines()[-1].removeprefix("-> "), "metrics.json")))
     assert metrics["epochs_run"] == 1 and metrics["steps"] == 1
     assert metrics["test_loss"] == pytest.approx(metrics["test_loss_before_training"], rel=1e-6)
+
+
+# ---------------------------------------------------------------- choices that change no number (2026-12-05 audit)
+@pytest.mark.parametrize("seed, part", [(0, None), (-1, "_seed-1"), (1, "_seed1"), (2**64 - 1, f"_seed{2**64 - 1}")])
+def test_every_seed_but_zero_names_its_run(seed, part):
+    """A run of seed -1 and one of seed 0 must not share a folder (forecast.py RUN takes the latest)."""
+    cfg, _ = config.parse(["--model", "naive", "--dataset", "goog", f"--seed={seed}"])
+    name = config.run_name(cfg, "goog")
+    assert (part in name) if part else ("_seed" not in name), name
+
+
+def test_a_sweep_on_several_workers_gives_each_training_one_thread(monkeypatch):
+    """--jobs N > 1: N worker processes, each training with one thread (N x the cores' threads would
+    fight over the cores); --jobs 1 trains here with the thread count as it is."""
+    import concurrent.futures
+    import sweep
+    submitted = []
+
+    class Pool:  # records what a worker would be asked to run; runs nothing
+        def __init__(self, jobs, mp_context=None):
+            self.jobs = jobs
+
+        def submit(self, fn, *args):
+            submitted.append((self.jobs, fn, args))
+            future = concurrent.futures.Future()
+            future.set_result(f"run{len(submitted)}")
+            return future
+
+        def shutdown(self, wait=True, cancel_futures=False):
+            pass
+
+    monkeypatch.setattr(sweep, "ProcessPoolExecutor", Pool)
+    commands = [["--model", "naive"], ["--model", "linear"], ["--model", "lstm"]]
+    done, failed = sweep.run_sweep(commands, jobs=2, log=lambda line: None)
+    assert failed == [] and [r for _, r in done] == ["run1", "run2", "run3"]
+    assert [(jobs, fn, args) for jobs, fn, args in submitted] == [(2, sweep.run_one, (c, 1)) for c in commands]
+    here = []
+    monkeypatch.setattr(sweep, "run_one", lambda argv, threads: here.append(threads) or "run")
+    sweep.run_sweep(commands[:1], jobs=1, log=lambda line: None)
+    assert here == [None] and len(submitted) == 3  # no pool: this process, its threads untouched

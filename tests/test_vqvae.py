@@ -4,6 +4,7 @@ Script runs use a narrow model (--hidden 32 --res_channels 8) around the log's b
 (embed_dim 64, n_embed 512) so the whole file stays well under two minutes on two cores.
 tests/reference/vqvae_*.npz hold the original code's outputs (benchmarks/reference_vqvae.py).
 """
+import glob
 import json
 import math
 import os
@@ -352,8 +353,16 @@ def test_unreadable_image_is_skipped_and_counted(tmp_path, layout):
 
 
 def test_torchrun_two_processes_gloo_one_run_directory(tmp_path):
-    r = run_script("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "vqvae_imagenet.py",
-                   "--model", "vqvae", "--max_steps", "2", "--out_dir", tmp_path, *QUICK, timeout=300)
+    command = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "vqvae_imagenet.py",
+               "--model", "vqvae", "--max_steps", "2", *QUICK)
+    r = run_script(*command, "--out_dir", tmp_path / "first", timeout=300)
+    if r.returncode == 0:
+        os.rename(tmp_path / "first" / "vqvae", tmp_path / "vqvae")
+    elif "terminate called without an active exception" in r.stderr:
+        # gloo's threads at interpreter exit, after the run (once in about 65 runs on 2026-12-05; a known
+        # torch shutdown problem, see pytorch/pytorch pull request 179291): the run must be whole; one more try
+        assert len(glob.glob(str(tmp_path / "first" / "vqvae" / "vqvae" / "*" / "metrics.json"))) == 1, r.stderr
+        r = run_script(*command, "--out_dir", tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr
     runs = os.listdir(tmp_path / "vqvae" / "vqvae")
     assert len(runs) == 1
