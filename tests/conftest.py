@@ -44,14 +44,16 @@ def run_script(*args, timeout=600, env=None):
                           text=True, timeout=timeout, env=full_env)
 
 
-def run_main(script, *args):
+def run_main(script, *args, threads=None):
     """Run a script's main(argv) in this process, as `python SCRIPT ARGS...` would (SCRIPT such as
-    train.py or benchmarks/report.py): a CompletedProcess with the exit status and what it printed.
-    It saves the seconds a new process spends importing torch; torch's thread count is put back."""
+    train.py or benchmarks/report.py), with `threads` torch threads if given: a CompletedProcess
+    with the exit status and what it printed. It saves the seconds a new process spends importing
+    torch; torch's thread count is put back."""
     import torch
     module = importlib.import_module(script.removesuffix(".py").replace("/", "."))
-    out, err, argv, threads = io.StringIO(), io.StringIO(), sys.argv, torch.get_num_threads()
+    out, err, argv, before = io.StringIO(), io.StringIO(), sys.argv, torch.get_num_threads()
     sys.argv = [script, *map(str, args)]  # argparse names the program after argv[0]
+    torch.set_num_threads(threads or before)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             module.main(sys.argv[1:])
@@ -60,7 +62,7 @@ def run_main(script, *args):
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     finally:
         sys.argv = argv
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
     return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
 
 

@@ -80,16 +80,16 @@ def needs_formaldehyde(case):
     return any(FORMALDEHYDE.search(c) for c in CASES[case])
 
 
-def run_case(case, out, in_process=False):
+def run_case(case, out, run_command=None):
     """Run a case's commands in out/ with one thread; returns {key: normalised content}. Each command
-    is a `python SCRIPT ...` process, or with in_process each script's main(argv) in this process
-    (the test: the same code from main() on, without a torch import per command)."""
+    is a `python SCRIPT ...` process, or run_command(argv) -> (exit status, stderr) where given
+    (tests/test_golden.py: each script's main(argv) in the test's process)."""
     run = None
     for command in CASES[case]:
         argv = shlex.split(command.format(run=run))
         if argv[0] != "forecast.py" and "--resume" not in argv:
             argv += ["--out_dir", out]
-        code, err = (run_here if in_process else run_there)(argv)
+        code, err = (run_command or run_there)(argv)
         if code != 0:
             raise RuntimeError(f"{case}: {' '.join(argv)} failed ({code}):\n{err[-3000:]}")
         found = sorted(glob.glob(os.path.join(out, "**", "config.json"), recursive=True))
@@ -102,30 +102,6 @@ def run_there(argv):
     env = dict(os.environ, OMP_NUM_THREADS="1", VQSEQ_PROGRESS_SECONDS="0")
     r = subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     return r.returncode, r.stderr
-
-
-def run_here(argv):
-    import importlib
-    import torch
-    if ROOT not in sys.path:
-        sys.path.insert(0, ROOT)
-    module = importlib.import_module(argv[0].removesuffix(".py"))
-    threads, progress, sys_argv = torch.get_num_threads(), os.environ.get("VQSEQ_PROGRESS_SECONDS"), sys.argv
-    torch.set_num_threads(1)
-    os.environ["VQSEQ_PROGRESS_SECONDS"], sys.argv, err, code = "0", argv, io.StringIO(), 0
-    try:
-        with contextlib.chdir(ROOT), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-            module.main(argv[1:])
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    finally:
-        torch.set_num_threads(threads)
-        sys.argv = sys_argv
-        if progress is None:
-            del os.environ["VQSEQ_PROGRESS_SECONDS"]
-        else:
-            os.environ["VQSEQ_PROGRESS_SECONDS"] = progress
-    return code, err.getvalue()
 
 
 def collect(out):

@@ -6,19 +6,26 @@ commit and record again (`python tests/golden.py --write --cases NAME`).
 """
 import pytest
 
-from conftest import formaldehyde_available
+from conftest import ROOT, formaldehyde_available, run_main
 from golden import CASES, RTOL, close, differences, machine, needs_formaldehyde, record, run_case
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_a_command_writes_the_recorded_numbers(case, tmp_path):
+def test_a_command_writes_the_recorded_numbers(case, tmp_path, monkeypatch):
     """Bit for bit against the record of this kind of machine; to RTOL where none is recorded. The
     commands run as main(argv) in this process (`python tests/golden.py` runs them as processes)."""
     if needs_formaldehyde(case) and not formaldehyde_available():
         pytest.skip("formaldehyde series not in the data directory")
+    monkeypatch.setenv("VQSEQ_PROGRESS_SECONDS", "0")
+    monkeypatch.chdir(ROOT)
+
+    def here(argv):  # `python SCRIPT ...` as main(argv) in this process, one thread
+        r = run_main(*argv, threads=1)
+        return r.returncode, r.stderr
+
     folder, exact = record()
     how = "bit for bit" if exact else f"to {RTOL:g} relative (no record for {'-'.join(machine())})"
-    assert differences(case, run_case(case, str(tmp_path / case), in_process=True), (folder, exact)) == [], f"{folder}, {how}"
+    assert differences(case, run_case(case, str(tmp_path / case), here), (folder, exact)) == [], f"{folder}, {how}"
 
 
 def test_the_tolerant_comparison_can_fail():

@@ -35,12 +35,7 @@ QUICK_2_WORKERS[QUICK.index("--workers") + 1] = "2"
 def vq_main(*args):
     """`python vqvae_imagenet.py ARGS` as main(argv) in this process, with one thread (a new
     process would spend seconds importing torch; the scripts' own start is tested by the README's)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return run_main("vqvae_imagenet.py", *args)
-    finally:
-        torch.set_num_threads(threads)
+    return run_main("vqvae_imagenet.py", *args, threads=1)
 
 
 def train_run(out_dir, *args):
