@@ -328,7 +328,7 @@ def test_honest_reuses_finished_runs_and_refuses_runs_of_other_code(tmp_path, mo
     assert rows[("naive", "global")] == rows[("naive", "revin")]   # naive reads no normalised window
     assert rows[("linear", "global")] != rows[("linear", "revin")]
     text = results_md.read_text()
-    again = run_main(*args)                 # the same folder: nothing to train
+    again = run_main(*args)                          # the same folder: nothing to train
     assert again.returncode == 0, again.stderr[-2000:]
     assert "4 trainings: 4 reused" in again.stdout and ", 0 to train" in again.stdout and "\n    -> " not in again.stdout
     assert honest_tables(again.stdout) == honest_tables(first.stdout)
@@ -422,7 +422,7 @@ def test_the_kv_cache_benchmark_times_the_same_forecasts_both_ways():
 
 def test_vqvae_speed_measures_every_bottleneck():
     from models.vqvae import BOTTLENECKS
-    r = run_main("benchmarks/vqvae_speed.py", "--sizes", "32", "--batch_64", "4", "--seconds", "0.01")
+    r = run_main("benchmarks/vqvae_speed.py", "--sizes", "32", "--batch_64", "4", "--seconds", "0.01", threads=1)
     assert r.returncode == 0, r.stderr
     rows = table_rows(r.stdout)
     assert [row[1] for row in rows] == list(BOTTLENECKS) and all(float(row[4]) > 0 and float(row[5]) > 0 for row in rows)
