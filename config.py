@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields, replace
 
 import models
 import runs
-from data import DATASETS, DEFAULT_FRACTIONS, FILL_MODES, SPLITS
+from data import DATASETS, DEFAULT_FRACTIONS, FIELD_SPLITS, FILL_MODES, SPLITS
 from models.norm import NORMS
 from models.rollout import KV_CACHE
 from runs import DataError
@@ -84,9 +84,13 @@ class Config:
                        f"mean and std: RevIN); default: {CHRONO_NORM} under --split chrono (chosen by validation "
                        "error, docs/RESULTS.md), global under --split random",
                        lambda v: v in NORMS, " or ".join(NORMS), choices=NORMS)
-    val_fraction: float = option(DEFAULT_FRACTIONS[1], "chrono: validation part", _number, "a number",
-                                 type=runs.finite)
-    test_fraction: float = option(DEFAULT_FRACTIONS[2], "chrono: test part", _number, "a number", type=runs.finite)
+    val_fraction: float = option(None, f"chrono: validation part (default {DEFAULT_FRACTIONS[1]}; for "
+                                 f"{', '.join(FIELD_SPLITS)}: the field's split, see --test_fraction)",
+                                 lambda v: v is None or _number(v), "a number or null", type=runs.finite)
+    test_fraction: float = option(None, f"chrono: test part (default {DEFAULT_FRACTIONS[2]}; for "
+                                  f"{', '.join(FIELD_SPLITS)}: the field's split, 8640 hours train, 2880 validate, "
+                                  f"2880 test, the rest unused; either fraction given cuts the whole series instead)",
+                                  lambda v: v is None or _number(v), "a number or null", type=runs.finite)
     seed: int = option(0, "seeds the model, the codebooks and the shuffling",
                        lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number", type=runs.seed)
     device: str = option("auto", f"one of {', '.join(runs.DEVICES)}")
@@ -98,8 +102,13 @@ class Config:
 
     @property
     def fractions(self):
-        """(train, validation, test) parts of the series under chrono."""
-        return (1 - self.val_fraction - self.test_fraction, self.val_fraction, self.test_fraction)
+        """(train, validation, test) parts of the series under chrono; None: the field's split of a
+        benchmark series (data.FIELD_SPLITS)."""
+        if self.val_fraction is None and self.test_fraction is None:
+            return None
+        val = DEFAULT_FRACTIONS[1] if self.val_fraction is None else self.val_fraction
+        test = DEFAULT_FRACTIONS[2] if self.test_fraction is None else self.test_fraction
+        return (1 - val - test, val, test)
 
 
 def run_fields():
@@ -283,7 +292,13 @@ def resolve(cfg):
     if hasattr(cls, "solve"):
         hp["epochs"] = 1  # one solve, recorded as epoch 1; lr and batch_size do not apply either
     model_args = {**models.options(cls), **models.positions(cls, hp["time_steps"]), **(cfg.model_args or {})}
-    if cfg.split == "chrono" and not (cfg.val_fraction > 0 and cfg.test_fraction > 0 and cfg.fractions[0] > 0):
+    if cfg.val_fraction is None and cfg.test_fraction is None and cfg.split == "chrono" and cfg.dataset in FIELD_SPLITS:
+        pass  # the field's split (data.parts)
+    else:  # a fraction not given takes its default
+        cfg = replace(cfg, val_fraction=DEFAULT_FRACTIONS[1] if cfg.val_fraction is None else cfg.val_fraction,
+                      test_fraction=DEFAULT_FRACTIONS[2] if cfg.test_fraction is None else cfg.test_fraction)
+    if cfg.split == "chrono" and cfg.fractions and not (cfg.val_fraction > 0 and cfg.test_fraction > 0
+                                                        and cfg.fractions[0] > 0):
         raise DataError(f"--val_fraction {cfg.val_fraction} --test_fraction {cfg.test_fraction}: each must be "
                         f"above 0 and together below 1 (training takes the rest), e.g. 0.1 and 0.2")
     norm = cfg.norm or ("global" if cfg.split == "random" else CHRONO_NORM)  # the log read the global level
@@ -315,8 +330,9 @@ def run_name(cfg, dataset, column=None):
         parts.append(f"norm{cfg.norm}")
     if cfg.batch_size is not None and cfg.batch_size != cls.train_defaults["batch_size"] and not hasattr(cls, "solve"):
         parts.append(f"bs{cfg.batch_size}")
-    if cfg.split == "chrono" and (cfg.val_fraction, cfg.test_fraction) != DEFAULT_FRACTIONS[1:]:
-        parts.append(f"val{cfg.val_fraction:g}_test{cfg.test_fraction:g}")
+    if cfg.split == "chrono" and cfg.fractions and (cfg.fractions[1:] != DEFAULT_FRACTIONS[1:]
+                                                    or cfg.dataset in FIELD_SPLITS):  # not the data set's own split
+        parts.append(f"val{cfg.fractions[1]:g}_test{cfg.fractions[2]:g}")
     if cfg.seed != 0:
         parts.append(f"seed{cfg.seed}")
     if column is not None:
@@ -391,10 +407,12 @@ def read_config(run_dir):
             raise bad(key, holder[name], expected)
     if "sha256" in saved and not _text_or_none(saved["sha256"]):
         raise bad("sha256", saved["sha256"], "a text or null")
-    fractions = saved.get("fractions")
-    if saved["split"] == "chrono" and not (isinstance(fractions, list) and len(fractions) == 3
-                                           and all(_number(f) and 0 < f < 1 for f in fractions)):
-        raise bad("fractions", fractions, "a list of three fractions (train, validation, test), e.g. [0.7, 0.1, 0.2]")
+    fractions, test_end = saved.get("fractions"), saved["parts"].get("test_end")
+    field = fractions is None and _whole(1)(test_end) and saved["parts"]["val_end"] < test_end <= saved["parts"]["n_values"]
+    if saved["split"] == "chrono" and not field and not (isinstance(fractions, list) and len(fractions) == 3
+                                                         and all(_number(f) and 0 < f < 1 for f in fractions)):
+        raise bad("fractions", fractions, "a list of three fractions (train, validation, test), e.g. [0.7, 0.1, 0.2], "
+                  "or null with parts.test_end (the field's split)")
     return saved
 
 
@@ -472,8 +490,10 @@ class ForecastConfig:
     positions: str = option(None, "the log's batch and regressive evaluation (of the whole series; of the test "
                             "part of a chrono run), its windows numbered sliding: 0..T-1 each (the log's), or absolute: "
                             "by their place in the series")
-    kv_cache: str = option("auto", "regressive prediction with a KV cache: auto (where it gives the same "
-                           "forecasts: causal att models trained with --norm global), on (alone: --kv_cache), off",
+    kv_cache: str = option("auto", "fed-back forecasts without recomputing every window: auto (the KV cache "
+                           "where it gives the same forecasts: causal att models trained with --norm global), on "
+                           "(alone: --kv_cache; also the VQ models' last position only, T times faster, the same "
+                           "forecasts to float32 rounding), off",
                            choices=KV_CACHE, nargs="?", const="on")
     device: str = option("cpu", f"one of {', '.join(runs.DEVICES)}")
 

@@ -44,7 +44,7 @@ import models
 import outputs
 import runs
 import scoring
-from data import DATASETS, DataError, boundaries, check_time_steps, future_times, load_series, normalise
+from data import DATASETS, DataError, check_time_steps, future_times, load_series, normalise, parts
 from models.norm import with_norm
 from models.rollout import regress, regressive_path
 
@@ -64,10 +64,15 @@ class Run:
     z: np.ndarray           # (N,) normalised series
     mean: float
     std: float
-    train_end: int          # [0, train_end) train, [train_end, val_end) validation, [val_end, N) test
+    train_end: int          # [0, train_end) train, [train_end, val_end) validation, [val_end, test_end) test
     val_end: int
     observed: np.ndarray    # (N,) False where a value was filled in (never scored)
     device: str = "cpu"
+    test_end: int = None    # N (the default), or less where the field's split leaves the last values unused
+
+    def __post_init__(self):
+        if self.test_end is None:
+            self.test_end = len(self.z)
 
     @property
     def time_steps(self):
@@ -103,21 +108,36 @@ def load(run_dir, device="cpu", dataset=None, column=None, data_dir=None, fill=N
     observed = np.ones(len(series.values), bool) if series.observed is None else np.asarray(series.observed, bool)
     n = len(series.values)
     if config["split"] == "chrono":
-        train_end, val_end = boundaries(n, config["fractions"])
         same = series.name == config["dataset"] and getattr(series, "sha256", None) == config.get("sha256")
-        if same:
+        if same:  # the parts and statistics training used
+            train_end, val_end = config["parts"]["train_end"], config["parts"]["val_end"]
+            test_end = config["parts"].get("test_end", n)
             mean, std = config["normalisation"]["mean"], config["normalisation"]["std"]
-        else:
+        else:  # another series: cut as the run's fractions say (none: its own field split, or the default)
+            train_end, val_end, test_end = parts(n, config["fractions"], series.field_split)
             _, mean, std = normalise(series.values[:train_end])
         z = (series.values - mean) / std
     else:
-        train_end = val_end = n
+        train_end = val_end = test_end = n
         z, mean, std = normalise(series.values)
-    return Run(run_dir, model, config, series, z, mean, std, train_end, val_end, observed, device)
+    return Run(run_dir, model, config, series, z, mean, std, train_end, val_end, observed, device, test_end)
+
+
+def backtest_origins(run, horizon, stride=None, origins=None):
+    """(origins (K,), stride) of a backtest: from the first test value to the last that leaves
+    `horizon` test values after it, every `stride` (default: about MAX_ORIGINS origins), at most
+    `origins` of them (evenly spread). At one stride, a longer horizon's origins are the first of a
+    shorter one's."""
+    candidates = np.arange(run.val_end, run.test_end - horizon + 1)
+    stride = stride or max(1, math.ceil(len(candidates) / MAX_ORIGINS))
+    chosen = candidates[::stride]
+    if origins and origins < len(chosen):
+        chosen = chosen[np.unique(np.linspace(0, len(chosen) - 1, origins).round().astype(int))]
+    return chosen, stride
 
 
 def backtest(run, horizon=DEFAULT_HORIZON, stride=None, origins=None, season=None, level=DEFAULT_LEVEL,
-             kv_cache="auto"):
+             kv_cache="auto", forecasts=None):
     """Rolling-origin backtest on the test part.
 
     Origins o run from the first test value to the last that leaves `horizon` values after it,
@@ -129,11 +149,16 @@ def backtest(run, horizon=DEFAULT_HORIZON, stride=None, origins=None, season=Non
     coverage, coverage_by_step} from the validation part's errors (fixed); interval_adaptive
     {level, gamma, halfwidth (K, H), alpha (K, H), coverage, coverage_by_step}: adaptive conformal
     inference over the origins (scoring.adaptive_intervals), each interval from errors observed before
-    its origin only."""
+    its origin only. level None: no intervals (both None), whose calibration forecasts from every
+    origin of the validation part, most of a long horizon's cost. Each metric also comes as
+    mse_normalised and mae_normalised: in units of the training part's std (run.std), the scale
+    of the field's tables (DLinear, PatchTST). forecasts: a function origins -> (K, >= horizon)
+    forecasts already made from them (a fed-back rollout's first steps do not depend on how many
+    follow, so one long rollout serves every shorter horizon: benchmarks/ett.py)."""
     if not run.honest:
         raise DataError("a backtest needs a held-out test part, and this run was trained under the log's "
                         "protocol (--split random); train with --split chrono, or use --predict_rate")
-    n_test = len(run.z) - run.val_end
+    n_test = run.test_end - run.val_end
     runs.check_positive(horizon=horizon, stride=stride, origins=origins, season=season)
     if season and season >= run.train_end:
         raise DataError(f"--season {season} is not shorter than the training part ({run.train_end} values), whose "
@@ -141,16 +166,12 @@ def backtest(run, horizon=DEFAULT_HORIZON, stride=None, origins=None, season=Non
     if horizon > n_test:
         raise DataError(f"--horizon {horizon} is longer than the test part ({n_test} values); choose "
                         f"--horizon <= {n_test} or train with a larger --test_fraction")
-    if not 0 < level < 100:
+    if level is not None and not 0 < level < 100:
         raise DataError(f"--level {level}: expected a percentage between 0 and 100, e.g. 80")
-    candidates = np.arange(run.val_end, len(run.z) - horizon + 1)
-    stride = stride or max(1, math.ceil(len(candidates) / MAX_ORIGINS))
-    chosen = candidates[::stride]
-    if origins and origins < len(chosen):
-        chosen = chosen[np.unique(np.linspace(0, len(chosen) - 1, origins).round().astype(int))]
+    chosen, stride = backtest_origins(run, horizon, stride, origins)
     y = run.series.values
     steps = chosen[:, None] + np.arange(horizon)                    # (K, H) value indices forecast
-    pred = rollout(run, chosen, horizon, kv_cache)
+    pred = rollout(run, chosen, horizon, kv_cache) if forecasts is None else forecasts(chosen)[:, :horizon]
     actual, scored = y[steps], run.observed[steps]
     forecasts = {"model": pred, "naive": np.repeat(y[chosen - 1, None], horizon, axis=1)}
     if season:
@@ -160,18 +181,21 @@ def backtest(run, horizon=DEFAULT_HORIZON, stride=None, origins=None, season=Non
     metrics, by_step = {}, {}
     for name, f in forecasts.items():
         metrics[name], by_step[name] = scoring.errors(f, actual, scored, scale)
-    pool = validation_errors(run, horizon)
+        metrics[name].update(mse_normalised=metrics[name]["mse"] / run.std ** 2, mae_normalised=metrics[name]["mae"] / run.std)
+    result = {"origins": chosen, "horizon": horizon, "stride": stride, "predictions": pred, "actual": actual,
+              "naive": forecasts["naive"], "observed": scored, "metrics": metrics, "by_step": by_step,
+              "mase_scale": scale, "season": season, "interval": None, "interval_adaptive": None}
+    if level is None:
+        return result
+    pool = validation_errors(run, horizon, kv_cache)
     halfwidth, n_cal = scoring.conformal_halfwidths(pool, level)
     inside = (np.abs(pred - actual) <= halfwidth) & scored
     coverage_by_step = inside.sum(0) / np.maximum(scored.sum(0), 1)
     adaptive, alphas = scoring.adaptive_intervals(chosen, np.abs(pred - actual), scored, pool, level, ACI_GAMMA)
     inside_adaptive = (np.abs(pred - actual) <= adaptive) & scored
-    return {"origins": chosen, "horizon": horizon, "stride": stride, "predictions": pred, "actual": actual,
-            "naive": forecasts["naive"], "observed": scored, "metrics": metrics, "by_step": by_step,
-            "mase_scale": scale, "season": season,
-            "interval": {"level": level, "halfwidth": halfwidth, "n_calibration": n_cal,
-                         "coverage": float(inside.sum() / max(scored.sum(), 1)),
-                         "coverage_by_step": coverage_by_step},
+    return {**result, "interval": {"level": level, "halfwidth": halfwidth, "n_calibration": n_cal,
+                                   "coverage": float(inside.sum() / max(scored.sum(), 1)),
+                                   "coverage_by_step": coverage_by_step},
             "interval_adaptive": {"level": level, "gamma": ACI_GAMMA, "halfwidth": adaptive, "alpha": alphas,
                                   "coverage": float(inside_adaptive.sum() / max(scored.sum(), 1)),
                                   "coverage_by_step": inside_adaptive.sum(0) / np.maximum(scored.sum(0), 1)}}
@@ -199,7 +223,7 @@ def future(run, steps, level=DEFAULT_LEVEL, kv_cache="auto"):
     lower = upper = None
     interval_steps = 0
     if run.honest:
-        halfwidth, _ = recent_calibration(run, steps, level)
+        halfwidth, _ = recent_calibration(run, steps, level, kv_cache=kv_cache)
         lower, upper = pred - halfwidth, pred + halfwidth
         interval_steps = int(np.argmin(np.isfinite(halfwidth))) if not np.isfinite(halfwidth).all() else steps
     time, spacing = future_times(run.series, steps)
@@ -221,12 +245,12 @@ def rollout(run, origins, steps, kv_cache="auto", chunk=256):
 
 
 @torch.no_grad()
-def validation_errors(run, horizon):
+def validation_errors(run, horizon, kv_cache="auto"):
     """Per step ahead h, the absolute errors of the forecasts whose target lies in the
     validation part, from every origin with true history before it: a list of H arrays."""
     first = max(run.time_steps, run.train_end - horizon + 1)
     origins = np.arange(first, run.val_end)
-    pred = rollout(run, origins, horizon)
+    pred = rollout(run, origins, horizon, kv_cache)
     targets = origins[:, None] + np.arange(horizon)
     inside = (targets >= run.train_end) & (targets < run.val_end)
     inside[inside] &= run.observed[targets[inside]]
@@ -235,7 +259,7 @@ def validation_errors(run, horizon):
 
 
 @torch.no_grad()
-def recent_calibration(run, steps, level, window=FUTURE_WINDOW):
+def recent_calibration(run, steps, level, window=FUTURE_WINDOW, kv_cache="auto"):
     """--future's half-widths: per step ahead h, the conformal quantile of the latest `window`
     absolute errors of forecasts whose targets lie in the validation and test parts
     [train_end, N), from every origin with true history before it (a backtest over both
@@ -252,7 +276,7 @@ def recent_calibration(run, steps, level, window=FUTURE_WINDOW):
     if reach == 0:
         return halfwidth, counts
     origins = np.arange(max(T, run.train_end - reach + 1, n - reach + 1 - window), n)
-    pred = rollout(run, origins, reach)
+    pred = rollout(run, origins, reach, kv_cache)
     targets = origins[:, None] + np.arange(reach)
     inside = (targets >= run.train_end) & (targets < n)
     inside[inside] &= run.observed[targets[inside]]
@@ -305,7 +329,7 @@ def evaluate(run_dir, device="cpu"):
     if not run.honest:
         m = log_protocol.evaluate(run, device=device)
         return f"mse_batch {m['mse_batch']:.6g}  mse_regressive {m['mse_regressive']:.6g} -> {m['folder']}"
-    result = backtest(run, min(DEFAULT_HORIZON, len(run.z) - run.val_end))
+    result = backtest(run, min(DEFAULT_HORIZON, run.test_end - run.val_end))
     return outputs.backtest_line(result, outputs.write_backtest(run, result), asked=DEFAULT_HORIZON)
 
 

@@ -68,10 +68,11 @@ def evaluate(run, predict_rate=None, device="cpu", positions="sliding", kv_cache
     if not 0.0 < predict_rate <= 1.0:
         raise DataError(f"--predict_rate must be in (0, 1], got {predict_rate}")
     path = regressive_path(run.model, positions, kv_cache)
-    T, z, series = run.time_steps, run.z, run.series
+    T, series = run.time_steps, run.series
+    z = run.z[:run.test_end]  # a field split leaves the series' last values out of every part
     n = len(z) - run.val_end if run.honest else max(1, int(predict_rate * (len(z) - T)))
     start = len(z) - n
-    actual, scored = series.values[start:], run.observed[start:]
+    actual, scored = series.values[start:len(z)], run.observed[start:len(z)]
     tag = f"{series.name}_{'test' if run.honest else 'log'}" + (f"_rate{predict_rate:g}" if predict_rate != 1 else "") \
         + ("_absolute" if positions == "absolute" else "") + (f"_kv{kv_cache}" if kv_cache != "auto" else "")
     metrics = {"run_dir": run.run_dir, "dataset": series.name, "source": series.source, "column": series.column,

@@ -62,7 +62,7 @@ def write_backtest(run, result, tag=None):
     at = sorted({1, H})
     summary = {
         "run_dir": run.run_dir, "dataset": run.series.name, "protocol": "chrono: rolling-origin backtest on the test part",
-        "test_part": {"first_index": run.val_end, "n_values": len(run.z) - run.val_end},
+        "test_part": {"first_index": run.val_end, "n_values": run.test_end - run.val_end},
         "horizon": H, "stride": result["stride"], "n_origins": len(result["origins"]),
         "first_origin": int(result["origins"][0]), "last_origin": int(result["origins"][-1]),
         "season": result["season"], "mase_scale": result["mase_scale"],

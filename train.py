@@ -64,7 +64,7 @@ def train(cfg):
     if series.numeric_columns > 1:  # which of several columns is the series
         print(outputs.column_line(series, cfg.column), flush=True)
     cls = models.get(cfg.model)
-    data = split_series(series.values, cfg.time_steps, cls.target, cfg.split, cfg.fractions)
+    data = split_series(series.values, cfg.time_steps, cls.target, cfg.split, cfg.fractions, series.field_split)
     if cfg.split == "chrono" and not cfg.no_forecast:  # the backtest's MASE needs a scale: say so before training
         scoring.naive_scale(series.values[:data.train_end], series.observed[:data.train_end])
     x_train, y_train, x_val, y_val = (t.to(device) for t in (data.x_train, data.y_train, data.x_val, data.y_val))
@@ -126,7 +126,9 @@ def train(cfg):
 
 @torch.no_grad()
 def evaluate(model, x, y, chunk=2048):
-    """(loss, mse_last): the model's own objective and the MSE of the value after each window."""
+    """(loss, mse_last): the model's own objective and the MSE of the value after each window.
+    Windows longer than 96 go in fewer at a time, so a chunk holds at most 2048 * 96 values."""
+    chunk = max(1, min(chunk, chunk * 96 // x.shape[1]))
     model.eval()
     loss = last = 0.0
     for i in range(0, len(x), chunk):
@@ -146,8 +148,8 @@ def describe(cfg, series, data, device, fit):
         "column_index": getattr(series, "column_index", None),  # found again by position where names repeat
         "run_name": config.run_name(cfg, series.name, chosen_column(cfg, series)), "target": models.get(cfg.model).target,
         "source": series.source, "sha256": series.sha256, "filled": series.filled,
-        "fractions": list(cfg.fractions) if honest else None,
-        "parts": {"train_end": data.train_end, "val_end": data.val_end, "n_values": len(data.z)},
+        "fractions": list(cfg.fractions) if honest and cfg.fractions else None,  # None: the field's split
+        "parts": {"train_end": data.train_end, "val_end": data.val_end, "test_end": data.test_end, "n_values": len(data.z)},
         "fit": fit, "normalisation": {"mean": data.mean, "std": data.std},
         "normalised_on": "training part" if honest else "whole series (the log's protocol)",
         "n_windows": {"train": len(data.x_train), "val": len(data.x_val)},

@@ -24,9 +24,6 @@ given fixed (validation part) and adaptive (adaptive conformal inference). The s
 `<!-- honest:start -->` and `<!-- honest:end -->` of docs/RESULTS.md is replaced (added if absent);
 the rest of the file is the log's reproduction (benchmarks/report.py) and is left as it is.
 """
-import glob
-import hashlib
-import json
 import os
 import statistics
 import sys
@@ -42,7 +39,8 @@ import forecast  # noqa: E402
 import runs  # noqa: E402
 import sweep  # noqa: E402
 from benchmarks.speed import cpu_name  # noqa: E402
-from data.download import FILES, default_data_dir  # noqa: E402
+from benchmarks.tables import cell, code_digest, place_section, reusable, table  # noqa: E402
+from data.download import FILES, LOG_SERIES, default_data_dir  # noqa: E402
 from models.norm import NORMS  # noqa: E402
 
 FAMILIES = ["naive", "linear", "lstm", "att_mh", "vqlnmlp", "vqlnpemlp", "mhvqlnmlp_rope", "cvqlnmlp"]
@@ -51,83 +49,14 @@ HORIZON = 96
 START, END = "<!-- honest:start -->", "<!-- honest:end -->"
 
 
-def code_digest():
-    """sha256 over the files whose change changes a training's numbers: train.py, data/, models/
-    (runs.py's names, messages and file writing do not)."""
-    h = hashlib.sha256()
-    paths = [os.path.join(ROOT, "train.py")]
-    paths += sorted(glob.glob(os.path.join(ROOT, "data", "*.py")) + glob.glob(os.path.join(ROOT, "models", "*.py")))
-    for path in paths:
-        h.update(os.path.relpath(path, ROOT).encode() + b"\0")
-        with open(path, "rb") as f:
-            h.update(f.read() + b"\0")
-    return h.hexdigest()
-
-
 def run_key(argv):
     """(model, dataset, norm, seed) of one of main()'s training commands."""
     return argv[1], argv[3], argv[7], argv[5]
 
 
-def finished_runs(out):
-    """{(model, dataset, norm, seed): run_dir} of the finished runs under out (runs/{name}/{time}/)."""
-    found = {}
-    for config_path in sorted(glob.glob(os.path.join(out, "*", "*", "config.json"))):
-        run_dir = os.path.dirname(config_path)
-        if not os.path.isfile(os.path.join(run_dir, "metrics.json")):
-            continue
-        config = runs.read_json(config_path)
-        if config.get("interrupted"):
-            continue
-        key = (config["model"], config["dataset"], config.get("norm", "global"), str(config["seed"]))
-        found.setdefault(key, run_dir)
-    return found
-
-
-def reusable(out, stamp):
-    """The finished runs of an earlier honest.py in out, after checking they were made by this code
-    with the same settings (stamp); writes the stamp into a new out."""
-    path = os.path.join(out, "honest.json")
-    if os.path.isfile(path):
-        before = runs.read_json(path)
-        if before != stamp:
-            what = "the code that trains them changed" if before.get("code") != stamp["code"] else \
-                f"they were made with {before}, not {stamp}"
-            runs.fail("honest.py", f"--out_dir {out}: holds runs that cannot be reused ({what}); "
-                      f"give a new --out_dir")
-        return finished_runs(out)
-    runs.make_folder(out, "--out_dir")
-    runs.write_atomic(path, lambda tmp: open(tmp, "w").write(json.dumps(stamp, indent=1) + "\n"))
-    return {}
-
-
-def section_of(text):
-    """The honest section of a RESULTS.md text, markers included, or None."""
-    if START in text and END in text:
-        return START + text.split(START, 1)[1].split(END, 1)[0] + END
-    return None
-
-
-def place_section(text, section):
-    """text with its honest section replaced by section, or section put before the first "## "."""
-    if START in text and END in text:
-        return text.split(START)[0] + section + text.split(END, 1)[1]
-    first, _, rest = text.partition("\n## ")
-    return first.rstrip() + "\n\n" + section + ("\n\n## " + rest if rest else "\n")
-
-
-def cell(values):
-    values = [v for v in values if v is not None and np.isfinite(v)]
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.3g}"
-    return f"{statistics.mean(values):.3g} ± {statistics.stdev(values):.2g}"
-
-
-def table(header, rows):
-    return "\n".join(["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
-                     + ["| " + " | ".join(r) + " |" for r in rows])
+def config_key(config):
+    """run_key of the run a config.json describes."""
+    return config["model"], config["dataset"], config.get("norm", "global"), str(config["seed"])
 
 
 def mean_ranks(val, norms, families, datasets):
@@ -167,14 +96,14 @@ def main(argv=None):
     if unknown:
         runs.fail("honest.py", f"--models {args.models!r}: expected a comma list of {', '.join(FAMILIES)}")
     seeds = ["0"] if args.quick else args.seeds.split(",")
-    have = all(os.path.isfile(os.path.join(default_data_dir(), f)) for f, _ in FILES.values())
+    have = all(os.path.isfile(os.path.join(default_data_dir(), FILES[n][0])) for n in LOG_SERIES)
     datasets = (["y_w"] if args.quick else DATASETS) if have else ["membrane"]
     out = args.out_dir or os.path.join(ROOT, "runs", time.strftime("honest-%Y-%m-%d-%H-%M-%S"))
     commands = [["--model", m, "--dataset", d, "--seed", s, "--norm", n, "--out_dir", out, "--no_forecast"]
                 + (["--epochs", "2"] if args.quick else []) for d in datasets for n in norms for m in families
                 for s in seeds]
     t0 = time.perf_counter()
-    before = reusable(out, {"code": code_digest(), "quick": args.quick})
+    before = reusable(out, {"code": code_digest(), "quick": args.quick}, config_key, "honest.py")
     reused = [(c, before[run_key(c)]) for c in commands if run_key(c) in before]
     todo = [c for c in commands if run_key(c) not in before]
     print(f"{len(commands)} trainings: {len(reused)} reused from {out}, {len(todo)} to train", flush=True)
@@ -276,7 +205,7 @@ scored over the whole series), these numbers are forecasts of data no model saw 
 selection. This is the table to trust.
 {END}"""
     text = open(args.results).read() if os.path.isfile(args.results) else "# Results\n"
-    text = place_section(text, section)
+    text = place_section(text, section, START, END)
     runs.write_atomic(args.results, lambda tmp: open(tmp, "w").write(text))
     print("\n".join(lines))
     print(f"\n{cover}\n\n{validation}\nmean validation rank: {rank_line}; validation chooses {chosen}")

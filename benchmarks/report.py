@@ -42,11 +42,11 @@ import models  # noqa: E402
 import outputs  # noqa: E402
 import runs  # noqa: E402
 import sweep  # noqa: E402
-from benchmarks import honest  # noqa: E402
+from benchmarks.tables import keep_sections  # noqa: E402
 from benchmarks.results import load_record, log_table, markdown, rank_table  # noqa: E402
 from benchmarks.speed import machine  # noqa: E402
 from data import DEFAULT_FRACTIONS, DataError, boundaries, load_series, split_series  # noqa: E402
-from data.download import FILES, default_data_dir  # noqa: E402
+from data.download import FILES, LOG_SERIES, default_data_dir  # noqa: E402
 from models import rollout  # noqa: E402
 
 SERIES = ("y_w", "w_y", "4single")
@@ -181,7 +181,7 @@ class Report:
             raise runs.UsageError(f"--seeds {args.seeds!r}: expected a comma list of whole numbers, e.g. 0,1,2")
         self.seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",")]
         self.data_dir = args.data_dir or default_data_dir()
-        have = all(os.path.isfile(os.path.join(self.data_dir, f)) for f, _ in FILES.values())
+        have = all(os.path.isfile(os.path.join(self.data_dir, FILES[n][0])) for n in LOG_SERIES)
         if not have and not args.quick:
             raise DataError(f"the full report needs the formaldehyde series in {self.data_dir} "
                             f"(python data/download.py, or --data_dir / $VQSEQ_DATA_DIR); --quick runs without them")
@@ -709,9 +709,8 @@ def main(argv=None):
         f"**Time.** {wall / 60:.1f} minutes wall with `--jobs {args.jobs}` on a machine with {os.cpu_count()} "
         f"cores (load average {load0:.1f} at the start and {load1:.1f} at the end{busy}); {where}.\n"))
     path = os.path.join(args.out, "RESULTS.md")
-    kept = honest.section_of(open(path).read()) if os.path.isfile(path) else None
-    if kept:  # benchmarks/honest.py's section stays (it is made by its own, longer run)
-        text = honest.place_section(text, kept)
+    if os.path.isfile(path):  # honest.py's and ett.py's sections stay (made by their own, longer runs)
+        text = keep_sections(open(path).read(), text)
 
     def write(tmp):
         with open(tmp, "w") as f:

@@ -3,8 +3,9 @@
 A data set is one of
 - `membrane` (default) or `goog`: real recordings shipped with matplotlib's sample data,
   so the default run needs no download;
-- `y_w`, `w_y`, `4single`: the research log's formaldehyde series, read from the data
-  directory (`data/`, or $VQSEQ_DATA_DIR, or --data_dir); `python data/download.py` gets them;
+- `y_w`, `w_y`, `4single`: the research log's formaldehyde series, and `ETTh1`, `ETTh2`: the
+  field's long-horizon benchmark (value column `OT`), read from the data directory (`data/`, or
+  $VQSEQ_DATA_DIR, or --data_dir); `python data/download.py` gets them;
 - a path to any CSV file (data/csvfile.py: encodings, delimiters, time axes, dates, gaps).
 
     load_series(name or path) -> Series      the values, their times and where they came from
@@ -20,16 +21,21 @@ import numpy as np
 
 from runs import DataError
 from data.csvfile import FILL_MODES, read_csv
-from data.download import DATA_DIR_ENV, FILES, default_data_dir
+from data.download import DATA_DIR_ENV, FIELD_SERIES, FILES, default_data_dir
 from data.future import future_times
 from data.windows import (DEFAULT_FRACTIONS, SPLIT_SEED, SPLITS, Split, boundaries, check_time_steps, make_windows,
-                          normalise, split_indices, split_series)
+                          normalise, parts, split_indices, split_series)
 
 EMBEDDED = ("membrane", "goog")
 DATASETS = EMBEDDED + tuple(FILES)
 MEMBRANE_DECIMATION = 4
-__all__ = ["DATASETS", "DEFAULT_FRACTIONS", "FILL_MODES", "SPLITS", "SPLIT_SEED", "DataError", "Series", "Split",
-           "boundaries", "check_time_steps", "future_times", "load_series", "make_windows", "normalise",
+# The field's split of its benchmark series (Informer's, kept by DLinear, PatchTST, Time-Series-Library):
+# hours [0, 8640) train (12 months of 30 days), [8640, 11520) validate, [11520, 14400) test (4 months
+# each); the file's last rows are not used. (train_end, val_end, test_end), where no fractions are given.
+FIELD_SPLITS = {name: (12 * 30 * 24, 16 * 30 * 24, 20 * 30 * 24) for name in FIELD_SERIES}
+DEFAULT_COLUMNS = {name: "OT" for name in FIELD_SERIES}  # oil temperature: the univariate setting's target
+__all__ = ["DATASETS", "DEFAULT_FRACTIONS", "FIELD_SPLITS", "FILL_MODES", "SPLITS", "SPLIT_SEED", "DataError", "Series",
+           "Split", "boundaries", "check_time_steps", "future_times", "load_series", "make_windows", "normalise", "parts",
            "split_indices", "split_series"]
 
 
@@ -49,6 +55,7 @@ class Series:
     utc_offset: np.ndarray = None  # (N,) timedelta64[s], each time's offset (+02:00): time is then in UTC; or None
     column_index: int = None  # the value column's position in a CSV (found again there where names repeat)
     numeric_columns: int = 1  # a CSV's number columns besides the time axis: the candidates for the series
+    field_split: tuple = None  # (train_end, val_end, test_end): the field's split of a benchmark series (FIELD_SPLITS)
 
     def __post_init__(self):
         if self.observed is None:
@@ -73,9 +80,10 @@ def load_series(dataset="membrane", column=None, data_dir=None, fill=None, date_
         path = os.path.join(resolve_data_dir(data_dir), FILES[dataset][0])
         if not os.path.isfile(path):
             raise DataError(
-                f"data set {dataset!r}: {path} not found; run `python data/download.py` "
+                f"data set {dataset!r}: {path} not found; run `python data/download.py {dataset}` "
                 f"(or point --data_dir / ${DATA_DIR_ENV} at a folder holding {FILES[dataset][0]})")
-        return Series(dataset, **read_csv(path, column, fill, date_format))
+        column = DEFAULT_COLUMNS.get(dataset) if column is None else column
+        return Series(dataset, **read_csv(path, column, fill, date_format), field_split=FIELD_SPLITS.get(dataset))
     if dataset.lower().endswith(".csv") or os.path.sep in dataset or os.path.isfile(dataset):
         if not os.path.isfile(dataset):
             what = "is a folder, not a file" if os.path.isdir(dataset) else "not found"

@@ -81,6 +81,21 @@ def boundaries(n_values, fractions=DEFAULT_FRACTIONS):
     return train_end, val_end
 
 
+def parts(n_values, fractions=None, field_split=None):
+    """(train_end, val_end, test_end) of a series of n_values under chrono: values [0, train_end)
+    train, [train_end, val_end) validate, [val_end, test_end) test. fractions (train, validation,
+    test) cut the whole series (test_end = n_values); without them, a benchmark series' field_split
+    (data.FIELD_SPLITS), else DEFAULT_FRACTIONS."""
+    if fractions is None and field_split is not None:
+        if n_values < field_split[2]:
+            raise DataError(f"the series has {n_values} values, and the field's split of it needs "
+                            f"{field_split[2]} (train {field_split[0]}, validation {field_split[1] - field_split[0]}, "
+                            f"test {field_split[2] - field_split[1]}); give --val_fraction and --test_fraction "
+                            f"to cut it by fractions instead")
+        return tuple(field_split)
+    return (*boundaries(n_values, fractions or DEFAULT_FRACTIONS), n_values)
+
+
 @dataclass
 class Split:
     """A series cut for training: normalised window tensors, the statistics used, the parts."""
@@ -92,14 +107,16 @@ class Split:
     x_val: torch.Tensor
     y_val: torch.Tensor
     train_end: int           # value indices: [0, train_end) train, [train_end, val_end) validation,
-    val_end: int             # [val_end, N) test; under the log's protocol val_end == N (no test part)
+    val_end: int             # [val_end, test_end) test; under the log's protocol val_end == N (no test part)
+    test_end: int            # N, or less where the field's split leaves the last values unused
 
 
-def split_series(values, time_steps, target, split="chrono", fractions=DEFAULT_FRACTIONS):
+def split_series(values, time_steps, target, split="chrono", fractions=DEFAULT_FRACTIONS, field_split=None):
     """Windows for training and validation under one of two protocols.
 
     chrono (the default): values are cut in time into train, validation and test parts
-    (fractions); mean and std come from the training part alone. A training window (inputs and
+    (fractions, or a benchmark series' field_split where fractions is None: parts()); mean and std
+    come from the training part alone. A training window (inputs and
     targets) lies inside the training part; a validation window's target value lies in the
     validation part and its input may look back into the training part. The test part is not
     read here at all: it is left to forecast.py's backtest.
@@ -107,28 +124,30 @@ def split_series(values, time_steps, target, split="chrono", fractions=DEFAULT_F
     with generator seed 42 into int(0.8 n) training windows and the rest.
     """
     if split == "chrono" and len(values) >= 3:  # the limit is the training part's
-        check_time_steps(boundaries(len(values), fractions)[0], time_steps, "the training part")
+        check_time_steps(parts(len(values), fractions, field_split)[0], time_steps, "the training part")
     check_time_steps(len(values), time_steps)
     if split == "random":
         z, mean, std = normalise(values)
         x, y = make_windows(z, time_steps, target)
         train_idx, val_idx = split_indices(len(x), "random")
-        return Split(z, mean, std, x[train_idx], y[train_idx], x[val_idx], y[val_idx], len(z), len(z))
+        return Split(z, mean, std, x[train_idx], y[train_idx], x[val_idx], y[val_idx], len(z), len(z), len(z))
     if split != "chrono":
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    train_end, val_end = boundaries(len(values), fractions)
+    train_end, val_end, test_end = parts(len(values), fractions, field_split)
     need = time_steps + 2
-    if train_end < need or val_end - train_end < 1 or len(values) - val_end < 1:
-        raise DataError(f"the series has {len(values)} values; with fractions {','.join(map(str, fractions))} "
+    if train_end < need or val_end - train_end < 1 or test_end - val_end < 1:
+        how = "the field's split" if fractions is None and field_split else \
+            f"fractions {','.join(map(str, fractions or DEFAULT_FRACTIONS))}"
+        raise DataError(f"the series has {len(values)} values; with {how} "
                         f"its training part has {train_end}, validation {val_end - train_end}, test "
-                        f"{len(values) - val_end}; time_steps {time_steps} needs a training part of at least "
+                        f"{test_end - val_end}; time_steps {time_steps} needs a training part of at least "
                         f"{need} and one value in each other part (choose --time_steps <= {max(1, train_end - 2)}, "
                         f"or other --val_fraction and --test_fraction)")
     _, mean, std = normalise(values[:train_end])
     z = (values - mean) / std
     x_train, y_train = make_windows(z[:train_end], time_steps, target)
     x_val, y_val = make_windows(z[max(0, train_end - time_steps):val_end], time_steps, target)
-    return Split(z, mean, std, x_train, y_train, x_val, y_val, train_end, val_end)
+    return Split(z, mean, std, x_train, y_train, x_val, y_val, train_end, val_end, test_end)
 
 
 def split_indices(n_windows, split="random"):

@@ -27,6 +27,9 @@ What a forecasting model declares, and all the scripts read of it (nothing else)
                     a causal model with a KV cache: forecast.py predicts one value a step.
     relative_positions   True where outputs depend on positions only through differences
                     (RoPE, or none): the cache then gives the same forecasts as recomputing.
+    pointwise       True where the output at t depends on x[t] and t alone (every VQ family):
+                    a fed-back forecast then needs the window's last position only
+                    (models/rollout.py, kv_cache on).
     pe_type, pe_on  named in forecast.py's error when the cache would change forecasts.
 
 Files whose Model has no `target` (models/vqvae.py, the image autoencoders) belong to

@@ -14,6 +14,7 @@ import torch.nn as nn
 
 class Model(nn.Module):
     target = "aligned"
+    pointwise = True  # the output at t depends on x[t] alone: a forecast needs the last position only
     train_defaults = dict(time_steps=96, batch_size=32, lr=0.007, epochs=1)  # nothing to learn
 
     def __init__(self):

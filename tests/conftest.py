@@ -17,18 +17,25 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # `-n 2`: two workers share the cores
     import torch
     torch.set_num_threads(1)
 
-from data.download import FILES, default_data_dir  # noqa: E402
+from data.download import FIELD_SERIES, FILES, LOG_SERIES, default_data_dir  # noqa: E402
+
+
+def available(names):
+    return all(os.path.isfile(os.path.join(default_data_dir(), FILES[name][0])) for name in names)
 
 
 def formaldehyde_available():
-    return all(os.path.isfile(os.path.join(default_data_dir(), f)) for f, _ in FILES.values())
+    return available(LOG_SERIES)
 
 
-# Tests on the log's series run where the data directory holds them (CI points $VQSEQ_DATA_DIR
-# at ../shared/data) and skip cleanly elsewhere.
+# Tests on the log's series and on the field's ETTh1/ETTh2 run where the data directory holds them
+# (CI points $VQSEQ_DATA_DIR at a folder of them) and skip cleanly elsewhere.
 needs_formaldehyde = pytest.mark.skipif(
     not formaldehyde_available(),
     reason="formaldehyde series not in the data directory (python data/download.py, or set $VQSEQ_DATA_DIR)")
+needs_ett = pytest.mark.skipif(
+    not available(FIELD_SERIES),
+    reason="ETTh1/ETTh2 not in the data directory (python data/download.py ETTh1 ETTh2, or set $VQSEQ_DATA_DIR)")
 
 
 def pytest_collection_modifyitems(items):

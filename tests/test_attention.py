@@ -317,3 +317,49 @@ def test_kv_cache_on_for_a_model_without_one_is_an_error():
     with pytest.raises(DataError, match="kv_cache on: model lstm has no KV cache .*choose kv_cache auto or off"):
         regressive_path(models.build("lstm"), "sliding", "on")
     assert regressive_path(models.build("lstm"), "sliding", "auto") == "recompute"
+
+
+# ---------------------------------------------------------------- pointwise models: the last position only
+
+POINTWISE = [n for n in models.names() if getattr(models.get(n), "pointwise", False)]
+
+
+def test_the_pointwise_models_are_the_vq_families_and_their_claim_holds():
+    """Changing every value but the last leaves a pointwise model's last output as it was (and does
+    not for the models that mix positions: attention, lstm)."""
+    assert set(POINTWISE) == {n for n in models.names() if "vq" in n} | {"naive"}
+    torch.manual_seed(0)
+    x = torch.randn(3, 24, 1, dtype=torch.float64)
+    y = x.clone()
+    y[:, :-1] = torch.randn(3, 23, 1, dtype=torch.float64)
+    for name in models.names():
+        cls = models.get(name)
+        if cls.target != "aligned":
+            continue
+        model = models.build(name, **models.positions(cls, 24)).double().eval()
+        with torch.no_grad():
+            same = torch.equal(model(x)[:, -1], model(y)[:, -1])
+        assert same == (name in POINTWISE), name
+
+
+@pytest.mark.parametrize("norm", ["global", "revin", "last"])
+@pytest.mark.parametrize("positions", ["sliding", "absolute"])
+def test_the_last_position_forecasts_what_recomputing_every_window_does(norm, positions):
+    """kv_cache on for a pointwise model: the window's last position alone, after the window's
+    normalisation, gives the recomputed forecasts in float64 (to 1e-12) for every VQ family."""
+    from models.norm import with_norm
+    from models.rollout import regress
+    torch.manual_seed(1)
+    windows = (3 + torch.randn(4, 16, 1, dtype=torch.float64)).cumsum(1) / 10
+    for name in POINTWISE:
+        model = with_norm(models.build(name, **models.positions(models.get(name), 16 + 30)), norm).double().eval()
+        with torch.no_grad():  # as if trained: an untrained encoder (bias 0) reads only the sign through the LayerNorm
+            for p in model.parameters():
+                p += 0.5 * torch.randn_like(p)
+        assert regressive_path(model, positions, "on") == "last_position"
+        assert regressive_path(model, positions, "auto") == "recompute"  # auto keeps the recorded numbers
+        first = 5 if positions == "absolute" else None
+        fast = regress(model, windows, 6, "last_position", first)
+        slow = regress(model, windows, 6, "recompute", first)
+        assert torch.allclose(fast, slow, rtol=1e-12, atol=1e-12), name
+        assert (slow[:, 0] - slow[:, 0].mean()).abs().max() > 1e-4  # forecasts differ: the comparison can fail

@@ -10,7 +10,7 @@ import torch
 from conftest import needs_formaldehyde, run_script
 from data import (DATASETS, DataError, check_time_steps, load_series, make_windows, normalise,
                   future_times, split_indices)
-from data.download import FILES, default_data_dir
+from data.download import FILES, LOG_SERIES, default_data_dir
 
 
 def test_embedded_data_sets_are_real_recordings():
@@ -108,7 +108,8 @@ def test_normalise_stats():
 @needs_formaldehyde
 def test_formaldehyde_series_and_checksums():
     rows = {"y_w": 733, "w_y": 728, "4single": 1785}
-    for name, (filename, sha) in FILES.items():
+    for name in LOG_SERIES:
+        filename, sha, _ = FILES[name]
         path = os.path.join(default_data_dir(), filename)
         assert hashlib.sha256(open(path, "rb").read()).hexdigest() == sha
         s = load_series(name)
@@ -122,23 +123,24 @@ def test_download_verifies_checksums(tmp_path):
     mirror, target = tmp_path / "mirror", tmp_path / "target"
     mirror.mkdir()
     target.mkdir()
-    for filename, _ in FILES.values():
+    files = [FILES[name][0] for name in LOG_SERIES]
+    for filename in files:
         shutil.copy(os.path.join(default_data_dir(), filename), mirror / filename)
-    r = run_script("data/download.py", "--data_dir", target, "--base_url", mirror.as_uri() + "/")
+    r = run_script("data/download.py", *LOG_SERIES, "--data_dir", target, "--base_url", mirror.as_uri() + "/")
     assert r.returncode == 0, r.stderr
-    assert sorted(os.listdir(target)) == sorted(f for f, _ in FILES.values())
-    for filename, _ in FILES.values():  # byte for byte what the mirror serves
+    assert sorted(os.listdir(target)) == sorted(files)
+    for filename in files:  # byte for byte what the mirror serves
         assert (target / filename).read_bytes() == (mirror / filename).read_bytes(), filename
 
     (mirror / "w+y.csv").write_text("time(h),formaldehyde(ug/m³)\n0,1\n")
     (target / "w+y.csv").unlink()
-    r = run_script("data/download.py", "--data_dir", target, "--base_url", mirror.as_uri() + "/")
+    r = run_script("data/download.py", *LOG_SERIES, "--data_dir", target, "--base_url", mirror.as_uri() + "/")
     assert r.returncode == 1 and "checksum mismatch" in r.stderr
     assert not (target / "w+y.csv").exists() and not [f for f in os.listdir(target) if f.startswith(".")]
 
 
-def test_dataset_names_are_the_logs():
-    assert DATASETS == ("membrane", "goog", "y_w", "w_y", "4single")
+def test_dataset_names_are_the_logs_and_the_fields():
+    assert DATASETS == ("membrane", "goog", "y_w", "w_y", "4single", "ETTh1", "ETTh2")
 
 
 # ---------------------------------------------------------------- CSV files as users write them
