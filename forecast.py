@@ -68,11 +68,10 @@ class Run:
     val_end: int
     observed: np.ndarray    # (N,) False where a value was filled in (never scored)
     device: str = "cpu"
-    test_end: int = None    # N (the default), or less where the field's split leaves the last values unused
+    test_end: int = None    # N (None), or less where the field's split leaves the last values unused
 
     def __post_init__(self):
-        if self.test_end is None:
-            self.test_end = len(self.z)
+        self.test_end = len(self.z) if self.test_end is None else self.test_end
 
     @property
     def time_steps(self):
@@ -105,13 +104,12 @@ def load(run_dir, device="cpu", dataset=None, column=None, data_dir=None, fill=N
     if own:
         check_series(config, series, f"to evaluate the run on it anyway, give it with --dataset {series.source}")
     check_time_steps(len(series.values), config["time_steps"])
-    observed = np.ones(len(series.values), bool) if series.observed is None else np.asarray(series.observed, bool)
     n = len(series.values)
+    observed = np.ones(n, bool) if series.observed is None else np.asarray(series.observed, bool)
     if config["split"] == "chrono":
         same = series.name == config["dataset"] and getattr(series, "sha256", None) == config.get("sha256")
         if same:  # the parts and statistics training used
-            train_end, val_end = config["parts"]["train_end"], config["parts"]["val_end"]
-            test_end = config["parts"].get("test_end", n)
+            train_end, val_end, test_end = (config["parts"].get(k, n) for k in ("train_end", "val_end", "test_end"))
             mean, std = config["normalisation"]["mean"], config["normalisation"]["std"]
         else:  # another series: cut as the run's fractions say (none: its own field split, or the default)
             train_end, val_end, test_end = parts(n, config["fractions"], series.field_split)
@@ -124,10 +122,7 @@ def load(run_dir, device="cpu", dataset=None, column=None, data_dir=None, fill=N
 
 
 def backtest_origins(run, horizon, stride=None, origins=None):
-    """(origins (K,), stride) of a backtest: from the first test value to the last that leaves
-    `horizon` test values after it, every `stride` (default: about MAX_ORIGINS origins), at most
-    `origins` of them (evenly spread). At one stride, a longer horizon's origins are the first of a
-    shorter one's."""
+    """(origins (K,), stride) of a backtest; at one stride a longer horizon's are a shorter one's first."""
     candidates = np.arange(run.val_end, run.test_end - horizon + 1)
     stride = stride or max(1, math.ceil(len(candidates) / MAX_ORIGINS))
     chosen = candidates[::stride]
@@ -149,12 +144,10 @@ def backtest(run, horizon=DEFAULT_HORIZON, stride=None, origins=None, season=Non
     coverage, coverage_by_step} from the validation part's errors (fixed); interval_adaptive
     {level, gamma, halfwidth (K, H), alpha (K, H), coverage, coverage_by_step}: adaptive conformal
     inference over the origins (scoring.adaptive_intervals), each interval from errors observed before
-    its origin only. level None: no intervals (both None), whose calibration forecasts from every
-    origin of the validation part, most of a long horizon's cost. Each metric also comes as
-    mse_normalised and mae_normalised: in units of the training part's std (run.std), the scale
-    of the field's tables (DLinear, PatchTST). forecasts: a function origins -> (K, >= horizon)
-    forecasts already made from them (a fed-back rollout's first steps do not depend on how many
-    follow, so one long rollout serves every shorter horizon: benchmarks/ett.py)."""
+    its origin only; level None: none (their calibration is most of a long horizon's cost). Each
+    metric also comes as mse_normalised, mae_normalised: in units of the training part's std, the
+    field's scale. forecasts: origins -> (K, >= horizon) forecasts already made (a fed-back
+    rollout's first steps do not depend on how many follow: benchmarks/ett.py)."""
     if not run.honest:
         raise DataError("a backtest needs a held-out test part, and this run was trained under the log's "
                         "protocol (--split random); train with --split chrono, or use --predict_rate")

@@ -14,6 +14,7 @@ min_errors(L) errors there is no finite one. Fixed intervals take the validation
 per step ahead (conformal_halfwidths); adaptive ones (adaptive_intervals, Gibbs and Candes 2021)
 move their level after every outcome: alpha <- alpha + gamma (alpha_target - miss).
 """
+import bisect
 import math
 
 import numpy as np
@@ -91,14 +92,15 @@ def adaptive_intervals(origins, errors, scored, pool, level, gamma):
     for h in range(H):
         known = np.searchsorted(origins + h, origins, side="left")  # origins j whose target o_j + h < o_k
         a, applied = alpha, 0
+        calibration = sorted(pool[h])  # kept sorted as outcomes join it: no sort per origin
         for k in range(K):
             while applied < known[k]:  # outcomes observed since the last origin, in order
                 if scored[applied, h]:
                     miss = errors[applied, h] > halfwidth[applied, h]
                     a = min(max(a + gamma * (alpha - miss), -gamma), 1 + gamma)
+                    bisect.insort(calibration, errors[applied, h])
                 applied += 1
-            seen = errors[:known[k], h][scored[:known[k], h]]
             alphas[k, h] = a
             level_k = round(100 * (1 - a), 9)  # so that alpha_k = alpha gives the fixed level exactly
-            halfwidth[k, h] = conformal(np.sort(np.concatenate([pool[h], seen])), level_k)
+            halfwidth[k, h] = conformal(calibration, level_k)
     return halfwidth, alphas

@@ -93,7 +93,7 @@ def test_stored_normalisation_is_numpys_statistics_of_its_part(trend_csv, tmp_pa
     assert config["normalisation"]["mean"] == pytest.approx(np.mean(part), rel=1e-12)
     assert config["normalisation"]["std"] == pytest.approx(np.std(part), rel=1e-12)
     end = (TRAIN_END, VAL_END) if split == "chrono" else (N_VALUES, N_VALUES)
-    assert config["parts"] == {"train_end": end[0], "val_end": end[1], "n_values": N_VALUES}
+    assert config["parts"] == {"train_end": end[0], "val_end": end[1], "test_end": N_VALUES, "n_values": N_VALUES}
 
 
 # ---------------------------------------------------------------- 3. the seed

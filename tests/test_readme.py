@@ -6,8 +6,8 @@ models/, data/, benchmarks/), so no block sees another's run names or "latest ru
 block that reads runs/ (benchmarks/results.py runs) reads the runs of the block before it in the
 README (the sweep), so the two run in one copy, one after the other. train.py lines get
 `--epochs 1` (unless they set --epochs or only list or help); the commands are otherwise exactly
-as written. Lines that name a formaldehyde series (in a run name too) run where the data
-directory holds them; elsewhere they are left out and the block is reported SKIPPED with those
+as written. Lines that name a series of the data directory (y_w, w_y, 4single, ETTh1, ETTh2, in
+a run name too) run where the data directory holds it; elsewhere they are left out and the block is reported SKIPPED with those
 lines as the reason, after its other lines ran. ```sh blocks are shown, not executed. Two
 blocks run at a time (one torch thread each).
 """
@@ -22,14 +22,15 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from conftest import ROOT, formaldehyde_available
+from conftest import ROOT, available
+from data.download import FILES
 from data import load_series
 from data.download import DATA_DIR_ENV
 
 README = open(os.path.join(ROOT, "README.md")).read()
 DOCS = {name: open(os.path.join(ROOT, name)).read()
         for name in ("README.md", "docs/GUIDE.md", "docs/MODELS.md", "docs/BENCHMARKS.md")}
-FORMALDEHYDE = re.compile(r"(?<![A-Za-z0-9])(y_w|w_y|4single)(?![A-Za-z0-9])")  # in run names too
+FORMALDEHYDE = re.compile(r"(?<![A-Za-z0-9])(y_w|w_y|4single|ETTh1|ETTh2)(?![A-Za-z0-9])")  # in run names too
 COPY = ("*.py", "requirements.txt", "models", "data", "benchmarks")  # what README commands read
 QUICK_START = README.split("## Quick start", 1)[1].split("```", 2)[1]
 QUICK_TRAIN = QUICK_START.splitlines()[1].split("&&")[1].strip()  # python train.py --model ...
@@ -86,7 +87,8 @@ def run_case(lines, repo):
         env[DATA_DIR_ENV] = os.path.abspath(env[DATA_DIR_ENV])
     left_out = []
     for cmd in lines:
-        if FORMALDEHYDE.search(cmd) and not formaldehyde_available():
+        named = [n for n in FILES if re.search(rf"(?<![A-Za-z0-9]){n}(?![A-Za-z0-9])", cmd)]
+        if named and not available(named):
             left_out.append(cmd)
             continue
         if cmd.startswith("python train.py") and not re.search(r"--(epochs|list|help)\b", cmd):
@@ -122,12 +124,12 @@ def test_readme_commands_run(results, case):
         assert {"config.json", "model.pt", "metrics.json"} <= set(os.listdir(run_dir))
         # by hand: membrane's 3000 values, chrono parts 0.7 and 0.1, statistics of the training part
         config = json.load(open(found[0]))
-        assert config["parts"] == {"train_end": 2100, "val_end": 2400, "n_values": 3000}
+        assert config["parts"] == {"train_end": 2100, "val_end": 2400, "test_end": 3000, "n_values": 3000}
         v = load_series("membrane").values[:2100]
         assert (config["normalisation"]["mean"], config["normalisation"]["std"]) == \
             pytest.approx((v.mean(), v.std()), rel=1e-9)
     if left_out:
-        pytest.skip(f"formaldehyde series not in the data directory (python data/download.py, or set "
+        pytest.skip(f"named data sets not in the data directory (python data/download.py, or set "
                     f"${DATA_DIR_ENV}); left out: {'; '.join(left_out)}")
 
 
