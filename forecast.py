@@ -32,9 +32,9 @@ import math
 import os
 from dataclasses import dataclass
 
-if __name__ == "__main__":  # a Ctrl-C while torch imports ends the command with one line, not a traceback
+if __name__ == "__main__":  # before torch: a quiet Ctrl-C, OpenMP's wait policy for a busy machine
     import runs
-    runs.quiet_ctrl_c("forecast.py")
+    runs.before_torch("forecast.py")
 
 import numpy as np
 import torch

@@ -29,9 +29,8 @@ def predict_batch(model, z, time_steps, n, device="cpu", positions="sliding", ch
     positions "sliding" numbers every window 0..T-1 (the log's protocol); "absolute" gives each
     value its position in the series (window i starts at position i), one window at a time.
     """
-    x, _ = make_windows(z, time_steps, model.target)
-    first = len(x) - n                                  # index of the first predicted window
-    x = x[first:].to(device)
+    x, _ = make_windows(z, time_steps, model.target, starts=range(len(z) - time_steps - n, len(z) - time_steps))
+    first, x = len(z) - time_steps - n, x.to(device)    # the first predicted window; read per chunk
     if positions == "absolute":
         return torch.cat([next_value(model, x[i:i + 1], start_pos=first + i).cpu()
                           for i in range(n)]).numpy()

@@ -18,9 +18,9 @@ import shlex
 import sys
 from concurrent.futures import ProcessPoolExecutor
 
-if __name__ == "__main__":  # a Ctrl-C while torch imports ends the command with one line, not a traceback
+if __name__ == "__main__":  # before torch: a quiet Ctrl-C, OpenMP's wait policy for a busy machine
     import runs
-    runs.quiet_ctrl_c(globals().get("PROG", "sweep.py"))
+    runs.before_torch(globals().get("PROG", "sweep.py"))
 
 import config
 import models

@@ -27,9 +27,9 @@ import os
 import platform
 import sys
 
-if __name__ == "__main__":  # a Ctrl-C while torch imports ends the command with one line, not a traceback
+if __name__ == "__main__":  # before torch: a quiet Ctrl-C, OpenMP's wait policy for a busy machine
     import runs
-    runs.quiet_ctrl_c("train.py")
+    runs.before_torch("train.py")
 
 import numpy as np
 import torch
@@ -85,7 +85,7 @@ def train(cfg):
     with runs.Training(record, lambda m: evaluate(m, x_val, y_val), cfg.out_dir, resume=cfg.resume) as run:
         run.restore(model, optimizer, shuffle)
         if fit == "solve":  # a closed-form fit (least squares), recorded as epoch 1
-            model.solve(x_train, y_train)
+            model.solve(x_train[:], y_train[:])  # every training window at once
             run.end_epoch(model, 1, evaluate(model, x_train, y_train)[0], *evaluate(model, x_val, y_val))
         n = len(x_train)
         for epoch in run.epochs():

@@ -51,23 +51,59 @@ def check_time_steps(n_values, time_steps, what="the series"):
                         f"{time_steps + 2} (choose time_steps <= {n_values - 2})")
 
 
-def make_windows(z, time_steps, target):
-    """Windows of time_steps values and their targets.
+class Windows:
+    """Windows of one series, read out of it per batch: memory grows with N, not N x T.
 
-    z: (N,) normalised series. Returns x (N - T, T, 1) and y:
-    - target "aligned": the next value at every position, y (N - T, T, 1);
-    - target "last": only the value after the window, y (N - T, 1).
+    Row i is series[starts[i] : starts[i] + length] as (length, 1), or with length None the one
+    value series[starts[i]] as (1,). Indexing with a slice, an integer or an integer tensor (a
+    batch's order) gathers just those rows from a strided view of the series (unfold): the
+    same numbers a materialised (n, length, 1) tensor would give, batch by batch. `[:]` is that
+    tensor, for what needs every window at once (least squares)."""
+
+    def __init__(self, series, starts, length):
+        self.series, self.starts, self.length = series, starts, length  # series (N,) float32; starts (n,) int64
+
+    def __len__(self):
+        return len(self.starts)
+
+    @property
+    def shape(self):
+        return (len(self), self.length, 1) if self.length else (len(self), 1)
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple) or key is Ellipsis:  # numpy-style: of the materialised windows
+            return self[:][key]
+        rows = self.starts[key]
+        if self.length is None:
+            return self.series[rows].unsqueeze(-1)                              # (B, 1)
+        return self.series.unfold(0, self.length, 1)[rows].unsqueeze(-1)       # (B, T, 1)
+
+    def to(self, device):
+        return Windows(self.series.to(device), self.starts.to(device), self.length)
+
+    def cpu(self):
+        return self.to("cpu")
+
+
+def make_windows(z, time_steps, target, starts=None):
+    """Windows of time_steps values and their targets, as Windows read out of z.
+
+    z: (N,) normalised series; starts: which windows (default all N - T, in order). Returns x
+    (n, T, 1) and y:
+    - target "aligned": the next value at every position, y (n, T, 1);
+    - target "last": only the value after the window, y (n, 1).
     """
     check_time_steps(len(z), time_steps)
     z = torch.as_tensor(z, dtype=torch.float32)
-    x = z[:-1].unfold(0, time_steps, 1).unsqueeze(-1)        # (N-T, T, 1)
+    starts = torch.arange(len(z) - time_steps) if starts is None else torch.as_tensor(starts)
+    x = Windows(z, starts, time_steps)                      # (n, T, 1)
     if target == "aligned":
-        y = z[1:].unfold(0, time_steps, 1).unsqueeze(-1)     # (N-T, T, 1)
+        y = Windows(z, starts + 1, time_steps)              # (n, T, 1)
     elif target == "last":
-        y = z[time_steps:].unsqueeze(-1)                     # (N-T, 1)
+        y = Windows(z, starts + time_steps, None)           # (n, 1)
     else:
         raise ValueError(f"unknown target layout {target!r}")
-    return x.contiguous(), y.contiguous()
+    return x, y
 
 
 def boundaries(n_values, fractions=DEFAULT_FRACTIONS):
@@ -102,10 +138,10 @@ class Split:
     z: np.ndarray            # (N,) the whole series, normalised with (mean, std)
     mean: float
     std: float
-    x_train: torch.Tensor    # (n_train, T, 1)
-    y_train: torch.Tensor    # (n_train, T, 1) aligned, (n_train, 1) last
-    x_val: torch.Tensor
-    y_val: torch.Tensor
+    x_train: "Windows"       # (n_train, T, 1), read out of the series per batch
+    y_train: "Windows"       # (n_train, T, 1) aligned, (n_train, 1) last
+    x_val: "Windows"
+    y_val: "Windows"
     train_end: int           # value indices: [0, train_end) train, [train_end, val_end) validation,
     val_end: int             # [val_end, test_end) test; under the log's protocol val_end == N (no test part)
     test_end: int            # N, or less where the field's split leaves the last values unused
@@ -128,9 +164,9 @@ def split_series(values, time_steps, target, split="chrono", fractions=DEFAULT_F
     check_time_steps(len(values), time_steps)
     if split == "random":
         z, mean, std = normalise(values)
-        x, y = make_windows(z, time_steps, target)
-        train_idx, val_idx = split_indices(len(x), "random")
-        return Split(z, mean, std, x[train_idx], y[train_idx], x[val_idx], y[val_idx], len(z), len(z), len(z))
+        train_idx, val_idx = split_indices(len(z) - time_steps, "random")
+        return Split(z, mean, std, *make_windows(z, time_steps, target, train_idx),
+                     *make_windows(z, time_steps, target, val_idx), len(z), len(z), len(z))
     if split != "chrono":
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     train_end, val_end, test_end = parts(len(values), fractions, field_split)

@@ -24,13 +24,16 @@ class WindowNorm(torch.nn.Module):
       revin: loc, scale = the window's own mean and std (sqrt(var + REVIN_EPS)): RevIN without
              its affine weights (Kim et al., ICLR 2022).
     A regressive forecast re-normalises every new window, so no key of an earlier input stays
-    valid: there is no KV cache (models/rollout.py, regressive_path). An aligned model's outputs before
+    valid: there is no KV cache (models/rollout.py, regressive_path); unless `frozen` (forecast.py
+    --norm_stats origin): then every fed-back window is read with the statistics of the forecast
+    origin's window, as RevIN reads a whole forecast, and the cache holds. An aligned model's outputs before
     the last position forecast values inside the window its statistics came from; only the
     last position's output is a forecast, and val_mse_last measures just that."""
 
     def __init__(self, model, norm):
         super().__init__()
         self.model, self.norm, self.target = model, norm, model.target
+        self.frozen = False  # fed-back forecasts: the origin window's statistics for every step (models/rollout.py)
         if hasattr(model, "code_probs"):  # codebook usage, measured on what the model reads
             self.code_probs = lambda x, start_pos=0: model.code_probs(self.normalise(x)[0], start_pos)
         if hasattr(model, "solve"):  # a closed-form fit, of what the model reads and returns

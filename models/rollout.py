@@ -56,6 +56,10 @@ def regress(model, windows, steps, path="recompute", first_pos=None):
     regressive_path for when this equals recomputing every window); "last_position": a pointwise
     model run on each window's last value only (last_value)."""
     B, T, _ = windows.shape
+    if getattr(model, "frozen", False):  # the origin window's statistics for every step: the inner model's rollout
+        xn, loc, scale = model.normalise(windows)                  # loc (B, 1, 1), scale (B, 1, 1) or 1
+        return regress(model.model, xn, steps, path, first_pos) * (scale if model.norm == "last" else scale[:, 0]) \
+            + loc[:, 0]
     preds = windows.new_empty(B, steps)
     if path == "kv_cache":
         pos = first_pos or 0
@@ -83,11 +87,14 @@ def regressive_path(model, positions="sliding", kv_cache="auto"):
         raise DataError(f"unknown kv_cache {kv_cache!r}; choose one of {', '.join(KV_CACHE)}")
     if kv_cache == "on" and pointwise(model):  # nothing of the earlier positions is needed, under any norm
         return "last_position"
+    if getattr(model, "frozen", False):  # statistics held at the origin: the inner model's inputs never change
+        return regressive_path(model.model, positions, kv_cache)
     norm = getattr(model, "norm", "global")
     if norm != "global":  # every new window is re-normalised: no cached key of an earlier input holds
         if kv_cache == "on":
             raise DataError(f"kv_cache on: this run reads each window with --norm {norm}, which changes every "
-                            f"input of a window at each step, so a cache cannot be reused; choose kv_cache auto or off")
+                            f"input of a window at each step, so a cache cannot be reused; choose kv_cache auto or "
+                            f"off, or --norm_stats origin (the origin's statistics for every step)")
         return "recompute"
     has_cache = hasattr(model, "new_cache") and getattr(model, "causal", False)
     same = positions == "absolute" or getattr(model, "relative_positions", False)

@@ -1,6 +1,8 @@
 """runs.Threads: where asked ($VQSEQ_THREADS=follow), torch's thread count follows the cores other
-processes leave free; by default it stays torch's own, so a busy machine changes no number."""
+processes leave free; by default it stays torch's own, so a busy machine changes no number.
+runs.wait_policy: passive OpenMP waiting where the machine is busy, the same numbers."""
 import csv
+import glob
 import io
 import os
 import time
@@ -10,7 +12,7 @@ import pytest
 import torch
 
 import runs
-from conftest import run_main
+from conftest import run_main, run_script
 
 
 @pytest.fixture
@@ -195,3 +197,39 @@ def test_threads_update_follows_the_last_look_and_waits_for_every(free_threads, 
     clocks.sleep(1)
     threads.update()
     assert torch.get_num_threads() == 4
+
+
+# ---------------------------------------------------------------- OpenMP's wait policy (issue 37)
+
+@pytest.mark.parametrize("others, expected", [(0.0, None), (0.3, None), (0.6, "PASSIVE"), (1.9, "PASSIVE")])
+def test_a_busy_machine_gets_passive_waiting_and_an_idle_one_keeps_spinning(monkeypatch, others, expected):
+    """others: cores other processes kept busy during the look (this process sleeps through it)."""
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    readings = iter([50.0, 50.0 + others * 0.1])
+    assert runs.wait_policy(look=0.1, read=lambda: next(readings)) == expected
+    assert os.environ.get("OMP_WAIT_POLICY") == expected
+
+
+@pytest.mark.parametrize("name", ["OMP_WAIT_POLICY", "GOMP_SPINCOUNT"])
+def test_the_users_wait_policy_is_left_alone(monkeypatch, name):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.setenv(name, "ACTIVE" if name == "OMP_WAIT_POLICY" else "100000")
+    assert runs.wait_policy(look=0.01, read=lambda: pytest.fail("looked at the machine")) is None
+    assert os.environ.get("OMP_WAIT_POLICY") == ("ACTIVE" if name == "OMP_WAIT_POLICY" else None)
+
+
+def test_passive_waiting_trains_the_same_numbers(tmp_path):
+    """Two threads, each wait policy in its own process: the losses are the same bit for bit (the
+    policy changes how threads wait, not how a sum is split)."""
+    found = {}
+    for policy in ("ACTIVE", "PASSIVE"):
+        r = run_script("train.py", "--model", "vqlnpemlp", "--epochs", "2", "--time_steps", "32", "--no_forecast",
+                       "--out_dir", tmp_path / policy, env={"OMP_WAIT_POLICY": policy, "OMP_NUM_THREADS": "2"})
+        assert r.returncode == 0, r.stderr
+        found[policy] = open(glob.glob(str(tmp_path / policy / "*" / "*" / "losses.csv"))[0]).read()
+    rows = [line.split(",") for line in found["ACTIVE"].splitlines()]
+    assert len(rows) == 3 and float(rows[1][1]) != float(rows[2][1])  # two epochs that differ
+    strip = lambda text: [row[:4] + row[5:] for row in csv.reader(io.StringIO(text))]  # noqa: E731  (no seconds)
+    assert strip(found["ACTIVE"]) == strip(found["PASSIVE"])
