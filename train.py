@@ -125,10 +125,10 @@ def train(cfg):
 
 
 @torch.no_grad()
-def evaluate(model, x, y, chunk=2048):
-    """(loss, mse_last): the model's own objective and the MSE of the value after each window.
-    Windows longer than 96 go in fewer at a time, so a chunk holds at most 2048 * 96 values."""
-    chunk = max(1, min(chunk, chunk * 96 // x.shape[1]))
+def evaluate(model, x, y, values=1024 * 96):
+    """(loss, mse_last): the model's own objective and the MSE of the value after each window,
+    `values` window values at a time (1024 windows of 96), so memory does not grow with the series."""
+    chunk = max(1, values // x.shape[1])
     model.eval()
     loss = last = 0.0
     for i in range(0, len(x), chunk):

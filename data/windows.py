@@ -54,14 +54,14 @@ def check_time_steps(n_values, time_steps, what="the series"):
 class Windows:
     """Windows of one series, read out of it per batch: memory grows with N, not N x T.
 
-    Row i is series[starts[i] : starts[i] + length] as (length, 1), or with length None the one
-    value series[starts[i]] as (1,). Indexing with a slice, an integer or an integer tensor (a
-    batch's order) gathers just those rows from a strided view of the series (unfold): the
-    same numbers a materialised (n, length, 1) tensor would give, batch by batch. `[:]` is that
-    tensor, for what needs every window at once (least squares)."""
+    Row i is series[s : s + length] as (length, 1), s = starts[i] + offset, or with length None the
+    one value series[s] as (1,). Indexing with a slice, an integer or an integer tensor (a batch's
+    order) gathers just those rows from a strided view of the series (unfold): the same numbers a
+    materialised (n, length, 1) tensor would give, batch by batch. `[:]` is that tensor, for what
+    needs every window at once (least squares). Windows and targets share one starts tensor."""
 
-    def __init__(self, series, starts, length):
-        self.series, self.starts, self.length = series, starts, length  # series (N,) float32; starts (n,) int64
+    def __init__(self, series, starts, length, offset=0):
+        self.series, self.starts, self.length, self.offset = series, starts, length, offset  # (N,) float32; (n,) int64
 
     def __len__(self):
         return len(self.starts)
@@ -73,13 +73,13 @@ class Windows:
     def __getitem__(self, key):
         if isinstance(key, tuple) or key is Ellipsis:  # numpy-style: of the materialised windows
             return self[:][key]
-        rows = self.starts[key]
+        rows = self.starts[key] + self.offset
         if self.length is None:
             return self.series[rows].unsqueeze(-1)                              # (B, 1)
         return self.series.unfold(0, self.length, 1)[rows].unsqueeze(-1)       # (B, T, 1)
 
     def to(self, device):
-        return Windows(self.series.to(device), self.starts.to(device), self.length)
+        return Windows(self.series.to(device), self.starts.to(device), self.length, self.offset)
 
     def cpu(self):
         return self.to("cpu")
@@ -98,9 +98,9 @@ def make_windows(z, time_steps, target, starts=None):
     starts = torch.arange(len(z) - time_steps) if starts is None else torch.as_tensor(starts)
     x = Windows(z, starts, time_steps)                      # (n, T, 1)
     if target == "aligned":
-        y = Windows(z, starts + 1, time_steps)              # (n, T, 1)
+        y = Windows(z, starts, time_steps, offset=1)        # (n, T, 1)
     elif target == "last":
-        y = Windows(z, starts + time_steps, None)           # (n, 1)
+        y = Windows(z, starts, None, offset=time_steps)     # (n, 1)
     else:
         raise ValueError(f"unknown target layout {target!r}")
     return x, y

@@ -9,7 +9,7 @@ import torch
 
 from conftest import needs_formaldehyde, run_script
 from data import (DATASETS, DataError, check_time_steps, load_series, make_windows, normalise,
-                  future_times, split_indices)
+                  future_times, split_indices, split_series)
 from data.download import FILES, LOG_SERIES, default_data_dir
 
 
@@ -316,3 +316,24 @@ def test_header_only_ragged_rows_and_empty_time_cells(tmp_path):
     assert s.values.tolist() == [2, 2] and s.observed.tolist() == [True, False]
     error(write(tmp_path, "date,v\n2024-01-01,1\n,2\n"), "time column 'date'", "empty cells: row 3 ('')")
     error(write(tmp_path, "time,v\n0,1\n,2\n"), "time column 'time'", "row 3 ('')")
+
+
+@pytest.mark.parametrize("split, target", [("chrono", "aligned"), ("chrono", "last"), ("random", "aligned")])
+def test_windows_are_read_out_of_the_series_not_materialised(split, target):
+    """issue 37: every window tensor of a split holds the series once (N floats), not N x T; a batch
+    gathered by index is numpy's windows of the normalised series."""
+    n, t = 5000, 96
+    values = np.sin(np.arange(n) / 9) + np.arange(n) / 1000
+    s = split_series(values, t, target, split)
+    for name in ("x_train", "y_train", "x_val", "y_val"):
+        w = getattr(s, name)
+        assert w.series.untyped_storage().nbytes() <= 4 * n, name        # float32 values of (a part of) the series
+        assert w.starts.untyped_storage().nbytes() <= 8 * n, name        # one start per window
+    assert s.x_train.starts is s.y_train.starts                           # windows and targets share them
+    z = torch.as_tensor(s.z, dtype=torch.float32).numpy()
+    idx = torch.tensor([7, 0, 1234, len(s.x_train) - 1])
+    starts = s.x_train.starts[idx].numpy()                                # random: the split's own order
+    want = np.stack([z[a:a + t] for a in starts])
+    assert np.array_equal(s.x_train[idx][..., 0].numpy(), want)
+    last = s.y_train[idx][:, -1, 0] if target == "aligned" else s.y_train[idx][:, 0]
+    assert np.array_equal(last.numpy(), z[starts + t])
