@@ -25,7 +25,7 @@ def formaldehyde_available():
 
 
 # Tests on the log's series run where the data directory holds them (CI points $VQSEQ_DATA_DIR
-# at ../shared/data) and skip cleanly elsewhere.
+# at a copy beside the clone: .ci/run) and skip cleanly elsewhere.
 needs_formaldehyde = pytest.mark.skipif(
     not formaldehyde_available(),
     reason="formaldehyde series not in the data directory (python data/download.py, or set $VQSEQ_DATA_DIR)")
