@@ -52,13 +52,15 @@ def check_time_steps(n_values, time_steps, what="the series"):
 
 
 def make_windows(z, time_steps, target):
-    """Windows of time_steps values and their targets.
+    """Windows of time_steps values and their targets: at least one (a validation part of one value
+    gives one; the callers ask for two where they train).
 
     z: (N,) normalised series. Returns x (N - T, T, 1) and y:
     - target "aligned": the next value at every position, y (N - T, T, 1);
     - target "last": only the value after the window, y (N - T, 1).
     """
-    check_time_steps(len(z), time_steps)
+    if len(z) < time_steps + 1:  # not one window
+        check_time_steps(len(z), time_steps)
     z = torch.as_tensor(z, dtype=torch.float32)
     x = z[:-1].unfold(0, time_steps, 1).unsqueeze(-1)        # (N-T, T, 1)
     if target == "aligned":
@@ -106,8 +108,8 @@ def split_series(values, time_steps, target, split="chrono", fractions=DEFAULT_F
     random (the log's protocol): whole-series statistics, every window, torch's random_split
     with generator seed 42 into int(0.8 n) training windows and the rest.
     """
-    if split == "chrono" and len(values) >= 3:  # the limit is the training part's
-        check_time_steps(boundaries(len(values), fractions)[0], time_steps, "the training part")
+    if split == "chrono":  # the limits are the parts'
+        check_parts(len(values), time_steps, fractions)
     check_time_steps(len(values), time_steps)
     if split == "random":
         z, mean, std = normalise(values)
@@ -117,18 +119,43 @@ def split_series(values, time_steps, target, split="chrono", fractions=DEFAULT_F
     if split != "chrono":
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     train_end, val_end = boundaries(len(values), fractions)
-    need = time_steps + 2
-    if train_end < need or val_end - train_end < 1 or len(values) - val_end < 1:
-        raise DataError(f"the series has {len(values)} values; with fractions {','.join(map(str, fractions))} "
-                        f"its training part has {train_end}, validation {val_end - train_end}, test "
-                        f"{len(values) - val_end}; time_steps {time_steps} needs a training part of at least "
-                        f"{need} and one value in each other part (choose --time_steps <= {max(1, train_end - 2)}, "
-                        f"or other --val_fraction and --test_fraction)")
     _, mean, std = normalise(values[:train_end])
     z = (values - mean) / std
     x_train, y_train = make_windows(z[:train_end], time_steps, target)
     x_val, y_val = make_windows(z[max(0, train_end - time_steps):val_end], time_steps, target)
     return Split(z, mean, std, x_train, y_train, x_val, y_val, train_end, val_end)
+
+
+def check_parts(n_values, time_steps, fractions):
+    """A one-line DataError unless n_values cut into parts by fractions (train, validation, test)
+    give windows of time_steps values: a training part of time_steps + 2 values (two windows), one
+    value to validate and one to test. The message names a setting that works (--time_steps and, where
+    those fractions leave a part empty, --val_fraction and --test_fraction), or says that none does."""
+    def parts(f):
+        train_end, val_end = boundaries(n_values, f)
+        return train_end, val_end - train_end, n_values - val_end
+    train, val, test = parts(fractions)
+    if train >= time_steps + 2 and val >= 1 and test >= 1:
+        return
+    if train >= 3 and val >= 1 and test >= 1:  # only the window is too long
+        raise DataError(f"the training part has {train} values; time_steps {time_steps} needs at least "
+                        f"{time_steps + 2} (choose time_steps <= {train - 2})")
+    shape = f"the series has {n_values} values, cut by the fractions {fractions[0]:g}/{fractions[1]:g}/{fractions[2]:g} " \
+            f"into {train} to train on, {val} to validate and {test} to test"
+    for step in (5, 1):  # round fractions first (0.2, not 0.21)
+        working = [(v / 100, t / 100) for v in range(step, 50, step) for t in range(step, 50, step)
+                   if min(parts((1 - v / 100 - t / 100, v / 100, t / 100)) - np.array([3, 1, 1])) >= 0]
+        if working:
+            break
+    if not working:
+        raise DataError(f"{shape}; --split chrono needs at least 3, 1 and 1 (5 values), so no --time_steps and no "
+                        f"fractions work for it: give a longer series")
+    # the fractions that leave the most to train on, then those nearest the ones given
+    v, t = max(working, key=lambda f: (parts((1 - f[0] - f[1], *f))[0], -abs(f[0] - fractions[1]) - abs(f[1] - fractions[2])))
+    longest = parts((1 - v - t, v, t))[0] - 2
+    raise DataError(f"{shape}; it needs time_steps + 2 values to train on (two windows) and one in each other part: "
+                    f"choose --val_fraction {v:g} --test_fraction {t:g}"
+                    + (f" --time_steps {longest}" + (" (or less)" if longest > 1 else "") if time_steps > longest else ""))
 
 
 def split_indices(n_windows, split="random"):
