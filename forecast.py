@@ -44,11 +44,12 @@ import models
 import outputs
 import runs
 import scoring
-from data import DATASETS, DataError, boundaries, check_time_steps, future_times, load_series, normalise
+from data import (DATASETS, DataError, boundaries, check_time_steps, future_times, load_other, load_series,
+                  normalise, run_data_dir)
 from models.norm import with_norm
 from models.rollout import regress, regressive_path
 
-from config import (ACI_GAMMA, DEFAULT_HORIZON, DEFAULT_LEVEL, FUTURE_WINDOW, MAX_ORIGINS, check_series,
+from config import (ACI_GAMMA, DEFAULT_HORIZON, DEFAULT_LEVEL, DIVERGED_STDS, FUTURE_WINDOW, MAX_ORIGINS, check_options, check_series,
                     forecast_parser, read_config)
 
 
@@ -68,6 +69,8 @@ class Run:
     val_end: int
     observed: np.ndarray    # (N,) False where a value was filled in (never scored)
     device: str = "cpu"
+    column_how: str = None  # another series (--dataset): how its value column was chosen
+    weights: tuple = None   # runs.stamp() of model.pt as it was read: an evaluation is written only while it holds
 
     @property
     def time_steps(self):
@@ -86,6 +89,7 @@ def load(run_dir, device="cpu", dataset=None, column=None, data_dir=None, fill=N
     training series, its own training part's for another. Under the log's protocol with the
     series' own whole-series statistics, as the log did."""
     run_dir = runs.latest_run(run_dir)
+    weights = runs.stamp(os.path.join(run_dir, "model.pt"))
     model, config = load_run(run_dir, device)
     own = dataset is None
     if own:  # the training series: a CSV is found again by its path, its column by position
@@ -96,9 +100,12 @@ def load(run_dir, device="cpu", dataset=None, column=None, data_dir=None, fill=N
         if dataset == config["source"] and not os.path.isfile(dataset):
             raise DataError(f"the run was trained on {dataset}, which is not there any more; give --dataset "
                             f"PATH (and --column) to point at the series")
-    series = load_series(dataset, column, data_dir or config.get("data_dir"), fill=fill, date_format=date_format)
+    data_dir = run_data_dir(dataset, data_dir or config.get("data_dir"), own and config.get("source"))
     if own:
+        series, column_how = load_series(dataset, column, data_dir, fill, date_format), None
         check_series(config, series, f"to evaluate the run on it anyway, give it with --dataset {series.source}")
+    else:  # another series: the run's column, where it has one of that name
+        series, column_how = load_other(dataset, column, config.get("column"), data_dir, fill, date_format)
     check_time_steps(len(series.values), config["time_steps"])
     observed = np.ones(len(series.values), bool) if series.observed is None else np.asarray(series.observed, bool)
     n = len(series.values)
@@ -113,7 +120,8 @@ def load(run_dir, device="cpu", dataset=None, column=None, data_dir=None, fill=N
     else:
         train_end = val_end = n
         z, mean, std = normalise(series.values)
-    return Run(run_dir, model, config, series, z, mean, std, train_end, val_end, observed, device)
+    return Run(run_dir, model, config, series, z, mean, std, train_end, val_end, observed, device, column_how,
+               weights)
 
 
 def backtest(run, horizon=DEFAULT_HORIZON, stride=None, origins=None, season=None, level=DEFAULT_LEVEL,
@@ -130,19 +138,19 @@ def backtest(run, horizon=DEFAULT_HORIZON, stride=None, origins=None, season=Non
     {level, gamma, halfwidth (K, H), alpha (K, H), coverage, coverage_by_step}: adaptive conformal
     inference over the origins (scoring.adaptive_intervals), each interval from errors observed before
     its origin only."""
+    run = run if isinstance(run, Run) else load(run)  # from Python: a run directory's path will do
     if not run.honest:
         raise DataError("a backtest needs a held-out test part, and this run was trained under the log's "
                         "protocol (--split random); train with --split chrono, or use --predict_rate")
     n_test = len(run.z) - run.val_end
     runs.check_positive(horizon=horizon, stride=stride, origins=origins, season=season)
+    runs.check_level(level)
     if season and season >= run.train_end:
         raise DataError(f"--season {season} is not shorter than the training part ({run.train_end} values), whose "
                         f"values {season} steps apart give MASE its seasonal scale; choose --season < {run.train_end}")
     if horizon > n_test:
-        raise DataError(f"--horizon {horizon} is longer than the test part ({n_test} values); choose "
+        raise DataError(f"--horizon {horizon} is longer than the test part ({outputs.plural(n_test, 'value')}); choose "
                         f"--horizon <= {n_test} or train with a larger --test_fraction")
-    if not 0 < level < 100:
-        raise DataError(f"--level {level}: expected a percentage between 0 and 100, e.g. 80")
     candidates = np.arange(run.val_end, len(run.z) - horizon + 1)
     stride = stride or max(1, math.ceil(len(candidates) / MAX_ORIGINS))
     chosen = candidates[::stride]
@@ -184,17 +192,21 @@ def future(run, steps, level=DEFAULT_LEVEL, kv_cache="auto"):
     or the median spacing, called a guess where the gaps differ; the row index without a time
     column). The interval is conformal on the most recent errors (recent_calibration; chrono runs,
     None under the log's protocol); it is infinite (a blank cell) past interval_steps, where the
-    series is too short to give a step enough errors. A forecast that leaves the finite numbers (a
-    model that feeds its own growth back) ends before the step where it did: diverged_at."""
+    series is too short to give a step enough errors. A forecast that leaves the finite numbers, or
+    goes DIVERGED_STDS standard deviations of the series from its last value (a model that feeds its
+    own growth back), ends before the step where it did: diverged_at."""
+    run = run if isinstance(run, Run) else load(run)  # from Python: a run directory's path will do
     runs.check_positive(future=steps)
-    if not 0 < level < 100:
-        raise DataError(f"--level {level}: expected a percentage between 0 and 100, e.g. 80")
+    runs.check_level(level)
     pred = rollout(run, np.array([len(run.z)]), steps, kv_cache)[0]
-    finite = np.isfinite(pred)
-    diverged = None if finite.all() else int(np.argmin(finite)) + 1  # the first step, from 1, with no finite value
+    y = run.series.values
+    with np.errstate(invalid="ignore", over="ignore"):
+        finite = np.abs(pred - y[-1]) <= DIVERGED_STDS * np.std(y)  # False for inf and nan too
+    diverged = None if finite.all() else int(np.argmin(finite)) + 1  # the first step, from 1, that diverged
     if diverged == 1:
-        raise DataError(f"{run.run_dir}: the forecast of the first step past the end is not a finite number; "
-                        f"nothing to write (is the series' last window far outside what the model saw?)")
+        raise DataError(f"{run.run_dir}: the forecast of the first step past the end, {pred[0]:.4g}, is not a finite "
+                        f"number within {DIVERGED_STDS:g} standard deviations ({np.std(y):.4g}) of the last value "
+                        f"({y[-1]:.4g}); nothing to write (is the series' last window far outside what the model saw?)")
     steps, pred = (diverged - 1, pred[:diverged - 1]) if diverged else (steps, pred)  # only finite numbers
     lower = upper = None
     interval_steps = 0
@@ -205,7 +217,8 @@ def future(run, steps, level=DEFAULT_LEVEL, kv_cache="auto"):
     time, spacing = future_times(run.series, steps)
     return {"time": time, "forecast": pred, "lower": lower, "upper": upper, "level": level if run.honest else None,
             "spacing": spacing, "interval_steps": interval_steps, "min_errors": scoring.min_errors(level),
-            "window": FUTURE_WINDOW, "diverged_at": diverged}
+            "window": FUTURE_WINDOW, "diverged_at": diverged,
+            "most_errors": max(0, len(run.z) - max(run.time_steps, run.train_end)) if run.honest else 0}
 
 
 def rollout(run, origins, steps, kv_cache="auto", chunk=256):
@@ -270,11 +283,12 @@ def load_run(run_dir, device="cpu", weights="model.pt"):
     config = read_config(run_dir)
     path = os.path.join(run_dir, weights)
     checkpoint = runs.load_checkpoint(path, device)
-    held = (checkpoint.get("model"), json_form(checkpoint.get("model_args")), checkpoint.get("norm", config.get("norm")))
-    named = (config["model"], json_form(config["model_args"]), config.get("norm", held[2]))
+    held = (checkpoint.get("model"), json_form(checkpoint.get("model_args")), checkpoint.get("norm", config.get("norm")),
+            checkpoint.get("seed", config["seed"]))  # runs from before model.pt held its seed: not compared
+    named = (config["model"], json_form(config["model_args"]), config.get("norm", held[2]), config["seed"])
     if held != named:
-        i = next(i for i in range(3) if held[i] != named[i])
-        what = ["a {} model", "model arguments {}", "a model read with --norm {}"][i]
+        i = next(i for i in range(4) if held[i] != named[i])
+        what = ["a {} model", "model arguments {}", "a model read with --norm {}", "a model trained with --seed {}"][i]
         raise runs.RunError(f"not a readable run: {path} holds {what.format(runs.short(held[i]))} where "
                             f"{run_dir}/config.json names {what.format(runs.short(named[i]))}: the folder mixes two "
                             f"runs; put back the matching file, or train again")
@@ -314,15 +328,14 @@ def main(argv=None):
     parser = forecast_parser()
     args = parser.parse_args(argv)
     try:
-        if args.future is not None and args.season is not None:  # the season shapes only the backtest
-            raise DataError(f"--season {args.season} shapes the backtest (seasonal naive, MASE's scale), and "
-                            f"--future {args.future} forecasts past the end without one; drop --season, or "
-                            f"drop --future to backtest")
+        check_options(args)  # options that belong to another kind of evaluation
         device = runs.pick_device(args.device)
         runs.Threads().start()  # $VQSEQ_THREADS=follow: as many threads as other processes leave cores free
         datasets = [d for d in args.dataset.split(",") if d] if args.dataset and "," in args.dataset else [args.dataset]
         loaded = [load(r, device, d, args.column, args.data_dir, args.fill, args.date_format)
                   for r in args.run_dir for d in datasets]
+        for note in filter(None, map(outputs.column_note, loaded)):  # another series: which column is forecast
+            print(note, flush=True)
         if len(datasets) > 1:  # the log's 2025-01-06 matrix
             table, png, _ = log_protocol.cross_dataset(loaded, args.predict_rate, device, args.positions or "sliding",
                                                        args.kv_cache)
@@ -337,20 +350,21 @@ def main(argv=None):
                 raise DataError(f"{backtest_options[0]}: a backtest needs a held-out test part, and {log_run.run_dir} "
                                 f"was trained under the log's protocol (--split random); train with --split chrono")
             for run in loaded:
-                m = log_protocol.evaluate(run, args.predict_rate, device, args.positions or "sliding", args.kv_cache)
-                print(f"{m['dataset']}: mse_batch {m['mse_batch']:.6g}  mse_regressive {m['mse_regressive']:.6g}  "
-                      f"mae_batch {m['mae_batch']:.6g}  mae_regressive {m['mae_regressive']:.6g}  "
-                      f"({m['n_predicted']} steps) -> {m['folder']}")
+                print(log_protocol.line(log_protocol.evaluate(run, args.predict_rate, device, args.positions or "sliding",
+                                                              args.kv_cache)))
         else:
-            horizon = DEFAULT_HORIZON if args.horizon is None else args.horizon
             results = {}
-            for run in loaded:
+            for run in loaded:  # no --horizon: 24 steps, or the test part's length where that is shorter (it says so)
+                asked = args.horizon is None and DEFAULT_HORIZON
+                horizon = min(DEFAULT_HORIZON, len(run.z) - run.val_end) if asked else args.horizon
                 result = backtest(run, horizon, args.stride, args.origins, args.season, args.level, args.kv_cache)
-                print(f"{run.config['run_name']}: {outputs.backtest_line(result, outputs.write_backtest(run, result))}")
+                line = outputs.backtest_line(result, outputs.write_backtest(run, result), asked=asked)
+                print(f"{run.config['run_name']}: {line}")
                 results[run.config["run_name"]] = result
             if len(loaded) > 1:
                 folder = runs.output_folder(loaded[0].run_dir, f"compare_h{horizon}_{len(loaded)}runs",
-                                            lambda f: outputs.plot_horizon(results, os.path.join(f, "error_by_horizon.png")))
+                                            lambda f: outputs.plot_horizon(results, os.path.join(f, "error_by_horizon.png")),
+                                            loaded[0].weights)
                 print(f"-> {os.path.join(folder, 'error_by_horizon.png')}")
     except runs.UsageError as e:
         runs.fail(parser.prog, e)

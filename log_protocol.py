@@ -96,8 +96,15 @@ def evaluate(run, predict_rate=None, device="cpu", positions="sliding", kv_cache
             title = f"{run.config['run_name']}: {kind} on {series.name}, MSE {metrics[f'mse_{kind}']:.4g}"
             outputs.plot(series, start, pred, title, os.path.join(folder, f"predict_{kind}.png"))
         runs.write_json(os.path.join(folder, "metrics.json"), metrics)
-    metrics["folder"] = runs.output_folder(run.run_dir, tag, write)
+    metrics["folder"] = runs.output_folder(run.run_dir, tag, write, run.weights)
     return metrics
+
+
+def line(m):
+    """The line forecast.py prints of evaluate()'s metrics m."""
+    return (f"{m['dataset']}: mse_batch {m['mse_batch']:.6g}  mse_regressive {m['mse_regressive']:.6g}  "
+            f"mae_batch {m['mae_batch']:.6g}  mae_regressive {m['mae_regressive']:.6g}  "
+            f"({m['n_predicted']} steps) -> {m['folder']}")
 
 
 def cross_dataset(loaded, predict_rate=None, device="cpu", positions="sliding", kv_cache="auto"):
@@ -128,7 +135,8 @@ def cross_dataset(loaded, predict_rate=None, device="cpu", positions="sliding", 
             if col == 0:
                 ax.set_ylabel(label.split(" (")[0])
     fig.tight_layout()
-    folder = runs.output_folder(next(iter(cells.values()))["run_dir"], f"matrix_{'+'.join(cells)}",
-                           lambda folder: fig.savefig(os.path.join(folder, "predict_matrix.png"), dpi=150, format="png"))
+    folder = runs.output_folder(loaded[0].run_dir, f"matrix_{'+'.join(cells)}",
+                                lambda folder: fig.savefig(os.path.join(folder, "predict_matrix.png"), dpi=150, format="png"),
+                                loaded[0].weights)
     plt.close(fig)
     return "\n".join(table), os.path.join(folder, "predict_matrix.png"), cells
