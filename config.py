@@ -458,7 +458,7 @@ def check_series(saved, series, hint):
     """A one-line DataError where series is not the one a run was trained on, as its config.json
     records it: the CSV's sha256, the number of values, the column. hint: what to do instead."""
     changes = []
-    if saved.get("values_sha256"):  # what was read: a file saved again with CRLF line ends or 24.20 for 24.2 is the same
+    if saved.get("values_sha256"):  # what was read: a file saved with CRLF line ends, or 24.20 for 24.2, is the same
         if digest(series) != saved["values_sha256"]:
             changes.append(f"the values read differ: their sha256 is {digest(series)[:12]}... now, "
                            f"{saved['values_sha256'][:12]}... at training")
@@ -478,10 +478,11 @@ def check_series(saved, series, hint):
 @dataclass
 class ForecastConfig:
     """forecast.py's options (one run or several, a backtest or a forecast past the end)."""
-    horizon: int = option(None, "steps ahead in the backtest (default 24, or the test part's length where that is shorter)")
+    horizon: int = option(None, "steps ahead in the backtest (default 24, or the test part's length where that "
+                          "is shorter)")
     stride: int = option(None, f"steps between origins (default: the stride that gives about {MAX_ORIGINS} origins)")
-    origins: int = option(None, f"at most this many origins, evenly spread (default: at most about {MAX_ORIGINS}, evenly "
-                          f"spread, as --stride's default gives)")
+    origins: int = option(None, f"at most this many origins, evenly spread (default: at most about "
+                          f"{MAX_ORIGINS}, evenly spread, as --stride's default gives)")
     season: int = option(None, "seasonal period m: seasonal naive and MASE's scale (default: none, naive and "
                          "one-step MASE)")
     level: float = option(80, "prediction interval level, percent")
@@ -491,7 +492,8 @@ class ForecastConfig:
                          "else its last numeric column)")
     data_dir: str = option(None, "where y_w, w_y and 4single live (default: the run's, data/ or $VQSEQ_DATA_DIR)")
     fill: str = option(None, f"gaps in another CSV: {', '.join(FILL_MODES)} (default: the run's; gaps are an error)")
-    date_format: str = option(None, "strptime format of another CSV's dates (default: the run's, or read from the dates)")
+    date_format: str = option(None, "strptime format of another CSV's dates (default: the run's, or read from the "
+                              "dates)")
     predict_rate: float = option(None, "the log's protocol: fraction of windows to predict (default 1)")
     positions: str = option(None, "the log's batch and regressive evaluation (of the whole series; of the test "
                             "part of a chrono run), its windows numbered sliding: 0..T-1 each (the log's), or absolute: "
@@ -514,7 +516,8 @@ def check_options(args):
         raise DataError(f"--season {args.season} shapes the backtest (seasonal naive, MASE's scale), and "
                         f"--future {args.future} forecasts past the end without one; drop --season, or "
                         f"drop --future to backtest")
-    backtest_only = [f"--{k} {getattr(args, k)}" for k in ("horizon", "stride", "origins") if getattr(args, k) is not None]
+    backtest_only = [f"--{k} {getattr(args, k)}" for k in ("horizon", "stride", "origins")
+                     if getattr(args, k) is not None]
     log_only = [f"--{k} {getattr(args, k)}" for k in ("predict_rate", "positions") if getattr(args, k) is not None]
     log_only += [f"--dataset {args.dataset}"] if args.dataset and "," in args.dataset else []  # the log's matrix
     if args.future is not None and backtest_only + log_only:  # none of them changes a forecast past the end

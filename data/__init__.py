@@ -122,7 +122,8 @@ def load_other(dataset, column, recorded, data_dir=None, fill=None, date_format=
             return load_series(dataset, recorded, data_dir, fill, date_format), \
                 "the run's column, as its config.json records it"
         except MissingColumn:
-            return load_series(dataset, None, data_dir, fill, date_format), f"the run's column {recorded!r} is not in it"
+            return (load_series(dataset, None, data_dir, fill, date_format),
+                    f"the run's column {recorded!r} is not in it")
     return load_series(dataset, None, data_dir, fill, date_format), None
 
 

@@ -140,8 +140,8 @@ def check_parts(n_values, time_steps, fractions):
     if train >= 3 and val >= 1 and test >= 1:  # only the window is too long
         raise DataError(f"the training part has {train} values; time_steps {time_steps} needs at least "
                         f"{time_steps + 2} (choose time_steps <= {train - 2})")
-    shape = f"the series has {n_values} values, cut by the fractions {fractions[0]:g}/{fractions[1]:g}/{fractions[2]:g} " \
-            f"into {train} to train on, {val} to validate and {test} to test"
+    shape = (f"the series has {n_values} values, cut by the fractions {fractions[0]:g}/{fractions[1]:g}/"
+             f"{fractions[2]:g} into {train} to train on, {val} to validate and {test} to test")
     for step in (5, 1):  # round fractions first (0.2, not 0.21)
         working = [(v / 100, t / 100) for v in range(step, 50, step) for t in range(step, 50, step)
                    if min(parts((1 - v / 100 - t / 100, v / 100, t / 100)) - np.array([3, 1, 1])) >= 0]
@@ -151,11 +151,12 @@ def check_parts(n_values, time_steps, fractions):
         raise DataError(f"{shape}; --split chrono needs at least 3, 1 and 1 (5 values), so no --time_steps and no "
                         f"fractions work for it: give a longer series")
     # the fractions that leave the most to train on, then those nearest the ones given
-    v, t = max(working, key=lambda f: (parts((1 - f[0] - f[1], *f))[0], -abs(f[0] - fractions[1]) - abs(f[1] - fractions[2])))
+    v, t = max(working, key=lambda f: (parts((1 - f[0] - f[1], *f))[0],
+                                       -abs(f[0] - fractions[1]) - abs(f[1] - fractions[2])))
     longest = parts((1 - v - t, v, t))[0] - 2
+    window = f" --time_steps {longest}" + (" (or less)" if longest > 1 else "") if time_steps > longest else ""
     raise DataError(f"{shape}; it needs time_steps + 2 values to train on (two windows) and one in each other part: "
-                    f"choose --val_fraction {v:g} --test_fraction {t:g}"
-                    + (f" --time_steps {longest}" + (" (or less)" if longest > 1 else "") if time_steps > longest else ""))
+                    f"choose --val_fraction {v:g} --test_fraction {t:g}{window}")
 
 
 def split_indices(n_windows, split="random"):
