@@ -3,6 +3,7 @@ is what the docs say (issue 28). Values are checked against what the test comput
 CSV's own cells, numpy's statistics, the settings that differ.
 """
 import glob
+import hashlib
 import json
 import os
 
@@ -58,6 +59,12 @@ def test_an_edited_csv_is_refused_unless_given_on_purpose(tmp_path):
     values = 5 + np.sin(np.arange(300) / 4)
     path = write(tmp_path / "s.csv", "t,v\n" + "".join(f"{i},{v}\n" for i, v in enumerate(values)))
     run = train(tmp_path / "runs", "--model", "naive", "--dataset", path, "--time_steps", "8", "--no_forecast")
+    recorded = json.load(open(os.path.join(run, "config.json")))  # the file's checksum, and what was read's
+    assert recorded["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    h = hashlib.sha256()  # values (float64), observed (bool), times (the row index here), each after its dtype
+    for part in (np.asarray([float(f"{v}") for v in values]), np.ones(300, bool), np.arange(300)):
+        h.update(str(part.dtype).encode() + part.tobytes())
+    assert recorded["values_sha256"] == h.hexdigest()
     path.write_text("t,v\n" + "".join(f"{i},{v + (i == 3)}\n" for i, v in enumerate(values)))  # one cell edited
     r = run_main("forecast.py", run, "--future", "2")
     assert r.returncode == 2 and "the series changed since the run was trained (the values read differ" in r.stderr
