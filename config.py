@@ -13,6 +13,7 @@ that follow the cores other processes leave free; runs.Threads).
 """
 import argparse
 import hashlib
+import json
 import math
 import os
 import re
@@ -21,8 +22,8 @@ from dataclasses import dataclass, field, fields, replace
 
 import models
 import runs
-from data import DATASETS, DEFAULT_FRACTIONS, FIELD_SPLITS, FILL_MODES, SPLITS
-from models.norm import NORMS
+from data import DATASETS, DEFAULT_FRACTIONS, EMBEDDED, FIELD_SPLITS, FILL_MODES, SPLITS, digest, run_data_dir
+from models.norm import NORM_STATS, NORMS, with_norm
 from models.rollout import KV_CACHE
 from runs import DataError
 
@@ -33,6 +34,10 @@ FUTURE_WINDOW = 100    # forecast.py --future: per step ahead, the conformal qua
 # (max(alpha, 1 - alpha) + gamma) / (gamma T): with the ~100 origins of a backtest their 0.005 bounds
 # nothing (the level moves by at most 0.4 in all), 0.05 bounds it by 0.17 and moves the level 4 points a miss.
 ACI_GAMMA = 0.05
+# forecast.py --future: a forecast this many standard deviations of the series away from its last value has
+# diverged (a model feeding its own growth back); a trend continued 1000 times the series' length stays inside.
+DIVERGED_STDS = 1e4
+DIVERGED_MSE = 1000  # train.py: a kept epoch whose val_mse_last is this many times the training mean's has diverged
 TRAINING = ("time_steps", "batch_size", "lr", "epochs")  # each model's file has its own defaults of these
 MAX_EPOCHS = 10 ** 9  # --epochs at most: beyond, a progress bar cannot count them
 MAX_NAME = 150  # characters of a run name; its folder name adds a timestamp
@@ -147,7 +152,9 @@ what the lines train.py prints mean:
 def parser(model=None):
     """train.py's options, from Config's fields; given a model's name, its training defaults in the
     help and its constructor's arguments as a group of options."""
-    p = runs.Parser(add_help=False, description="Train one forecasting model and write a run directory.",
+    p = runs.Parser(add_help=False, description="Train one forecasting model and write a run directory. A comma "
+                    "list in any option makes a grid of runs, which sweep.py runs (--jobs N at a time; --dry_run "
+                    "prints their commands: python sweep.py --help).",
                     epilog=TERMS, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-h", "--help", action="store_true", help="show this help (with --model: its options)")
     p.add_argument("--list", action="store_true", help="list every model with its parameter counts")
@@ -159,6 +166,8 @@ def parser(model=None):
             default = f"{model}: {models.get(model).train_defaults[f.name]}" if model else \
                 "default: the model's, see --model NAME --help"
             help += f" ({default})" + ("; with --resume: the total to reach" if f.name == "epochs" else "")
+        if f.default is not None and f.default is not False and "default" not in help:  # every default shows
+            help += f" (default {f.default})"
         kw = {k: v for k, v in m.items() if k in ("choices", "metavar", "type")}
         if f.type is bool:
             p.add_argument(f"--{f.name}", action="store_true", help=help)
@@ -284,8 +293,11 @@ def resolve(cfg):
     cls = models.get(cfg.model)
     hp = {k: getattr(cfg, k) if getattr(cfg, k) is not None else cls.train_defaults[k] for k in TRAINING}
     runs.check_positive(batch_size=hp["batch_size"], time_steps=hp["time_steps"])
-    if hp["epochs"] < 0 or hp["lr"] <= 0:
-        raise DataError(f"--epochs must be >= 0 and --lr > 0, got epochs {hp['epochs']}, lr {hp['lr']}")
+    if hp["epochs"] < 0:
+        raise DataError(f"--epochs {hp['epochs']}: give 0 or more (0 keeps the untrained model)")
+    if hp["lr"] <= 0:
+        raise DataError(f"--lr {hp['lr']:g}: the learning rate must be above 0, e.g. {cls.train_defaults['lr']:g} "
+                        f"({cfg.model}'s default)")
     if hp["epochs"] > MAX_EPOCHS:
         raise DataError(f"--epochs {hp['epochs']}: at most {MAX_EPOCHS:,} (a run stops at any epoch with Ctrl-C, "
                         f"and --resume continues it)")
@@ -297,8 +309,7 @@ def resolve(cfg):
     else:  # a fraction not given takes its default
         cfg = replace(cfg, val_fraction=DEFAULT_FRACTIONS[1] if cfg.val_fraction is None else cfg.val_fraction,
                       test_fraction=DEFAULT_FRACTIONS[2] if cfg.test_fraction is None else cfg.test_fraction)
-    if cfg.split == "chrono" and cfg.fractions and not (cfg.val_fraction > 0 and cfg.test_fraction > 0
-                                                        and cfg.fractions[0] > 0):
+    if cfg.split == "chrono" and cfg.fractions and not (cfg.val_fraction > 0 and cfg.test_fraction > 0 and cfg.fractions[0] > 0):
         raise DataError(f"--val_fraction {cfg.val_fraction} --test_fraction {cfg.test_fraction}: each must be "
                         f"above 0 and together below 1 (training takes the rest), e.g. 0.1 and 0.2")
     norm = cfg.norm or ("global" if cfg.split == "random" else CHRONO_NORM)  # the log read the global level
@@ -405,8 +416,12 @@ def read_config(run_dir):
             raise runs.RunError(f"not a readable run: {path} has no {key} (expected {expected})")
         if not test(holder[name]):
             raise bad(key, holder[name], expected)
-    if "sha256" in saved and not _text_or_none(saved["sha256"]):
-        raise bad("sha256", saved["sha256"], "a text or null")
+    for key in ("sha256", "values_sha256"):
+        if key in saved and not _text_or_none(saved[key]):
+            raise bad(key, saved[key], "a text or null")
+    if saved["dataset"] not in EMBEDDED and not (saved.get("sha256") or saved.get("values_sha256")):
+        raise runs.RunError(f"not a readable run: {path} has no sha256 of the series it was trained on, so a changed "
+                            f"series could not be told from it; put back its sha256 and values_sha256, or train again")
     fractions, test_end = saved.get("fractions"), saved["parts"].get("test_end")
     field = fractions is None and _whole(1)(test_end) and saved["parts"]["val_end"] < test_end <= saved["parts"]["n_values"]
     if saved["split"] == "chrono" and not field and not (isinstance(fractions, list) and len(fractions) == 3
@@ -433,9 +448,10 @@ def resume(cfg):
     its config.json). A run fit in closed form has nothing to continue: a one-line error."""
     run_dir = runs.latest_run(cfg.resume, weights="last.pt")
     saved = read_config(run_dir)
-    if hasattr(models.get(saved["model"]), "solve"):
-        raise DataError(f"--resume {run_dir}: model {saved['model']} is fit by least squares in one solve, "
-                        f"so there is nothing to continue; its model.pt is final")
+    inert, why = models.inert_options(models.build(saved["model"], **saved["model_args"]))
+    if "epochs" in inert:  # least squares in one solve, or nothing to train (naive): more epochs change nothing
+        raise DataError(f"--resume {run_dir}: model {saved['model']} has nothing more to learn ({why}), so there is "
+                        f"nothing to continue; its model.pt is final")
     return resumed(saved, replace(cfg, resume=run_dir)), saved
 
 
@@ -450,8 +466,9 @@ def resumed(saved, cfg):
         values["dataset"] = saved["source"]
         values["column"] = saved.get("column_index", saved["column"]) if saved.get("column_index") is not None \
             else saved["column"]
+    data_dir = run_data_dir(saved["dataset"], cfg.data_dir or saved.get("data_dir"), saved.get("source"))
     return replace(Config(**values), epochs=cfg.epochs if cfg.epochs is not None else saved["epochs"],
-                   device=cfg.device, no_forecast=cfg.no_forecast, data_dir=cfg.data_dir or saved.get("data_dir"),
+                   device=cfg.device, no_forecast=cfg.no_forecast, data_dir=data_dir,
                    resume=cfg.resume, out_dir=cfg.out_dir)
 
 
@@ -459,7 +476,11 @@ def check_series(saved, series, hint):
     """A one-line DataError where series is not the one a run was trained on, as its config.json
     records it: the CSV's sha256, the number of values, the column. hint: what to do instead."""
     changes = []
-    if saved.get("sha256") and series.sha256 != saved["sha256"]:
+    if saved.get("values_sha256"):  # what was read: a file saved with CRLF line ends, or 24.20 for 24.2, is the same
+        if digest(series) != saved["values_sha256"]:
+            changes.append(f"the values read differ: their sha256 is {digest(series)[:12]}... now, "
+                           f"{saved['values_sha256'][:12]}... at training")
+    elif saved.get("sha256") and series.sha256 != saved["sha256"]:  # runs from before values_sha256: the file's bytes
         changes.append(f"its sha256 is {str(series.sha256)[:12]}... now, {saved['sha256'][:12]}... at training")
     n = (saved.get("parts") or {}).get("n_values")
     if isinstance(n, int) and len(series.values) != n:
@@ -475,17 +496,22 @@ def check_series(saved, series, hint):
 @dataclass
 class ForecastConfig:
     """forecast.py's options (one run or several, a backtest or a forecast past the end)."""
-    horizon: int = option(None, "steps ahead in the backtest (24)")
-    stride: int = option(None, f"steps between origins (default: about {MAX_ORIGINS} origins)")
-    origins: int = option(None, "at most this many origins, evenly spread")
-    season: int = option(None, "seasonal period m: seasonal naive and MASE's scale")
+    horizon: int = option(None, "steps ahead in the backtest (default 24, or the test part's length where that "
+                          "is shorter)")
+    stride: int = option(None, f"steps between origins (default: the stride that gives about {MAX_ORIGINS} origins)")
+    origins: int = option(None, f"at most this many origins, evenly spread (default: at most about "
+                          f"{MAX_ORIGINS}, evenly spread, as --stride's default gives)")
+    season: int = option(None, "seasonal period m: seasonal naive and MASE's scale (default: none, naive and "
+                         "one-step MASE)")
     level: float = option(80, "prediction interval level, percent")
-    future: int = option(None, "forecast H steps past the end", metavar="H")
+    future: int = option(None, "forecast H steps past the end (default: backtest the test part instead)", metavar="H")
     dataset: str = option(None, "data set to evaluate (default: the training set)")
-    column: str = option(None, "value column of a CSV data set")
-    data_dir: str = option(None, "where y_w, w_y and 4single live")
-    fill: str = option(None, f"gaps in another CSV: {', '.join(FILL_MODES)}")
-    date_format: str = option(None, "strptime format of another CSV's dates")
+    column: str = option(None, "value column of a CSV data set (default: the run's column where the data set has it, "
+                         "else its last numeric column)")
+    data_dir: str = option(None, "where y_w, w_y and 4single live (default: the run's, data/ or $VQSEQ_DATA_DIR)")
+    fill: str = option(None, f"gaps in another CSV: {', '.join(FILL_MODES)} (default: the run's; gaps are an error)")
+    date_format: str = option(None, "strptime format of another CSV's dates (default: the run's, or read from the "
+                              "dates)")
     predict_rate: float = option(None, "the log's protocol: fraction of windows to predict (default 1)")
     positions: str = option(None, "the log's batch and regressive evaluation (of the whole series; of the test "
                             "part of a chrono run), its windows numbered sliding: 0..T-1 each (the log's), or absolute: "
@@ -495,11 +521,37 @@ class ForecastConfig:
                            "(alone: --kv_cache; also the VQ models' last position only, T times faster, the same "
                            "forecasts to float32 rounding), off",
                            choices=KV_CACHE, nargs="?", const="on")
+    norm_stats: str = option("step", "fed-back forecasts of a run trained with --norm last or revin: step (each new "
+                             "window read by its own statistics) or origin (the forecast origin's window's for every "
+                             "step, as RevIN reads a whole forecast; the attention models' KV cache then works)",
+                             choices=NORM_STATS)
     device: str = option("cpu", f"one of {', '.join(runs.DEVICES)}")
 
 
 DEFAULT_HORIZON = 24
 DEFAULT_LEVEL = ForecastConfig.level
+
+
+def check_options(args):
+    """A one-line DataError for forecast.py options that would be ignored: the backtest's (--horizon,
+    --stride, --origins, --season) or the log's evaluation's (--predict_rate, --positions) with
+    --future, and the two kinds together."""
+    if args.future is not None and args.season is not None:  # the season shapes only the backtest
+        raise DataError(f"--season {args.season} shapes the backtest (seasonal naive, MASE's scale), and "
+                        f"--future {args.future} forecasts past the end without one; drop --season, or "
+                        f"drop --future to backtest")
+    backtest_only = [f"--{k} {getattr(args, k)}" for k in ("horizon", "stride", "origins")
+                     if getattr(args, k) is not None]
+    log_only = [f"--{k} {getattr(args, k)}" for k in ("predict_rate", "positions") if getattr(args, k) is not None]
+    log_only += [f"--dataset {args.dataset}"] if args.dataset and "," in args.dataset else []  # the log's matrix
+    if args.future is not None and backtest_only + log_only:  # none of them changes a forecast past the end
+        raise DataError(f"{(backtest_only + log_only)[0]} shapes an evaluation on the series, and --future "
+                        f"{args.future} forecasts {args.future} steps past its end (the steps are --future's); "
+                        f"drop {(backtest_only + log_only)[0].split()[0]}, or drop --future to evaluate")
+    backtest_only += [f"--season {args.season}"] if args.season is not None else []
+    if log_only and backtest_only:  # the log's evaluation has no origins, no horizon and no seasonal naive
+        raise DataError(f"{backtest_only[0]} shapes the backtest, and {log_only[0]} asks for the log's batch and "
+                        f"regressive evaluation, which has neither; drop one of them")
 
 
 def forecast_parser():
@@ -508,5 +560,44 @@ def forecast_parser():
                    "latest run; several: one horizon curve per run (or the cross-dataset table)")
     for f in fields(ForecastConfig):
         kw = {k: v for k, v in f.metadata.items() if k in ("metavar", "choices", "nargs", "const")}
-        p.add_argument(f"--{f.name}", type=f.type, default=f.default, help=f.metadata["help"], **kw)
+        shown = f" (default {f.default:g})" if isinstance(f.default, float) else f" (default {f.default})"
+        help = f.metadata["help"] + (shown if f.default is not None and "default" not in f.metadata["help"] else "")
+        p.add_argument(f"--{f.name}", type=f.type, default=f.default, help=help, **kw)
     return p
+
+
+# ---------------------------------------------------------------- a run's model
+
+def load_run(run_dir, device="cpu", weights="model.pt"):
+    """(model, config) rebuilt from RUN_DIR/config.json and its weights (model.pt: the ones
+    training chose). A run directory that cannot be read, whose files belong to two runs, or whose
+    weights are not finite numbers (a training that diverged) is a one-line error naming the file."""
+    config = read_config(run_dir)
+    path = os.path.join(run_dir, weights)
+    checkpoint = runs.load_checkpoint(path, device)
+    held = (checkpoint.get("model"), json_form(checkpoint.get("model_args")), checkpoint.get("norm", config.get("norm")),
+            checkpoint.get("seed", config["seed"]))  # runs from before model.pt held its seed: not compared
+    named = (config["model"], json_form(config["model_args"]), config.get("norm", held[2]), config["seed"])
+    if held != named:
+        i = next(i for i in range(4) if held[i] != named[i])
+        what = ["a {} model", "model arguments {}", "a model read with --norm {}", "a model trained with --seed {}"][i]
+        raise runs.RunError(f"not a readable run: {path} holds {what.format(runs.short(held[i]))} where "
+                            f"{run_dir}/config.json names {what.format(runs.short(named[i]))}: the folder mixes two "
+                            f"runs; put back the matching file, or train again")
+    try:
+        model = with_norm(models.build(checkpoint["model"], **checkpoint["model_args"]), config.get("norm", "global"))
+        model.load_state_dict(checkpoint["state_dict"])
+    except (KeyError, RuntimeError, TypeError) as e:  # TypeError: model_args not a dict
+        if "norm" not in config:  # runs from before --norm read the global level; a run that did not lost its norm
+            raise runs.RunError(f"not a readable run: {run_dir}/config.json has no norm (global, last or revin), and "
+                                f"{weights} is not the model read with --norm global; add the run's norm to it") from None
+        raise runs.RunError(f"not a readable run: {path} does not fit its model ({runs.first_line(e)})") from None
+    if not all(v.isfinite().all() for v in model.state_dict().values() if v.is_floating_point()):
+        raise DataError(f"{path}: the model's weights are not finite numbers: its training diverged (losses.csv "
+                        f"shows from which epoch); train again, e.g. with a smaller --lr")
+    return model.to(device).eval(), config
+
+
+def json_form(value):
+    """value as config.json holds it (tuples as lists), so that model.pt's arguments compare with it."""
+    return json.loads(json.dumps(value, default=str))

@@ -27,7 +27,6 @@ From Python (plain numpy and dicts):
     result = forecast.backtest(run, horizon=24)      # result["metrics"]["model"]["mase"], result["by_step"], ...
     ahead = forecast.future(run, steps=48)           # ahead["time"], ahead["forecast"], ahead["lower"], ...
 """
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -44,12 +43,12 @@ import models
 import outputs
 import runs
 import scoring
-from data import DATASETS, DataError, check_time_steps, future_times, load_series, normalise, parts
-from models.norm import with_norm
+from data import (DATASETS, DataError, check_time_steps, future_times, load_other, load_series, normalise, parts,
+                  run_data_dir)
 from models.rollout import regress, regressive_path
 
-from config import (ACI_GAMMA, DEFAULT_HORIZON, DEFAULT_LEVEL, FUTURE_WINDOW, MAX_ORIGINS, check_series,
-                    forecast_parser, read_config)
+from config import (ACI_GAMMA, DEFAULT_HORIZON, DEFAULT_LEVEL, DIVERGED_STDS, FUTURE_WINDOW, MAX_ORIGINS, check_options,
+                    check_series, forecast_parser, load_run)
 
 
 # ---------------------------------------------------------------- load a run
@@ -69,6 +68,8 @@ class Run:
     observed: np.ndarray    # (N,) False where a value was filled in (never scored)
     device: str = "cpu"
     test_end: int = None    # N (None), or less where the field's split leaves the last values unused
+    column_how: str = None  # another series (--dataset): how its value column was chosen
+    weights: tuple = None   # runs.stamp() of model.pt as it was read: an evaluation is written only while it holds
 
     def __post_init__(self):
         self.test_end = len(self.z) if self.test_end is None else self.test_end
@@ -82,15 +83,24 @@ class Run:
         return self.config["split"] == "chrono"
 
 
-def load(run_dir, device="cpu", dataset=None, column=None, data_dir=None, fill=None, date_format=None):
-    """A run directory (or runs/{run_name}: its latest complete run) with its series.
+def load(run_dir, device="cpu", dataset=None, column=None, data_dir=None, fill=None, date_format=None,
+         norm_stats="step"):
+    """A run directory (or runs/{run_name}: its latest complete run) with its series. norm_stats
+    origin: a run that reads each window by its statistics feeds its forecasts back with the
+    origin window's (models/norm.py, WindowNorm.frozen).
 
     dataset: another series to evaluate on (default: the training series). Under the chrono
     protocol a series is normalised with the training part's statistics: the stored ones for the
     training series, its own training part's for another. Under the log's protocol with the
     series' own whole-series statistics, as the log did."""
     run_dir = runs.latest_run(run_dir)
+    weights = runs.stamp(os.path.join(run_dir, "model.pt"))
     model, config = load_run(run_dir, device)
+    if norm_stats != "step":
+        if getattr(model, "norm", "global") == "global" or norm_stats != "origin":
+            raise DataError(f"--norm_stats {norm_stats}: choose step or origin, origin only for a run trained with "
+                            f"--norm last or revin ({run_dir} reads the global level: no window statistics to hold)")
+        model.frozen = True
     own = dataset is None
     if own:  # the training series: a CSV is found again by its path, its column by position
         dataset = config["dataset"] if config["dataset"] in DATASETS else config["source"]
@@ -100,9 +110,12 @@ def load(run_dir, device="cpu", dataset=None, column=None, data_dir=None, fill=N
         if dataset == config["source"] and not os.path.isfile(dataset):
             raise DataError(f"the run was trained on {dataset}, which is not there any more; give --dataset "
                             f"PATH (and --column) to point at the series")
-    series = load_series(dataset, column, data_dir or config.get("data_dir"), fill=fill, date_format=date_format)
+    data_dir = run_data_dir(dataset, data_dir or config.get("data_dir"), own and config.get("source"))
     if own:
+        series, column_how = load_series(dataset, column, data_dir, fill, date_format), None
         check_series(config, series, f"to evaluate the run on it anyway, give it with --dataset {series.source}")
+    else:  # another series: the run's column, where it has one of that name
+        series, column_how = load_other(dataset, column, config.get("column"), data_dir, fill, date_format)
     check_time_steps(len(series.values), config["time_steps"])
     n = len(series.values)
     observed = np.ones(n, bool) if series.observed is None else np.asarray(series.observed, bool)
@@ -118,7 +131,8 @@ def load(run_dir, device="cpu", dataset=None, column=None, data_dir=None, fill=N
     else:
         train_end = val_end = test_end = n
         z, mean, std = normalise(series.values)
-    return Run(run_dir, model, config, series, z, mean, std, train_end, val_end, observed, device, test_end)
+    return Run(run_dir, model, config, series, z, mean, std, train_end, val_end, observed, device, test_end, column_how,
+               weights)
 
 
 def backtest_origins(run, horizon, stride=None, origins=None):
@@ -148,6 +162,7 @@ def backtest(run, horizon=DEFAULT_HORIZON, stride=None, origins=None, season=Non
     metric also comes as mse_normalised, mae_normalised: in units of the training part's std, the
     field's scale. forecasts: origins -> (K, >= horizon) forecasts already made (a fed-back
     rollout's first steps do not depend on how many follow: benchmarks/ett.py)."""
+    run = run if isinstance(run, Run) else load(run)  # from Python: a run directory's path will do
     if not run.honest:
         raise DataError("a backtest needs a held-out test part, and this run was trained under the log's "
                         "protocol (--split random); train with --split chrono, or use --predict_rate")
@@ -157,10 +172,10 @@ def backtest(run, horizon=DEFAULT_HORIZON, stride=None, origins=None, season=Non
         raise DataError(f"--season {season} is not shorter than the training part ({run.train_end} values), whose "
                         f"values {season} steps apart give MASE its seasonal scale; choose --season < {run.train_end}")
     if horizon > n_test:
-        raise DataError(f"--horizon {horizon} is longer than the test part ({n_test} values); choose "
+        raise DataError(f"--horizon {horizon} is longer than the test part ({outputs.plural(n_test, 'value')}); choose "
                         f"--horizon <= {n_test} or train with a larger --test_fraction")
-    if level is not None and not 0 < level < 100:
-        raise DataError(f"--level {level}: expected a percentage between 0 and 100, e.g. 80")
+    if level is not None:
+        runs.check_level(level)
     chosen, stride = backtest_origins(run, horizon, stride, origins)
     y = run.series.values
     steps = chosen[:, None] + np.arange(horizon)                    # (K, H) value indices forecast
@@ -201,17 +216,21 @@ def future(run, steps, level=DEFAULT_LEVEL, kv_cache="auto"):
     or the median spacing, called a guess where the gaps differ; the row index without a time
     column). The interval is conformal on the most recent errors (recent_calibration; chrono runs,
     None under the log's protocol); it is infinite (a blank cell) past interval_steps, where the
-    series is too short to give a step enough errors. A forecast that leaves the finite numbers (a
-    model that feeds its own growth back) ends before the step where it did: diverged_at."""
+    series is too short to give a step enough errors. A forecast that leaves the finite numbers, or
+    goes DIVERGED_STDS standard deviations of the series from its last value (a model that feeds its
+    own growth back), ends before the step where it did: diverged_at."""
+    run = run if isinstance(run, Run) else load(run)  # from Python: a run directory's path will do
     runs.check_positive(future=steps)
-    if not 0 < level < 100:
-        raise DataError(f"--level {level}: expected a percentage between 0 and 100, e.g. 80")
+    runs.check_level(level)
     pred = rollout(run, np.array([len(run.z)]), steps, kv_cache)[0]
-    finite = np.isfinite(pred)
-    diverged = None if finite.all() else int(np.argmin(finite)) + 1  # the first step, from 1, with no finite value
+    y = run.series.values
+    with np.errstate(invalid="ignore", over="ignore"):
+        finite = np.abs(pred - y[-1]) <= DIVERGED_STDS * np.std(y)  # False for inf and nan too
+    diverged = None if finite.all() else int(np.argmin(finite)) + 1  # the first step, from 1, that diverged
     if diverged == 1:
-        raise DataError(f"{run.run_dir}: the forecast of the first step past the end is not a finite number; "
-                        f"nothing to write (is the series' last window far outside what the model saw?)")
+        raise DataError(f"{run.run_dir}: the forecast of the first step past the end, {pred[0]:.4g}, is not a finite "
+                        f"number within {DIVERGED_STDS:g} standard deviations ({np.std(y):.4g}) of the last value "
+                        f"({y[-1]:.4g}); nothing to write (is the series' last window far outside what the model saw?)")
     steps, pred = (diverged - 1, pred[:diverged - 1]) if diverged else (steps, pred)  # only finite numbers
     lower = upper = None
     interval_steps = 0
@@ -222,7 +241,8 @@ def future(run, steps, level=DEFAULT_LEVEL, kv_cache="auto"):
     time, spacing = future_times(run.series, steps)
     return {"time": time, "forecast": pred, "lower": lower, "upper": upper, "level": level if run.honest else None,
             "spacing": spacing, "interval_steps": interval_steps, "min_errors": scoring.min_errors(level),
-            "window": FUTURE_WINDOW, "diverged_at": diverged}
+            "window": FUTURE_WINDOW, "diverged_at": diverged,
+            "most_errors": max(0, len(run.z) - max(run.time_steps, run.train_end)) if run.honest else 0}
 
 
 def rollout(run, origins, steps, kv_cache="auto", chunk=256):
@@ -280,40 +300,6 @@ def recent_calibration(run, steps, level, window=FUTURE_WINDOW, kv_cache="auto")
     return halfwidth, counts
 
 
-def load_run(run_dir, device="cpu", weights="model.pt"):
-    """(model, config) rebuilt from RUN_DIR/config.json and its weights (model.pt: the ones
-    training chose). A run directory that cannot be read, whose files belong to two runs, or whose
-    weights are not finite numbers (a training that diverged) is a one-line error naming the file."""
-    config = read_config(run_dir)
-    path = os.path.join(run_dir, weights)
-    checkpoint = runs.load_checkpoint(path, device)
-    held = (checkpoint.get("model"), json_form(checkpoint.get("model_args")), checkpoint.get("norm", config.get("norm")))
-    named = (config["model"], json_form(config["model_args"]), config.get("norm", held[2]))
-    if held != named:
-        i = next(i for i in range(3) if held[i] != named[i])
-        what = ["a {} model", "model arguments {}", "a model read with --norm {}"][i]
-        raise runs.RunError(f"not a readable run: {path} holds {what.format(runs.short(held[i]))} where "
-                            f"{run_dir}/config.json names {what.format(runs.short(named[i]))}: the folder mixes two "
-                            f"runs; put back the matching file, or train again")
-    try:
-        model = with_norm(models.build(checkpoint["model"], **checkpoint["model_args"]), config.get("norm", "global"))
-        model.load_state_dict(checkpoint["state_dict"])
-    except (KeyError, RuntimeError, TypeError) as e:  # TypeError: model_args not a dict
-        if "norm" not in config:  # runs from before --norm read the global level; a run that did not lost its norm
-            raise runs.RunError(f"not a readable run: {run_dir}/config.json has no norm (global, last or revin), and "
-                                f"{weights} is not the model read with --norm global; add the run's norm to it") from None
-        raise runs.RunError(f"not a readable run: {path} does not fit its model ({runs.first_line(e)})") from None
-    if not all(torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point()):
-        raise DataError(f"{path}: the model's weights are not finite numbers: its training diverged (losses.csv "
-                        f"shows from which epoch); train again, e.g. with a smaller --lr")
-    return model.to(device).eval(), config
-
-
-def json_form(value):
-    """value as config.json holds it (tuples as lists), so that model.pt's arguments compare with it."""
-    return json.loads(json.dumps(value, default=str))
-
-
 def evaluate(run_dir, device="cpu"):
     """What train.py runs after training: the backtest on the test part at the default horizon
     (chrono), or the log's batch and regressive forecasts over the whole series (random). Returns
@@ -331,15 +317,14 @@ def main(argv=None):
     parser = forecast_parser()
     args = parser.parse_args(argv)
     try:
-        if args.future is not None and args.season is not None:  # the season shapes only the backtest
-            raise DataError(f"--season {args.season} shapes the backtest (seasonal naive, MASE's scale), and "
-                            f"--future {args.future} forecasts past the end without one; drop --season, or "
-                            f"drop --future to backtest")
+        check_options(args)  # options that belong to another kind of evaluation
         device = runs.pick_device(args.device)
         runs.Threads().start()  # $VQSEQ_THREADS=follow: as many threads as other processes leave cores free
         datasets = [d for d in args.dataset.split(",") if d] if args.dataset and "," in args.dataset else [args.dataset]
-        loaded = [load(r, device, d, args.column, args.data_dir, args.fill, args.date_format)
+        loaded = [load(r, device, d, args.column, args.data_dir, args.fill, args.date_format, args.norm_stats)
                   for r in args.run_dir for d in datasets]
+        for note in filter(None, map(outputs.column_note, loaded)):  # another series: which column is forecast
+            print(note, flush=True)
         if len(datasets) > 1:  # the log's 2025-01-06 matrix
             table, png, _ = log_protocol.cross_dataset(loaded, args.predict_rate, device, args.positions or "sliding",
                                                        args.kv_cache)
@@ -354,20 +339,21 @@ def main(argv=None):
                 raise DataError(f"{backtest_options[0]}: a backtest needs a held-out test part, and {log_run.run_dir} "
                                 f"was trained under the log's protocol (--split random); train with --split chrono")
             for run in loaded:
-                m = log_protocol.evaluate(run, args.predict_rate, device, args.positions or "sliding", args.kv_cache)
-                print(f"{m['dataset']}: mse_batch {m['mse_batch']:.6g}  mse_regressive {m['mse_regressive']:.6g}  "
-                      f"mae_batch {m['mae_batch']:.6g}  mae_regressive {m['mae_regressive']:.6g}  "
-                      f"({m['n_predicted']} steps) -> {m['folder']}")
+                print(log_protocol.line(log_protocol.evaluate(run, args.predict_rate, device, args.positions or "sliding",
+                                                              args.kv_cache)))
         else:
-            horizon = DEFAULT_HORIZON if args.horizon is None else args.horizon
             results = {}
-            for run in loaded:
+            for run in loaded:  # no --horizon: 24 steps, or the test part's length where that is shorter (it says so)
+                asked = args.horizon is None and DEFAULT_HORIZON
+                horizon = min(DEFAULT_HORIZON, run.test_end - run.val_end) if asked else args.horizon
                 result = backtest(run, horizon, args.stride, args.origins, args.season, args.level, args.kv_cache)
-                print(f"{run.config['run_name']}: {outputs.backtest_line(result, outputs.write_backtest(run, result))}")
+                line = outputs.backtest_line(result, outputs.write_backtest(run, result), asked=asked)
+                print(f"{run.config['run_name']}: {line}")
                 results[run.config["run_name"]] = result
             if len(loaded) > 1:
                 folder = runs.output_folder(loaded[0].run_dir, f"compare_h{horizon}_{len(loaded)}runs",
-                                            lambda f: outputs.plot_horizon(results, os.path.join(f, "error_by_horizon.png")))
+                                            lambda f: outputs.plot_horizon(results, os.path.join(f, "error_by_horizon.png")),
+                                            loaded[0].weights)
                 print(f"-> {os.path.join(folder, 'error_by_horizon.png')}")
     except runs.UsageError as e:
         runs.fail(parser.prog, e)

@@ -29,8 +29,9 @@ def predict_batch(model, z, time_steps, n, device="cpu", positions="sliding", ch
     positions "sliding" numbers every window 0..T-1 (the log's protocol); "absolute" gives each
     value its position in the series (window i starts at position i), one window at a time.
     """
-    x, _ = make_windows(z, time_steps, model.target, starts=range(len(z) - time_steps - n, len(z) - time_steps))
-    first, x = len(z) - time_steps - n, x.to(device)    # the first predicted window; read per chunk
+    first = len(z) - time_steps - n                     # index of the first predicted window
+    x, _ = make_windows(z, time_steps, model.target, starts=range(first, first + n))
+    x = x.to(device)                                    # read per chunk
     if positions == "absolute":
         return torch.cat([next_value(model, x[i:i + 1], start_pos=first + i).cpu()
                           for i in range(n)]).numpy()
@@ -73,7 +74,8 @@ def evaluate(run, predict_rate=None, device="cpu", positions="sliding", kv_cache
     start = len(z) - n
     actual, scored = series.values[start:len(z)], run.observed[start:len(z)]
     tag = f"{series.name}_{'test' if run.honest else 'log'}" + (f"_rate{predict_rate:g}" if predict_rate != 1 else "") \
-        + ("_absolute" if positions == "absolute" else "") + (f"_kv{kv_cache}" if kv_cache != "auto" else "")
+        + ("_absolute" if positions == "absolute" else "") + (f"_kv{kv_cache}" if kv_cache != "auto" else "") \
+        + outputs.stats_tag(run)
     metrics = {"run_dir": run.run_dir, "dataset": series.name, "source": series.source, "column": series.column,
                "protocol": run.config["split"], "predict_rate": None if run.honest else predict_rate,
                "n_predicted": n, "start_index": start, "positions": positions, "regressive_path": path,
@@ -96,8 +98,15 @@ def evaluate(run, predict_rate=None, device="cpu", positions="sliding", kv_cache
             title = f"{run.config['run_name']}: {kind} on {series.name}, MSE {metrics[f'mse_{kind}']:.4g}"
             outputs.plot(series, start, pred, title, os.path.join(folder, f"predict_{kind}.png"))
         runs.write_json(os.path.join(folder, "metrics.json"), metrics)
-    metrics["folder"] = runs.output_folder(run.run_dir, tag, write)
+    metrics["folder"] = runs.output_folder(run.run_dir, tag, write, run.weights)
     return metrics
+
+
+def line(m):
+    """The line forecast.py prints of evaluate()'s metrics m."""
+    return (f"{m['dataset']}: mse_batch {m['mse_batch']:.6g}  mse_regressive {m['mse_regressive']:.6g}  "
+            f"mae_batch {m['mae_batch']:.6g}  mae_regressive {m['mae_regressive']:.6g}  "
+            f"({m['n_predicted']} steps) -> {m['folder']}")
 
 
 def cross_dataset(loaded, predict_rate=None, device="cpu", positions="sliding", kv_cache="auto"):
@@ -128,7 +137,8 @@ def cross_dataset(loaded, predict_rate=None, device="cpu", positions="sliding", 
             if col == 0:
                 ax.set_ylabel(label.split(" (")[0])
     fig.tight_layout()
-    folder = runs.output_folder(next(iter(cells.values()))["run_dir"], f"matrix_{'+'.join(cells)}",
-                           lambda folder: fig.savefig(os.path.join(folder, "predict_matrix.png"), dpi=150, format="png"))
+    folder = runs.output_folder(loaded[0].run_dir, f"matrix_{'+'.join(cells)}",
+                                lambda folder: fig.savefig(os.path.join(folder, "predict_matrix.png"), dpi=150, format="png"),
+                                loaded[0].weights)
     plt.close(fig)
     return "\n".join(table), os.path.join(folder, "predict_matrix.png"), cells

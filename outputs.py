@@ -12,6 +12,8 @@ from datetime import datetime, timezone
 import numpy as np
 
 import runs
+import scoring
+from config import DIVERGED_MSE, DIVERGED_STDS
 
 
 def pyplot():
@@ -37,20 +39,52 @@ def train_line(metrics):
         (f"  partial epoch {partial[-1]}: not chosen" if partial else "")
 
 
-def column_line(series, asked):
-    """Which column of a CSV with several numeric ones the series is, and how it was chosen."""
-    how = "chosen with --column" if asked is not None else \
-        f"the last of its {series.numeric_columns} numeric columns; --column NAME or INDEX picks another"
+def diverged_line(metrics):
+    """A sentence where training diverged (train.py prints it after train_line), else "": the losses of
+    every epoch not finite (model.pt: the untrained model), or the kept epoch's validation error
+    DIVERGED_MSE times that of forecasting the training part's mean."""
+    m = metrics
+    if m["best_epoch"] == 0 and m.get("diverged_epochs"):
+        return (f"The training diverged: the losses of epoch {m['diverged_epochs'][0]} on are not finite numbers, so "
+                f"model.pt is the untrained model (epoch 0); train again with a smaller --lr.")
+    reference = m.get("val_mse_last_mean_forecast")
+    if reference and not m["val_mse_last"] <= DIVERGED_MSE * reference:
+        return (f"The training diverged: val_mse_last {m['val_mse_last']:.3g} is {m['val_mse_last'] / reference:.2g} "
+                f"times that of forecasting the training part's mean ({reference:.3g}); train again with a smaller --lr.")
+    return ""
+
+
+def column_note(run):
+    """forecast.py's column_line of a run evaluated on another series (forecast.load's column_how), where
+    that series has several numeric columns; else None."""
+    if run.column_how and run.series.numeric_columns > 1:
+        return column_line(run.series, None, run.column_how)
+    return None
+
+
+def column_line(series, asked, how=None):
+    """Which column of a CSV with several numeric ones the series is, and how it was chosen (how:
+    forecast.py's words for another series)."""
+    default = f"the last of its {series.numeric_columns} numeric columns"
+    how = "chosen with --column" if asked is not None or how == "chosen with --column" else \
+        (f"{how}: {default}" if how and "not in it" in how else how or default) \
+        + "; --column NAME or INDEX picks another"
     return f"{series.name}: the series is column {series.column!r} ({how})"
 
 
 # ---------------------------------------------------------------- backtest
 
+def stats_tag(run):
+    """_statsorigin where fed-back forecasts hold the origin window's statistics (forecast.py --norm_stats origin)."""
+    return "_statsorigin" if getattr(run.model, "frozen", False) else ""
+
+
 def write_backtest(run, result, tag=None):
     """metrics.json, errors_by_step.csv and error_by_horizon.png of a backtest; returns the folder."""
     H = result["horizon"]
     tag = tag or f"{run.series.name}_backtest_h{H}_stride{result['stride']}_n{len(result['origins'])}" \
-        + (f"_season{result['season']}" if result["season"] else "") + f"_level{result['interval']['level']:g}"
+        + (f"_season{result['season']}" if result["season"] else "") + f"_level{result['interval']['level']:g}" \
+        + stats_tag(run)
     interval, adaptive = result["interval"], result["interval_adaptive"]
     median_halfwidth = np.median(adaptive["halfwidth"], axis=0)  # per step, over origins (inf-safe)
     header = ["step"] + [f"{name}_{k}" for name in result["by_step"] for k in ("mse", "rmse", "mae", "smape", "mase")] \
@@ -62,6 +96,7 @@ def write_backtest(run, result, tag=None):
     at = sorted({1, H})
     summary = {
         "run_dir": run.run_dir, "dataset": run.series.name, "protocol": "chrono: rolling-origin backtest on the test part",
+        "norm_stats": "origin" if stats_tag(run) else "step",
         "test_part": {"first_index": run.val_end, "n_values": run.test_end - run.val_end},
         "horizon": H, "stride": result["stride"], "n_origins": len(result["origins"]),
         "first_origin": int(result["origins"][0]), "last_origin": int(result["origins"][-1]),
@@ -88,7 +123,7 @@ def write_backtest(run, result, tag=None):
         runs.write_csv(os.path.join(folder, "errors_by_step.csv"), header, rows)
         runs.write_json(os.path.join(folder, "metrics.json"), summary)
         plot_horizon({run.config["run_name"]: result}, os.path.join(folder, "error_by_horizon.png"))
-    return runs.output_folder(run.run_dir, tag, write)
+    return runs.output_folder(run.run_dir, tag, write, run.weights)
 
 
 def plot_horizon(results, path, metric="mase"):
@@ -121,21 +156,56 @@ def backtest_line(result, folder, asked=None):
     and the folder (the output's last word, as everywhere: -> PATH). asked: the horizon asked for,
     where the test part was too short for it."""
     m, s, H = result["metrics"], result["by_step"], result["horizon"]
-    line = (f"test MASE h1 {s['model']['mase'][0]:#.3g} h{H} {s['model']['mase'][-1]:#.3g} all {m['model']['mase']:#.3g}"
-            f"  (naive {s['naive']['mase'][0]:#.3g} / {s['naive']['mase'][-1]:#.3g} / {m['naive']['mase']:#.3g})")
+
+    def mase(name):  # at steps 1, H and overall; one number where the horizon is one step
+        by = s[name]["mase"]
+        return (f"{by[0]:#.3g}",) if H == 1 else (f"{by[0]:#.3g}", f"{by[-1]:#.3g}", f"{m[name]['mase']:#.3g}")
+    line = f"test MASE h1 {mase('model')[0]}" + (f" h{H} {mase('model')[1]} all {mase('model')[2]}" if H > 1 else "") \
+        + f"  (naive {' / '.join(mase('naive'))})"
     if "seasonal_naive" in m:
-        sn = s["seasonal_naive"]["mase"]
-        line += f"  (seasonal naive {sn[0]:#.3g} / {sn[-1]:#.3g} / {m['seasonal_naive']['mase']:#.3g})"
-    line += (f"  RMSE {m['model']['rmse']:.4g} (naive {m['naive']['rmse']:.4g})  {result['interval']['level']:g}% "
-             f"interval coverage fixed {result['interval']['coverage']:.0%}, adaptive "
-             f"{result['interval_adaptive']['coverage']:.0%}  ({plural(len(result['origins']), 'origin')})")
+        line += f"  (seasonal naive {' / '.join(mase('seasonal_naive'))})"
+    line += (f"  RMSE {m['model']['rmse']:.4g} (naive {m['naive']['rmse']:.4g})  {coverage_text(result)}"
+             f"  ({plural(len(result['origins']), 'origin')})")
     if asked and asked > H:
         line += f"  (horizon {H}, not {asked}: the test part has {plural(H, 'value')})"
     sentences = [verdict(s["model"]["mase"], s["naive"]["mase"])]
+    wild = ~np.isfinite(np.asarray(result.get("predictions", [[0.0]]), dtype=float))
+    if wild.any():  # forecasts fed back until they overflow: the errors there are nan, not a score
+        sentences.append(f"The model's forecasts leave the finite numbers at {plural(int(wild.any(1).sum()), 'origin')} "
+                         f"of {len(wild)} (from step {int(wild.any(0).argmax()) + 1}): errors there are nan; its training "
+                         f"diverged, or it feeds its own growth back.")
     if "seasonal_naive" in m:
         sentences.append(verdict(s["model"]["mase"], s["seasonal_naive"]["mase"],
                                  f"seasonal naive (the value {result['season']} steps back)"))
     return f"{line}\n{' '.join(sentences)}  -> {folder}"
+
+
+def coverage_text(result):
+    """'80% interval coverage fixed F%, adaptive A%'. An infinite interval (too few errors to calibrate
+    it at that level, or errors that are not finite) covers everything, so the text says where they
+    are, and where too few validation errors made them, the --level or --horizon that gives finite ones."""
+    fixed, adaptive = result["interval"], result["interval_adaptive"]
+    level = fixed["level"]
+    finite = np.isfinite(np.asarray(fixed.get("halfwidth", [0.0]), dtype=float))
+    text = f"{level:g}% interval coverage fixed " + (
+        f"{fixed['coverage']:.0%}" if finite.all() else "none finite" if not finite.any() else
+        f"{fixed['coverage']:.0%} (infinite at {plural(int((~finite).sum()), 'step')} of {len(finite)})")
+    some = np.isfinite(np.asarray(adaptive.get("halfwidth", [0.0]), dtype=float)).any()
+    text += f", adaptive {adaptive['coverage']:.0%}" if some else ", adaptive none finite"
+    n = np.asarray(fixed.get("n_calibration", [math.inf]))
+    if (n < scoring.min_errors(level)).any():  # too few validation errors at some steps
+        if n.min() > 0:
+            text += (f" ({level:g}% needs {scoring.min_errors(level)} validation errors a step, this validation part "
+                     f"gives {int(n.min())}: --level {highest_level(int(n.min()))} or lower gives finite intervals)")
+        else:  # steps past the validation part's reach (val_end - time_steps) have no error at all
+            text += (f" (the validation part gives no errors from step {int(np.argmin(n > 0)) + 1} on"
+                     + (f": --horizon {int(np.argmin(n > 0))} or less" if n[0] > 0 else "") + ")")
+    return text
+
+
+def highest_level(n):
+    """The highest whole --level at which n errors give a finite conformal interval: ceil((n + 1) L / 100) <= n."""
+    return math.floor(100 * n / (n + 1))
 
 
 def verdict(model, reference, name="naive (repeating the last value)", tie=0.005):
@@ -171,8 +241,9 @@ def verdict(model, reference, name="naive (repeating the last value)", tie=0.005
 
 def time_text(series, times):
     """times (of series.time's kind) as the series' CSV writes them: in its last time's UTC offset
-    (2024-04-11T13:00:00+02:00), in its time_format (2025-01, 202501), integers as integers (2011);
-    ISO where the format cannot write a date (years past 9999)."""
+    (2024-04-11T13:00:00+02:00), in its time_format (2025-01, 202501, 2009Q4, 31.01.1950,
+    2024-03-31 00:00, ...Z), integers as integers (2011); ISO where the format cannot write a date
+    (years past 9999)."""
     if times.dtype.kind != "M":
         return [str(t) for t in times]
     offset = None if series.utc_offset is None else series.utc_offset[-1]  # the last time's
@@ -182,7 +253,9 @@ def time_text(series, times):
         moment = t.astype("datetime64[us]").item()  # a datetime, or an int past year 9999
         if series.time_format and isinstance(moment, datetime):
             zone = None if offset is None else timezone(offset.item())  # for a %z in a --date_format
-            out.append(moment.replace(tzinfo=zone).strftime(series.time_format))
+            shape = series.time_format.replace("%q", str((moment.month - 1) // 3 + 1))  # the quarter: 2009Q4
+            shape = shape.replace("%:z", "" if offset is None else utc_offset_text(offset))  # +02:00
+            out.append(moment.replace(tzinfo=zone).strftime(shape))
         elif offset is None:
             out.append(str(t))
         else:  # at least seconds: 2024-04-11T00:00:00+02:00, not 2024-04-11+02:00
@@ -252,8 +325,9 @@ def write_future(run, ahead):
     def write(folder):
         runs.write_csv(os.path.join(folder, "future.csv"), header, rows)
         fig.savefig(os.path.join(folder, "future.png"), dpi=100, format="png")
-    folder = runs.output_folder(run.run_dir, f"{run.series.name}_future_{steps}_level{f'{level:g}' if level else 'none'}",
-                                write)
+    folder = runs.output_folder(run.run_dir, f"{run.series.name}_future_{steps}_level{f'{level:g}' if level else 'none'}"
+                                f"{stats_tag(run)}",
+                                write, run.weights)
     plt.close(fig)
     return folder
 
@@ -269,12 +343,18 @@ def future_line(run, ahead):
     steps, level = len(ahead["forecast"]), ahead["level"]
     band = f" with {article(level)} {level:g}% interval" if level else \
         " (no interval: the log's protocol keeps no held-out part to calibrate it)"
-    if level and ahead["interval_steps"] < steps:
+    if level and ahead["interval_steps"] == 0:
+        most = ahead["most_errors"]
+        band = (f" (no {level:g}% interval: a step needs at least {ahead['min_errors']} forecast errors with targets in "
+                f"the validation and test parts, and this series gives at most {most}"
+                + (f": --level {highest_level(most)} or lower gives one)" if most else ")"))
+    elif level and ahead["interval_steps"] < steps:
         band += (f" up to step {ahead['interval_steps']} (none after: a step needs at least "
                  f"{ahead['min_errors']} forecast errors with targets in the validation and test "
                  f"parts, and the series is too short to give step {ahead['interval_steps'] + 1} that many)")
     if ahead.get("diverged_at"):
-        band += (f"; the forecast diverged at step {ahead['diverged_at']} (not a finite number): written up to "
+        band += (f"; the forecast diverged at step {ahead['diverged_at']} (not a finite number, or more than "
+                 f"{DIVERGED_STDS:g} standard deviations of the series from its last value): written up to "
                  f"step {steps}")
     last = time_text(run.series, run.series.time[-1:])[0]  # as the series writes its times
     return f"{plural(steps, 'step')} past {last}, {ahead['spacing']}{band} -> {write_future(run, ahead)}"

@@ -19,8 +19,10 @@ import copy
 import csv
 import ctypes
 import errno
+import glob
 import json
 import math
+import numbers
 import os
 import shutil
 import signal
@@ -95,8 +97,17 @@ def text(value):
 
 
 def first_line(error, limit=120):
-    """An exception's first line, for a one-line message (its class name where it has no text: EOFError)."""
-    return ((str(error).splitlines() or [type(error).__name__])[0] or type(error).__name__)[:limit]
+    """An exception's first line, for a one-line message (its class name where it has no text: EOFError);
+    a longer one is cut after its last whole sentence within limit characters, or failing that after
+    its last whole word, with '...'."""
+    line = (str(error).splitlines() or [type(error).__name__])[0] or type(error).__name__
+    if len(line) <= limit:
+        return line
+    sentence = line[:limit].rfind(". ")
+    if sentence > limit // 2:
+        return line[:sentence + 1]
+    cut = line[:limit - 2].rsplit(" ", 1)[0].rstrip(" ,;:")  # limit - 2: room for the space a word ends at
+    return (cut if cut else line[:limit - 3]) + "..."
 
 
 def short(value, limit=60):
@@ -106,8 +117,11 @@ def short(value, limit=60):
 
 
 def check_positive(**values):
-    """Raise UsageError naming the first option that is not >= 1 (sizes, counts, epochs)."""
+    """Raise UsageError naming the first option that is not a whole number >= 1 (sizes, counts, epochs);
+    None is no value. From Python too: forecast.backtest(run, horizon="24") is one line, not a TypeError."""
     for name, value in values.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+            raise UsageError(f"--{name} {short(repr(value))}: expected a whole number >= 1, e.g. 24")
         if value is not None and value < 1:
             raise UsageError(f"--{name} must be at least 1, got {value}")
 
@@ -140,6 +154,12 @@ def wait_policy(look=0.1, read=None):
         return None
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     return "PASSIVE"
+
+
+def check_level(level):
+    """Raise UsageError unless level is a percentage between 0 and 100 (an interval's)."""
+    if isinstance(level, bool) or not isinstance(level, numbers.Real) or not 0 < level < 100:
+        raise UsageError(f"--level {short(repr(level))}: expected a percentage between 0 and 100, e.g. 80")
 
 
 def quiet_ctrl_c(prog):
@@ -481,18 +501,42 @@ def rename_unique(path, target):
         new = f"{target}-{k}"
 
 
-def output_folder(run_dir, tag, write):
+def output_folder(run_dir, tag, write, weights=None):
     """Call write(folder) on a new hidden folder in RUN/forecasts/, then name it {tag}, or {tag}-2,
     {tag}-3, ... where an earlier evaluation has that name: no evaluation replaces another's files
-    (a repeat may read another version of a CSV), and a folder is whole or absent. Returns it."""
+    (a repeat may read another version of a CSV), and a folder is whole or absent. Returns it.
+    weights: stamp() of RUN/model.pt when the evaluation read it; where model.pt was replaced since
+    (a train.py --resume), the evaluation is of weights the run no longer holds and nothing is written
+    (a RunError), so forecasts/ holds evaluations of the current model.pt only."""
+    def unchanged():
+        if weights is not None and stamp(os.path.join(run_dir, "model.pt")) != weights:
+            raise RunError(f"{os.path.join(run_dir, 'model.pt')} changed while this evaluation ran (train.py --resume?): "
+                           f"its numbers are of the weights it replaced, so nothing was written; run it again to "
+                           f"evaluate the new model.pt")
+    unchanged()
     partial = new_folder(os.path.join(run_dir, "forecasts"), tag, f"run {run_dir}",
                          hint="move what is in its place away, or copy the run to a folder you can write to")
     try:
         write(partial)
-    except BaseException:
+        unchanged()
+    except BaseException as e:
         discard_run_dir(partial)
+        if isinstance(e, OSError) and not os.path.isdir(partial):  # --resume moved forecasts/ aside meanwhile
+            for moved in glob.glob(os.path.join(glob.escape(run_dir), "forecasts-before-resume-epoch*",
+                                                os.path.basename(partial))):
+                shutil.rmtree(moved, ignore_errors=True)
+            unchanged()
         raise
     return finish_folder(partial)
+
+
+def stamp(path):
+    """What tells a file from another written in its place: (inode, size, mtime in ns); None if absent."""
+    try:
+        s = os.stat(path)
+    except OSError:
+        return None
+    return s.st_ino, s.st_size, s.st_mtime_ns
 
 
 def discard_run_dir(partial):
@@ -511,10 +555,26 @@ def is_run_dir(path, weights="model.pt"):
             and os.path.isfile(os.path.join(path, weights)))
 
 
+def holds_other_source(folder, source):
+    """Whether runs/{name} (folder) holds a complete run trained on another file than source."""
+    if not os.path.isdir(folder):
+        return False
+    for d in os.listdir(folder):
+        if is_run_dir(os.path.join(folder, d)):
+            try:
+                if read_json(os.path.join(folder, d, "config.json")).get("source") != source:
+                    return True
+            except RunError:
+                continue
+    return False
+
+
 def latest_run(path, weights="model.pt"):
     """A run directory as given, or runs/{run_name}: then its latest complete run (timestamps
     sort in time order; where it holds several, a line on stderr says which was taken). A path that
     is neither is a RunError naming it and what it is instead."""
+    if not isinstance(path, (str, os.PathLike)):  # from Python: forecast.load(42)
+        raise RunError(f"expected the path of a run directory, got {short(repr(path))}")
     name = os.path.basename(os.path.normpath(path))
     if name.startswith(".") and name.endswith(".partial"):
         raise RunError(f"{path!r} is a run still being written (a hidden .partial folder, named when its weights "
@@ -597,6 +657,7 @@ class Training:
     its losses). Both are written after every complete epoch, with losses.csv and config.json, so:
       - a first Ctrl-C sets `stopped`: the loop finishes its step, what was trained is saved (an
         epoch it cut short is marked complete 0 and never kept), and the run is marked interrupted;
+        in a new run's first epoch there is nothing to keep: the run directory is removed;
       - a second Ctrl-C stops at once (one arriving while files are written, right after them): the
         run keeps the epochs saved before it and gets its name, and Interrupted says where it is.
     --resume moves the earlier weights' forecasts aside, to forecasts-before-resume-epoch{N}/. Threads
@@ -620,16 +681,21 @@ class Training:
         self.threads.start()  # as many threads as other processes leave cores free
         if self.dir:
             self.last = load_checkpoint(os.path.join(self.dir, "last.pt"))
-            if self.last.get("model") != self.config["model"]:
-                raise RunError(f"not a readable run: {self.dir}/last.pt holds a {short(self.last.get('model'))} model "
-                               f"where config.json names {self.config['model']}: the folder mixes two runs")
+            best = load_checkpoint(os.path.join(self.dir, "model.pt"))
+            for name, held in (("last.pt", self.last), ("model.pt", best)):
+                if held.get("model") != self.config["model"]:
+                    raise RunError(f"not a readable run: {self.dir}/{name} holds a {short(held.get('model'))} model "
+                                   f"where config.json names {self.config['model']}: the folder mixes two runs")
+                if held.get("seed", self.config.get("seed")) != self.config.get("seed"):  # older runs: no seed
+                    raise RunError(f"not a readable run: {self.dir}/{name} holds a model trained with --seed "
+                                   f"{short(held['seed'])} where config.json names --seed {self.config.get('seed')}: "
+                                   f"the folder mixes two runs")
             self.rows = read_losses(os.path.join(self.dir, "losses.csv"))
             self.resumed_from = self.rows[-1]["epoch"]
             if self.config["epochs"] <= self.resumed_from:
                 raise DataError(f"--resume {self.dir}: it has run {self.resumed_from} epochs already; "
                                 f"give --epochs larger than that")
-            self.best = {"epoch": self.last["best_epoch"], "score": self.last["best_score"],
-                         "state": load_checkpoint(os.path.join(self.dir, "model.pt"))["state_dict"]}
+            self.best = {"epoch": self.last["best_epoch"], "score": self.last["best_score"], "state": best["state_dict"]}
             self.written_best = self.best["epoch"]
         else:
             self.made = [f for f in make_folder(self.out_dir, f"--out_dir {self.out_dir!r}")]
@@ -718,7 +784,10 @@ class Training:
 
     def save(self, model):
         """The run as training left it (epoch 0, the untrained model, where no epoch is usable), with
-        its loss plot; then the run directory gets its name."""
+        its loss plot; then the run directory gets its name. A new run stopped by Ctrl-C before its
+        first epoch ended has nothing to keep: it is removed (Interrupted, with no run_dir)."""
+        if self.stopped and self.partial and not self.saved:
+            raise KeyboardInterrupt  # __exit__ discards the run directory
         if self.initial is not None and not any(usable(r) for r in self.rows):
             # no usable epoch (--epochs 0, Ctrl-C in the first, losses that diverged): model.pt is the untrained model
             trained = copy.deepcopy(model.state_dict())
@@ -760,7 +829,7 @@ class Training:
                               os.path.join(self.dir, f"forecasts-before-resume-epoch{self.resumed_from}"))
             best = self.best if self.best["state"] is not None else {"epoch": 0, "state": self.initial}  # none usable yet
             weights = {"model": self.config["model"], "model_args": self.config["model_args"],
-                       "norm": self.config.get("norm", "global"), "epoch": best["epoch"]}
+                       "norm": self.config.get("norm", "global"), "seed": self.config.get("seed"), "epoch": best["epoch"]}
             if self.written_best != best["epoch"] or plot:
                 write_atomic(os.path.join(self.dir, "model.pt"),
                              lambda tmp: torch.save({**weights, "state_dict": cpu(best["state"])}, tmp))

@@ -38,16 +38,17 @@ def naive_scale(y, observed, season=1):
 
 def errors(pred, actual, scored, scale):
     """({mse, rmse, mae, smape, mase} overall, the same per step ahead) over scored cells."""
-    e = np.where(scored, pred - actual, 0.0)
-    denominator = np.abs(pred) + np.abs(actual)
-    ape = np.where(scored & (denominator > 0), 200 * np.abs(e) / np.where(denominator > 0, denominator, 1), 0.0)
+    with np.errstate(invalid="ignore", over="ignore"):  # forecasts that diverged: nan and inf, said in words
+        e = np.where(scored, pred - actual, 0.0)
+        denominator = np.abs(pred) + np.abs(actual)
+        ape = np.where(scored & (denominator > 0), 200 * np.abs(e) / np.where(denominator > 0, denominator, 1), 0.0)
 
-    def summary(axis):
-        n = np.maximum(scored.sum(axis), 1)
-        mse, mae = (e ** 2).sum(axis) / n, np.abs(e).sum(axis) / n
-        return {"mse": mse, "rmse": np.sqrt(mse), "mae": mae, "smape": ape.sum(axis) / n, "mase": mae / scale}
-    overall = {k: float(v) for k, v in summary(None).items()}
-    return overall, summary(0)
+        def summary(axis):
+            n = np.maximum(scored.sum(axis), 1)
+            mse, mae = (e ** 2).sum(axis) / n, np.abs(e).sum(axis) / n
+            return {"mse": mse, "rmse": np.sqrt(mse), "mae": mae, "smape": ape.sum(axis) / n, "mase": mae / scale}
+        overall = {k: float(v) for k, v in summary(None).items()}
+        return overall, summary(0)
 
 
 def conformal(r, level):

@@ -16,7 +16,7 @@ import multiprocessing
 import os
 import shlex
 import sys
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 
 if __name__ == "__main__":  # before torch: a quiet Ctrl-C, OpenMP's wait policy for a busy machine
     import runs
@@ -28,6 +28,7 @@ import runs
 from config import SWEEP_ONLY, split_options
 
 INTERRUPTED = "interrupted (Ctrl-C)"
+NOT_STARTED = "not started (Ctrl-C came first)"
 PROG = globals().get("PROG", "sweep.py")  # the name messages give; train.py hands its grids here (runs.run_script)
 
 def expand_grid(argv):
@@ -124,32 +125,51 @@ def run_one(argv, threads):
     return out.getvalue().strip().splitlines()[-1].removeprefix("-> ")  # train.py's last line
 
 
-def run_sweep(commands, jobs=1, log=print):
-    """Train each argv, `jobs` at a time in worker processes (one thread each when jobs > 1).
-    A failing run does not stop the others. Returns (done [(argv, run_dir)], failed [(argv, reason)])."""
+def say(line):
+    """A line of the sweep's progress, flushed: a log file shows each finished run when it ends."""
+    print(line, flush=True)
+
+
+def run_sweep(commands, jobs=1, log=say):
+    """Train each argv, `jobs` at a time in worker processes (one thread each when jobs > 1), with a
+    line as each one ends. A failing run does not stop the others. Returns (done [(argv, run_dir)],
+    failed [(argv, reason)]); after a Ctrl-C, the runs it stopped have the reason INTERRUPTED and
+    those it kept from starting NOT_STARTED."""
     results = [None] * len(commands)
+
+    def finished(i, outcome):
+        results[i] = outcome
+        k = sum(r is not None for r in results)
+        log(f"[{k}/{len(commands)}] {shlex.join(commands[i])}\n    -> {outcome[1]}" if outcome[0] else
+            f"[{k}/{len(commands)}] FAILED {shlex.join(commands[i])}: {outcome[1]}")
+
+    def outcome(call):
+        try:
+            return True, call()
+        except Exception as e:  # a failed run is listed, the others go on
+            return False, str(e).splitlines()[0] if str(e) else type(e).__name__
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) if jobs > 1 else None
-    futures = [pool.submit(run_one, c, 1) for c in commands] if pool else None
+    futures = {pool.submit(run_one, c, 1): i for i, c in enumerate(commands)} if pool else {}
     try:
-        for i, argv in enumerate(commands):
-            try:
-                run_dir = futures[i].result() if pool else run_one(argv, None)
-                results[i] = (True, run_dir)
-                log(f"[{i + 1}/{len(commands)}] {shlex.join(argv)}\n    -> {run_dir}")
-            except Exception as e:  # a failed run is listed, the others go on
-                results[i] = (False, str(e).splitlines()[0] if str(e) else type(e).__name__)
-                log(f"[{i + 1}/{len(commands)}] FAILED {shlex.join(argv)}: {results[i][1]}")
+        if pool:
+            for future in as_completed(futures):
+                finished(futures[future], outcome(future.result))
+        else:
+            for i, argv in enumerate(commands):
+                results[i] = (False, INTERRUPTED)  # until it ends
+                finished(i, outcome(lambda: run_one(argv, None)))
     except KeyboardInterrupt:  # running trainings got the Ctrl-C too: they save and stop
         log("interrupted: waiting for the running trainings to save")
-        current = next((i for i, r in enumerate(results) if r is None), None)
-        if current is not None:
-            results[current] = (False, INTERRUPTED)
         if pool:
             pool.shutdown(wait=True, cancel_futures=True)
+            for future, i in futures.items():
+                if results[i] is None and not future.cancelled():  # it ran: finished, or stopped by the Ctrl-C
+                    results[i] = (False, INTERRUPTED) if isinstance(future.exception(), KeyboardInterrupt) \
+                        else outcome(future.result)
     if pool:
         pool.shutdown(wait=True)
     done = [(c, r[1]) for c, r in zip(commands, results) if r and r[0]]
-    failed = [(c, r[1] if r else f"not run ({INTERRUPTED})") for c, r in zip(commands, results) if not (r and r[0])]
+    failed = [(c, r[1] if r else NOT_STARTED) for c, r in zip(commands, results) if not (r and r[0])]
     return done, failed
 
 
@@ -189,11 +209,30 @@ def check_options(argv, prog):
             runs.fail(prog, config.unknown_option(option, None))
 
 
+def parser(prog):
+    """sweep.py's own options; every other option is train.py's, with a comma list of values."""
+    p = runs.Parser(prog=prog, usage=f"{prog} --model A[,B,...] [train.py's options, each a value or a comma list] "
+                    "[--jobs N] [--dry_run]",
+                    description="Run a grid of trainings: a comma list in any option of train.py makes one run per "
+                    "combination (the last option varies fastest), each an ordinary train.py run with its own run "
+                    "directory, then a table of them ranked by validation error.",
+                    epilog="Every other option is train.py's: python train.py --help lists them, python train.py "
+                    "--model NAME --help a model's.")
+    p.add_argument("--jobs", metavar="N", default="1", help="trainings at once, each in its own process with one "
+                   "thread (default 1); a failing run does not stop the others")
+    p.add_argument("--dry_run", action="store_true", help="print one `python train.py ...` command per run and run "
+                   "nothing (for a cluster scheduler)")
+    return p
+
+
 def main(argv=None, prog=None):
     """Expand the grid, skip what a model cannot take, run (or print) the rest, rank them."""
     argv = sys.argv[1:] if argv is None else argv
     prog = prog or PROG
     runs.ctrl_c_interrupts()
+    if any(k in ("-h", "--help") for k, _ in split_options(argv)):
+        parser(prog).print_help()
+        return
     options = dict(split_options(argv))
     jobs_text = options.get("--jobs") or "1"
     if not jobs_text.isdigit() or int(jobs_text) < 1:
@@ -214,17 +253,25 @@ def main(argv=None, prog=None):
         for combo in grid:
             print(shlex.join(["python", "train.py", *combo]))
         return
-    print(f"sweep: {len(grid)} runs, {jobs_text} at a time")
+    print(f"sweep: {len(grid)} runs, {jobs_text} at a time", flush=True)
     done, failed = run_sweep(grid, int(jobs_text))
     if done:
         print("\n" + ranked_table([d for _, d in done]))
+    not_started = [combo for combo, reason in failed if reason == NOT_STARTED]
+    failed = [(combo, reason) for combo, reason in failed if reason != NOT_STARTED]
     if failed:
-        print(f"\n{len(failed)} of {len(grid)} runs failed:")
+        stopped = any(reason == INTERRUPTED for _, reason in failed)
+        print(f"\n{len(failed)} of {len(grid)} runs failed" + (" or were stopped by the Ctrl-C" if stopped else "") + ":")
         for combo, reason in failed:
             print(f"  python train.py {shlex.join(combo)}: {reason}")
-        if any(INTERRUPTED in reason for _, reason in failed):
-            runs.fail(prog, "interrupted (Ctrl-C): the runs finished before it are listed above; the one it "
-                      "stopped keeps its saved epochs (train.py --resume RUN continues it)", status=130)
+    if not_started:
+        print(f"\n{len(not_started)} of {len(grid)} runs not started (the Ctrl-C came first):")
+        for combo in not_started:
+            print(f"  python train.py {shlex.join(combo)}")
+    if not_started or any(reason == INTERRUPTED for _, reason in failed):
+        runs.fail(prog, f"interrupted (Ctrl-C): {len(done)} of {len(grid)} runs finished before it (listed above); a "
+                  f"run it stopped keeps its saved epochs (train.py --resume RUN continues it)", status=130)
+    if failed:
         sys.exit(1)
 
 

@@ -23,6 +23,7 @@ epoch, with the optimizer: --resume), losses.csv, loss.png and metrics.json, the
 evaluation in forecasts/ (unless --no_forecast). Its life (a hidden name until the weights are
 saved, Ctrl-C, resume) is runs.Training's.
 """
+import hashlib
 import os
 import platform
 import sys
@@ -40,7 +41,7 @@ import models
 import outputs
 import runs
 import scoring
-from data import load_series, split_series
+from data import DATASETS, digest, load_series, split_series
 from models.kernels import Adam
 from models.norm import with_norm
 
@@ -113,6 +114,7 @@ def train(cfg):
     trainable, fixed = models.count_parameters(model)
     metrics = {**{k: chosen[k] for k in ("train_loss", "val_loss", "val_mse_last")},
                "val_mse_last_original_units": chosen["val_mse_last"] * data.std ** 2,
+               "val_mse_last_mean_forecast": float((y_val[:, -1].double() ** 2).mean()),  # the training mean's error
                "best_epoch": run.best["epoch"], "epochs_run": run.rows[-1]["epoch"], "fit": record["fit"],
                "interrupted": run.stopped, "partial_epochs": [r["epoch"] for r in run.rows if not r["complete"]],
                "diverged_epochs": [r["epoch"] for r in run.rows if r["complete"] and not runs.usable(r)],
@@ -146,8 +148,8 @@ def describe(cfg, series, data, device, fit):
     return {
         **config.record(cfg, dataset=series.name, column=series.column, device=device),
         "column_index": getattr(series, "column_index", None),  # found again by position where names repeat
-        "run_name": config.run_name(cfg, series.name, chosen_column(cfg, series)), "target": models.get(cfg.model).target,
-        "source": series.source, "sha256": series.sha256, "filled": series.filled,
+        "run_name": run_name(cfg, series), "target": models.get(cfg.model).target,
+        "source": series.source, "sha256": series.sha256, "values_sha256": digest(series), "filled": series.filled,
         "fractions": list(cfg.fractions) if honest and cfg.fractions else None,  # None: the field's split
         "parts": {"train_end": data.train_end, "val_end": data.val_end, "test_end": data.test_end, "n_values": len(data.z)},
         "fit": fit, "normalisation": {"mean": data.mean, "std": data.std},
@@ -157,6 +159,22 @@ def describe(cfg, series, data, device, fit):
         "versions": {"python": platform.python_version(), "torch": torch.version.__version__, "numpy": np.__version__},
         "command": [os.path.basename(sys.argv[0])] + sys.argv[1:],
     }
+
+
+def run_name(cfg, series):
+    """config.run_name of the run; a CSV whose name is taken in --out_dir by runs of another file of
+    that name (/a/nile.csv, then /b/other/nile.csv) adds its folder's name (nile-other), or failing
+    that a hash of its path: runs/{name} never mixes two series."""
+    column = chosen_column(cfg, series)
+    name = config.run_name(cfg, series.name, column)
+    if series.name in DATASETS:
+        return name
+    folder = os.path.basename(os.path.dirname(series.source))
+    for other in (f"{series.name}-{folder}", f"{series.name}-{hashlib.sha256(series.source.encode()).hexdigest()[:8]}"):
+        if not runs.holds_other_source(os.path.join(cfg.out_dir, name), series.source):
+            return name
+        name = config.run_name(cfg, other, column)
+    return name
 
 
 def chosen_column(cfg, series):
@@ -183,6 +201,8 @@ def main(argv=None):
     try:
         run_dir, metrics = train(cfg)
         print(outputs.train_line(metrics))
+        if outputs.diverged_line(metrics):
+            print(outputs.diverged_line(metrics))
         if metrics["interrupted"]:  # the first Ctrl-C: the run is saved; its backtest is not wanted now
             print(f"-> {run_dir}")
             runs.fail("train.py", f"interrupted by Ctrl-C after epoch {metrics['epochs_run']}: the run is saved; "

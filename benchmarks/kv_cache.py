@@ -40,9 +40,10 @@ def timed(f, device):
 
 def main(argv=None):
     parser = runs.Parser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--time_steps", type=int, nargs="+", default=[96, 512, 1024])
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--steps", type=int, default=2000, help="values generated from the first window (default 2000)")
+    parser.add_argument("--time_steps", type=int, nargs="+", default=[96, 512, 1024],
+                        help="window lengths T to time, each with block_size T (default 96 512 1024)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
     if args.threads:

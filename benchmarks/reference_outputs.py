@@ -40,10 +40,10 @@ so the reference is exact to float64 rounding.
 
 How to run (the original's code needs simplepe 0.0.3, the first with RandomNormalPositionalEncoding,
 einops and tabulate; keep them out of the project's environment):
-    python -m venv /work/venv_orig --system-site-packages      # reuses torch and numpy
-    /work/venv_orig/bin/pip install simplepe==0.0.3 einops tabulate
-    git clone --mirror https://github.com/donglinkang2021/simple-sequence-prediction /tmp/ssp.git
-    /work/venv_orig/bin/python benchmarks/reference_outputs.py --orig /tmp/ssp.git
+    python -m venv PATH/TO/orig-venv --system-site-packages      # reuses torch and numpy
+    PATH/TO/orig-venv/bin/pip install simplepe==0.0.3 einops tabulate
+    git clone --mirror https://github.com/donglinkang2021/simple-sequence-prediction PATH/TO/ssp.git
+    PATH/TO/orig-venv/bin/python benchmarks/reference_outputs.py --orig PATH/TO/ssp.git
 --orig takes a bare mirror or a checkout (git clone without --depth): the script reads the commits
 with `git archive`, so a shallow checkout, missing them, is an error. It then prints, per file,
 the largest difference between the original's output and ours (models/ from this repository).
@@ -228,8 +228,9 @@ def ours_output(meta, state, x):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--orig", required=True, help="simple-sequence-prediction: a bare mirror or a full clone")
-    parser.add_argument("--out", default=OUT)
-    parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--out", default=OUT, help=f"where the .npz files go (default {os.path.relpath(OUT, ROOT)})")
+    parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES),
+                        help="the reference files to make (default: all)")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.orig):
         fail(f"--orig {args.orig} is not a directory")

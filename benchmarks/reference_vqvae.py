@@ -18,8 +18,8 @@ scale_factor 1 and 2 ResBlocks as the log) so that each file stays under 1 MB in
 Never part of the product; the tests run only its error paths (it needs the original code and einops).
 How the committed files were made (commit fe3d527, 2024-12-16, the log's time):
 
-    python -m venv /work/venv_vq --system-site-packages && /work/venv_vq/bin/pip install einops==0.8.0
-    /work/venv_vq/bin/python benchmarks/reference_vqvae.py --orig PATH/TO/MinVQVAE   # a clone or bare mirror
+    python -m venv PATH/TO/vq-venv --system-site-packages && PATH/TO/vq-venv/bin/pip install einops==0.8.0
+    PATH/TO/vq-venv/bin/python benchmarks/reference_vqvae.py --orig PATH/TO/MinVQVAE   # a clone or bare mirror
 
 --orig may be a git repository (bare or not: --commit is taken out of it with git archive) or a
 plain folder holding minvqvae/ (its commit is then recorded as unknown).
@@ -128,7 +128,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--orig", required=True, help="MinVQVAE: a clone, a bare mirror or a folder with minvqvae/")
     p.add_argument("--commit", default=COMMIT, help=f"(default {COMMIT[:7]}, the log's time)")
-    p.add_argument("--out", default=os.path.join(ROOT, "tests", "reference"))
+    p.add_argument("--out", default=os.path.join(ROOT, "tests", "reference"),
+                   help="where vqvae_*.npz go (default tests/reference)")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         source, commit = original_source(args.orig, args.commit, tmp)

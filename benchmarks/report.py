@@ -51,7 +51,8 @@ from models import rollout  # noqa: E402
 
 SERIES = ("y_w", "w_y", "4single")
 STAND_IN = {"y_w": "goog", "w_y": "membrane", "4single": "membrane"}  # --quick without the data
-NOISE_FLOOR = {"y_w": "1060-1095", "w_y": "about 1900", "4single": "1060-1190"}  # ../shared/data/README.md
+# the variance around a short moving average of the log's series (donglinkang2021/simple-sequence-prediction, data/)
+NOISE_FLOOR = {"y_w": "1060-1095", "w_y": "about 1900", "4single": "1060-1190"}
 SPLITS = ("random", "chrono")  # every training names its split; random is the log's
 TAIL = DEFAULT_FRACTIONS[2]  # forecasts of the last 20% of the series: the chrono split's test part
 
@@ -354,8 +355,9 @@ def write_report(rep, out_dir, tmp):
 
     # -- noise floors and baselines
     w("## Noise floors and baselines\n")
-    w("The noise floor is the variance of each series around a short moving average "
-      "(`../shared/data/README.md`): a forecast whose MSE is near it is as good as the measurement "
+    w("The noise floor is the variance of each series around a short moving average (of the files in the "
+      "`data/` folder of donglinkang2021/simple-sequence-prediction, the log's repository): a forecast whose MSE "
+      "is near it is as good as the measurement "
       "noise allows. `naive` repeats the last value, `linear` is least squares on the window.\n")
     rows = []
     for d in SERIES:
@@ -665,6 +667,11 @@ def floor(rep, data_dir):
 
 
 
+def about(seconds):
+    """A rough duration in words: '40 seconds' under a minute and a half, else '12 minutes'."""
+    return f"{seconds:.0f} seconds" if seconds < 90 else f"{seconds / 60:.0f} minutes"
+
+
 def main(argv=None):
     parser = runs.Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one seed, one epoch, a few rows: checks the pipeline")
@@ -702,8 +709,7 @@ def main(argv=None):
                  f"the forecasts on the CPU")
     else:
         where = (f"{cpu / 60:.1f} CPU-minutes in all (trainings, forecasts, plots); with `--jobs {args.jobs}` "
-                 f"(one thread per training) an idle 2-core machine needs about {cpu / 2 / 60:.0f} minutes "
-                 f"(CPU time / 2)")
+                 f"(one thread per training) an idle 2-core machine needs about {about(cpu / 2)} (CPU time / 2)")
     busy = ": other work shared the CPU" if max(load0, load1) > os.cpu_count() else ""
     text = text.replace(TIME, (
         f"**Time.** {wall / 60:.1f} minutes wall with `--jobs {args.jobs}` on a machine with {os.cpu_count()} "

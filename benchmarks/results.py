@@ -17,7 +17,9 @@ Every metric is lower-is-better. `--filter` takes a comma list; a run is kept if
 a model name, KEY=VALUE (any option, e.g. split=chrono, dataset=y_w, n_heads=16), or a glob
 pattern on File (run_name/timestamp; a term without * or ? matches anywhere in it).
 Runs with the same configuration and different seeds are separate rows in the ranked and wide
-tables; the pivot averages them (mean +- sample standard deviation, n).
+tables; the pivot averages them (mean +- sample standard deviation, n), and only them: runs of
+a cell that differ in anything else (a split, a norm, a learning rate) are never pooled, but
+shown in a table of their own, headed by what differs (split=chrono, split=random).
 """
 import fnmatch
 import itertools
@@ -33,7 +35,8 @@ if ROOT not in sys.path:
 import runs  # noqa: E402
 
 METRICS = ("val_loss", "val_mse_last", "mse_batch", "mse_regressive")
-COMMON = ("model", "dataset", "split", "seed", "time_steps", "batch_size", "lr", "epochs")
+COMMON = ("model", "dataset", "column", "fill", "split", "norm", "val_fraction", "test_fraction", "seed", "time_steps",
+          "batch_size", "lr", "epochs")
 PE_ORDER = ("Original", "+RandnPE", "+SinPE", "+RoPE")
 
 
@@ -76,7 +79,10 @@ def load_record(run_dir):
         forecast = runs.read_json(os.path.join(folder, "metrics.json"))
     except runs.RunError:  # trained with --no_forecast
         forecast, folder = {}, None
-    options = {k: fmt(config[k]) for k in COMMON if k in config}
+    options = {k: fmt(config[k]) for k in COMMON if k in config and config[k] is not None}
+    options.setdefault("norm", "global")  # runs from before --norm read the global level
+    if options.get("split") != "chrono":  # the log's protocol has no fractions
+        options.pop("val_fraction", None), options.pop("test_fraction", None)
     options.update({k: fmt(v) for k, v in config.get("model_args", {}).items()})
     family, pe = pe_variant(config["model"])
     record = {"file": f"{config['run_name']}/{os.path.basename(os.path.normpath(run_dir))}", "dir": run_dir,
@@ -216,10 +222,31 @@ def mean_sd(values):
 
 
 def pivot_table(records, rows, cols, metric="val_loss"):
-    """Rows by one field, columns by another, each cell the mean +- sd of the metric over its runs;
-    the best cell of each row in bold, as the log marks it."""
+    """Rows by one field, columns by another, each cell the mean +- sd of the metric over its runs,
+    which differ in their seed only: where the runs of a cell differ in another option (a split, a
+    norm, a learning rate), one table per value of those options, each headed by them; the best
+    cell of each row in bold, as the log marks it."""
     check_metric(metric)
     records = [r for r in records if _finite(r[metric]) and field(r, rows) is not None and field(r, cols) is not None]
+    cells = {}
+    for r in records:
+        cells.setdefault((field(r, rows), field(r, cols)), []).append(r)
+    keys = sorted({k for r in records for k in r["options"]} - {"seed", rows, cols})
+    apart = [k for k in keys if any(len({r["options"].get(k) for r in cell}) > 1 for cell in cells.values())]
+    if not apart:
+        return _pivot(records, rows, cols, metric)
+    groups = {}
+    for r in records:
+        groups.setdefault(tuple(r["options"].get(k) for k in apart), []).append(r)
+    tables = []
+    for values, group in sorted(groups.items(), key=lambda kv: [_sort_key(v) for v in kv[0]]):
+        heading = ", ".join(f"{k}={'-' if v is None else v}" for k, v in zip(apart, values))
+        tables.append(f"{heading} ({len(group)} run{'s' if len(group) > 1 else ''}):\n\n{_pivot(group, rows, cols, metric)}")
+    return "\n\n".join(tables)
+
+
+def _pivot(records, rows, cols, metric):
+    """pivot_table's one table of records whose cells differ in their seed only."""
     row_values = sorted({field(r, rows) for r in records}, key=_sort_key)
     col_values = sorted({field(r, cols) for r in records}, key=_sort_key)
     body = []

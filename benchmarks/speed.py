@@ -286,7 +286,7 @@ def main(argv=None):
     argv = argv[:argv.index("--")] if "--" in argv else argv
     parser = runs.Parser(description=__doc__.splitlines()[0],
                          epilog="options after -- go to the command timed (train.py's, or ab's whole command)")
-    parser.add_argument("mode", choices=MODES)
+    parser.add_argument("mode", choices=MODES, help="what to time (the module docstring says what each measures)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds, runs or steps of each (the median is compared)")
     parser.add_argument("--policies", default=",".join(POLICIES), help="busy: comma list of " + ", ".join(POLICIES))
     parser.add_argument("--a", help="ab: the first checkout (e.g. before a change)")

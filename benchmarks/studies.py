@@ -14,7 +14,7 @@ log's protocol, over the test part under chrono). Printed: val_mse_last (normali
 number that compares across models), mse_batch and mse_regressive (original units, (ug/m^3)^2 on
 the formaldehyde series; only the regressive one is a long-term forecast). Regressive MSE over
 hundreds of fed-back steps varies by an order of magnitude between seeds: compare it over several.
-The noise floor of y_w is about 1060-1095 (../shared/data/README.md). Needs the formaldehyde
+The noise floor of y_w is about 1060-1095 (its variance around a short moving average). Needs the formaldehyde
 series (python data/download.py, or $VQSEQ_DATA_DIR). What each study found: docs/MODELS.md.
 
 - att: att_mh and att around their defaults, `--split random` (the log's protocol, named, so the
@@ -213,8 +213,8 @@ def main(argv=None):
     p = studies.add_parser("pe", help="the log's 2024-12-23 table, then sliding vs absolute positions")
     p.add_argument("--positions_only", action="store_true", help="only the sliding/absolute table")
     c = studies.add_parser("cascade", help="cascaded caches against single codebooks, lstm and naive")
-    c.add_argument("--datasets", default="y_w,4single")
-    c.add_argument("--splits", default="random,chrono")
+    c.add_argument("--datasets", default="y_w,4single", help="comma list of data sets (default y_w,4single)")
+    c.add_argument("--splits", default="random,chrono", help="comma list of splits (default random,chrono)")
     c.add_argument("--quick", action="store_true", help="1 epoch, y_w, random split")
     for sub, default_seeds in ((a, "0,1"), (p, "0"), (c, "0")):
         sub.add_argument("--seeds", type=seeds, default=seeds(default_seeds), help=f"comma list (default {default_seeds})")

@@ -14,13 +14,14 @@ A data set is one of
 
 Everything a user can get wrong raises DataError with a one-line message.
 """
+import hashlib
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from runs import DataError
-from data.csvfile import FILL_MODES, read_csv
+from data.csvfile import FILL_MODES, MissingColumn, read_csv
 from data.download import DATA_DIR_ENV, FIELD_SERIES, FILES, default_data_dir
 from data.future import future_times
 from data.windows import (DEFAULT_FRACTIONS, SPLIT_SEED, SPLITS, Split, boundaries, check_time_steps, make_windows,
@@ -34,8 +35,9 @@ MEMBRANE_DECIMATION = 4
 # each); the file's last rows are not used. (train_end, val_end, test_end), where no fractions are given.
 FIELD_SPLITS = {name: (12 * 30 * 24, 16 * 30 * 24, 20 * 30 * 24) for name in FIELD_SERIES}
 DEFAULT_COLUMNS = {name: "OT" for name in FIELD_SERIES}  # oil temperature: the univariate setting's target
-__all__ = ["DATASETS", "DEFAULT_FRACTIONS", "FIELD_SPLITS", "FILL_MODES", "SPLITS", "SPLIT_SEED", "DataError", "Series",
-           "Split", "boundaries", "check_time_steps", "future_times", "load_series", "make_windows", "normalise", "parts",
+__all__ = ["DATASETS", "DEFAULT_FRACTIONS", "FIELD_SPLITS", "FILL_MODES", "SPLITS", "SPLIT_SEED", "DataError",
+           "MissingColumn", "Series", "Split", "digest", "load_other", "run_data_dir",
+           "boundaries", "check_time_steps", "future_times", "load_series", "make_windows", "normalise", "parts",
            "split_indices", "split_series"]
 
 
@@ -62,8 +64,29 @@ class Series:
             self.observed = np.ones(len(self.values), dtype=bool)
 
 
+def digest(series):
+    """sha256 of what was read from a series: its values, which of them were observed, and their times.
+    A file saved again with other line ends, quotes or digits (24.20 for 24.2) reads the same."""
+    h = hashlib.sha256()
+    for part in (np.asarray(series.values, np.float64), np.asarray(series.observed, bool), np.asarray(series.time)):
+        h.update(str(part.dtype).encode() + part.tobytes())
+    return h.hexdigest()
+
+
 def resolve_data_dir(data_dir=None):
     return data_dir or default_data_dir()
+
+
+def run_data_dir(dataset, data_dir, source):
+    """Where a run finds its named data set (y_w, ...) again: data_dir where given (--data_dir, or the one
+    the run was trained with); else the default data directory ($VQSEQ_DATA_DIR or data/) where it holds
+    the file; else the folder of the file the run was trained on (config.json's source), where that
+    file still is: a run trained with $VQSEQ_DATA_DIR is read in a shell without it."""
+    if data_dir or dataset not in FILES or not source:
+        return data_dir
+    if os.path.isfile(os.path.join(default_data_dir(), FILES[dataset][0])) or not os.path.isfile(source):
+        return None
+    return os.path.dirname(source)
 
 
 def load_series(dataset="membrane", column=None, data_dir=None, fill=None, date_format=None):
@@ -89,9 +112,27 @@ def load_series(dataset="membrane", column=None, data_dir=None, fill=None, date_
             what = "is a folder, not a file" if os.path.isdir(dataset) else "not found"
             raise DataError(f"CSV file {dataset!r} {what} (looked for {os.path.abspath(dataset)})")
         name = os.path.splitext(os.path.basename(dataset))[0]
+        if name in DATASETS:  # goog.csv is not the embedded goog: its runs must not share a name with it
+            name = os.path.basename(dataset)
         return Series(name, **read_csv(dataset, column, fill, date_format))
     raise DataError(f"unknown data set {dataset!r}; choose one of {', '.join(DATASETS)} "
                     f"or give a path to a .csv file")
+
+
+def load_other(dataset, column, recorded, data_dir=None, fill=None, date_format=None):
+    """(Series, how its column was chosen) of a data set a run is evaluated on that it was not trained
+    on: column where given, else the run's column (recorded) where the data set has one of that
+    name, else its default column."""
+    if column is not None:
+        return load_series(dataset, column, data_dir, fill, date_format), "chosen with --column"
+    if recorded is not None:
+        try:
+            return load_series(dataset, recorded, data_dir, fill, date_format), \
+                "the run's column, as its config.json records it"
+        except MissingColumn:
+            return (load_series(dataset, None, data_dir, fill, date_format),
+                    f"the run's column {recorded!r} is not in it")
+    return load_series(dataset, None, data_dir, fill, date_format), None
 
 
 def _sample_data(filename):
@@ -101,7 +142,7 @@ def _sample_data(filename):
 
 def _membrane(column):
     if column not in (None, "potential"):
-        raise DataError(f"column {column!r} not found in membrane; columns: potential")
+        raise MissingColumn(f"column {column!r} not found in membrane; columns: potential")
     raw = np.fromfile(_sample_data("membrane.dat"), dtype="<f4").astype(np.float64)  # 12000 samples
     # Means of blocks of MEMBRANE_DECIMATION samples: 3000 values keep every spike's shape and
     # let the default 50-epoch run of every model finish in about two minutes on two cores.
@@ -116,6 +157,6 @@ def _goog(column):
     numeric = [n for n in prices.dtype.names if n != "date"]
     column = column or numeric[-1]
     if column not in numeric:
-        raise DataError(f"column {column!r} not found in goog; columns: {', '.join(numeric)}")
+        raise MissingColumn(f"column {column!r} not found in goog; columns: {', '.join(numeric)}")
     return Series("goog", prices[column].astype(np.float64), prices["date"], "date",
-                  f"GOOG {column} (USD)", "matplotlib sample data goog.npz", column)
+                  f"GOOG {column} (USD)", "matplotlib sample data goog.npz", column, numeric_columns=len(numeric))

@@ -5,21 +5,24 @@
   guess a legacy code page, because a wrong guess silently changes the column names;
 - delimiter: comma, semicolon or tab, whichever splits the first lines into the same number
   of cells (ties: tab, then semicolon, then comma). With a semicolon or tab, a decimal comma
-  ("1,5") reads as 1.5;
+  ("1,5") reads as 1.5; thousands separators are dropped ("2,710,349" quoted in a comma-separated
+  file, "1,234.5"; with a semicolon or tab also "2.710.349" and "1.234,5");
 - header: the first row, unless every cell in it is a number or a date;
 - time axis: the first column when its cells are dates or it is named like a time (t, ds,
   year, time..., date...); else the first column named like a time, wherever it stands
   (value,date); else the first column when it is a strictly increasing number column and another
   numeric column exists (then the other one is the series). Dates are ISO
   (2024-01-02, 2024-01-02T13:00:00+02:00), 2024/01/02, 01/02/2024, 02.01.2024, with an optional
-  13:00 or 13:00:05, or months (2024-11, 2024/11: the first of the month). Dots mean
+  13:00 or 13:00:05, months (2024-11, 2024/11: the first of the month) or quarters (1959Q1, pandas'
+  way of writing them: the quarter's first day). Dots mean
   day.month.year; with slashes or dashes the whole column decides the order (a first field over
   12 is a day, a second over 12 is a day) and where no cell decides it, `date_format` (a strptime
   format such as "%d/%m/%Y") must. Times with a UTC offset are stored in UTC (so the order checks
   hold across summer time) and each one's offset is kept (utc_offset); a column that mixes times
   with and without one is an error. Number time columns of YYYYMM or YYYYMMDD integers
   (202411, 20241105) are dates; other integers (years) stay integers. How the times were written
-  (time_format: date_format, "%Y-%m", "%Y%m") is kept, so future times are written the same way.
+  (time_format: date_format, or the column's own shape, such as "%d.%m.%Y", "%Y-%m-%d %H:%M",
+  "%Y-%m", "%YQ%q", an ISO time with its "Z") is kept, so future times are written the same way.
   Without a time axis the time is the row index. The time holds datetime64 values for dates;
 - value column: `column` (a name, or a 0-based index such as "2"), else the last column, other
   than the time axis, whose non-empty cells are all numbers. A column that counts (the same
@@ -49,6 +52,11 @@ import numpy as np
 from runs import DataError
 
 FILL_MODES = ("interpolate", "ffill", "drop")
+
+
+class MissingColumn(DataError):
+    """A --column (a name or an index) that the data set does not have."""
+
 DELIMITERS = ("\t", ";", ",")  # in order of preference when two split the file equally well
 MISSING = {"", "na", "n/a", "nan", "null", "none"}  # float() reads nan and inf itself
 SHOWN = 5  # bad cells named in one error message
@@ -161,7 +169,13 @@ def _table(path, text):
 
 
 def _decimal(cell, delimiter):
-    # where the comma does not separate cells, "1,5" is the decimal comma of most of Europe
+    """A number cell as float() reads it: thousands separators dropped ("2,710,349", quoted where commas
+    separate cells; "1,234.5"; with ; or tab also "2.710.349" and "1.234,5"), a decimal comma read as a
+    point ("1,5" where the comma does not separate cells: most of Europe's)."""
+    if re.fullmatch(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?", cell) and (delimiter == "," or cell.count(",") > 1 or "." in cell):
+        return cell.replace(",", "")
+    if delimiter != "," and re.fullmatch(r"[+-]?\d{1,3}(?:\.\d{3})+,\d+|[+-]?\d{1,3}(?:\.\d{3}){2,}", cell):
+        return cell.replace(".", "").replace(",", ".")
     if delimiter != "," and re.fullmatch(r"[+-]?\d+,\d+(?:[eE][+-]?\d+)?", cell):
         return cell.replace(",", ".")
     return cell
@@ -227,8 +241,8 @@ def _column_index(column, header, path):
     if isinstance(column, int) or str(column).strip().isdigit():
         if int(column) < len(header):
             return int(column)
-        raise DataError(f"column {column!r} not found in {path}: it has {len(header)} columns; {choices}")
-    raise DataError(f"column {column!r} not found in {path}; {choices}")
+        raise MissingColumn(f"column {column!r} not found in {path}: it has {len(header)} columns; {choices}")
+    raise MissingColumn(f"column {column!r} not found in {path}; {choices}")
 
 
 def _value_column(header, cols, numbers, axis, path):
@@ -326,6 +340,9 @@ def _fill(values, observed, fill):
 _NUMERIC_DATE = re.compile(r"(\d{1,4})([/.-])(\d{1,2})\2(\d{1,4})"
                            r"(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?)?")
 _YEAR_MONTH = re.compile(r"(\d{4})([/-])(\d{1,2})")  # 2024-11, 2024/11: the month as a whole
+_QUARTER = re.compile(r"(\d{4})([-\s]?)[Qq]([1-4])")  # 1959Q1 (pandas' Period), 1959-Q1: the quarter's first day
+# An ISO time as fromisoformat reads it, for the shape it is written in (the separator, seconds, the offset)
+_ISO = re.compile(r"\d{4}-\d{2}-\d{2}(?:([T ])\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?")
 
 
 def _iso(cell):
@@ -340,7 +357,7 @@ def _looks_like_date(cell):
     if _number(cell) is not None:
         return False
     m = _NUMERIC_DATE.fullmatch(cell)
-    if m and (len(m[1]) == 4 or len(m[4]) == 4) or _YEAR_MONTH.fullmatch(cell):
+    if m and (len(m[1]) == 4 or len(m[4]) == 4) or _YEAR_MONTH.fullmatch(cell) or _QUARTER.fullmatch(cell):
         return True
     return _iso(cell) is not None
 
@@ -374,6 +391,8 @@ def _dates(name, cells, lines, path, date_format):
             unordered.append(k)
         elif ym := _YEAR_MONTH.fullmatch(cell):
             times[k] = (None, int(ym[1]), int(ym[3]), 1)
+        elif q := _QUARTER.fullmatch(cell):
+            times[k] = (None, int(q[1]), 3 * int(q[3]) - 2, 1)
         else:
             times[k] = _iso(cell)
             if times[k] is None and k == len(cells) - 1 and k >= 3:  # only the last row: a "Total" or a note below the data
@@ -383,6 +402,7 @@ def _dates(name, cells, lines, path, date_format):
                 raise DataError(f"time column {name!r} of {path}: {cell!r} at row {lines[k]} is not a date "
                                 f"(ISO 2024-01-02, 2024/01/02 13:00, 02.01.2024, 01/02/2024, 2024-11); give its "
                                 f"format with --date_format, e.g. '%d/%m/%Y %H:%M'")
+    day_first = False
     if unordered:
         day_first = _day_first(name, cells, lines, path, unordered)
         for k in unordered:
@@ -398,9 +418,28 @@ def _dates(name, cells, lines, path, date_format):
             except ValueError as e:
                 raise DataError(f"time column {name!r} of {path}: {cells[k]!r} at row {lines[k]} is not a "
                                 f"valid date ({e})") from None
-    year_month = [_YEAR_MONTH.fullmatch(c) for c in cells]
-    time_format = f"%Y{year_month[-1][2]}%m" if all(year_month) else None  # 2025-01 after 2024-12
-    return (*_utc(name, cells, lines, path, times), time_format)
+    return (*_utc(name, cells, lines, path, times), _shape(cells[-1], day_first))
+
+
+def _shape(cell, day_first):
+    """The strftime format a date cell is written in, so that future times are written alike:
+    "%d.%m.%Y", "%Y-%m-%d %H:%M", "%Y-%m", "%YQ%q" (%q: the quarter), ISO with "Z" or "%:z" (+02:00);
+    None where a cell has no shape of these (ISO's own text is then written)."""
+    if m := _NUMERIC_DATE.fullmatch(cell):
+        sep = m[2]
+        date = f"%Y{sep}%m{sep}%d" if len(m[1]) == 4 else "%d.%m.%Y" if sep == "." else \
+            f"%d{sep}%m{sep}%Y" if day_first else f"%m{sep}%d{sep}%Y"
+        clock = "" if not m[5] else cell[m.end(4)] + "%H:%M" + (":%S" if m[7] else "") + (".%f" if m[8] else "")
+        return date + clock
+    if ym := _YEAR_MONTH.fullmatch(cell):  # 2025-01 after 2024-12
+        return f"%Y{ym[2]}%m"
+    if q := _QUARTER.fullmatch(cell):  # 2009Q4 after 2009Q3
+        return f"%Y{q[2]}{cell[-2]}%q"
+    if iso := _ISO.fullmatch(cell):
+        clock = "" if not iso[1] else iso[1] + "%H:%M" + (":%S" if iso[2] else "") + (".%f" if iso[3] else "")
+        zone = {None: "", "Z": "Z"}.get(iso[4], "%:z" if iso[4] and ":" in iso[4] else "%z")
+        return "%Y-%m-%d" + clock + zone
+    return None
 
 
 def _utc(name, cells, lines, path, times):

@@ -88,12 +88,14 @@ class Windows:
 def make_windows(z, time_steps, target, starts=None):
     """Windows of time_steps values and their targets, as Windows read out of z.
 
-    z: (N,) normalised series; starts: which windows (default all N - T, in order). Returns x
+    z: (N,) normalised series; starts: which windows (default all N - T, in order: at least one; a
+    validation part of one value gives one, the callers ask for two where they train). Returns x
     (n, T, 1) and y:
     - target "aligned": the next value at every position, y (n, T, 1);
     - target "last": only the value after the window, y (n, 1).
     """
-    check_time_steps(len(z), time_steps)
+    if len(z) < time_steps + 1:  # not one window
+        check_time_steps(len(z), time_steps)
     z = torch.as_tensor(z, dtype=torch.float32)
     starts = torch.arange(len(z) - time_steps) if starts is None else torch.as_tensor(starts)
     x = Windows(z, starts, time_steps)                      # (n, T, 1)
@@ -159,8 +161,8 @@ def split_series(values, time_steps, target, split="chrono", fractions=DEFAULT_F
     random (the log's protocol): whole-series statistics, every window, torch's random_split
     with generator seed 42 into int(0.8 n) training windows and the rest.
     """
-    if split == "chrono" and len(values) >= 3:  # the limit is the training part's
-        check_time_steps(parts(len(values), fractions, field_split)[0], time_steps, "the training part")
+    if split == "chrono":  # the limits are the parts'
+        check_parts(len(values), time_steps, fractions, field_split)
     check_time_steps(len(values), time_steps)
     if split == "random":
         z, mean, std = normalise(values)
@@ -170,20 +172,46 @@ def split_series(values, time_steps, target, split="chrono", fractions=DEFAULT_F
     if split != "chrono":
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     train_end, val_end, test_end = parts(len(values), fractions, field_split)
-    need = time_steps + 2
-    if train_end < need or val_end - train_end < 1 or test_end - val_end < 1:
-        how = "the field's split" if fractions is None and field_split else \
-            f"fractions {','.join(map(str, fractions or DEFAULT_FRACTIONS))}"
-        raise DataError(f"the series has {len(values)} values; with {how} "
-                        f"its training part has {train_end}, validation {val_end - train_end}, test "
-                        f"{test_end - val_end}; time_steps {time_steps} needs a training part of at least "
-                        f"{need} and one value in each other part (choose --time_steps <= {max(1, train_end - 2)}, "
-                        f"or other --val_fraction and --test_fraction)")
     _, mean, std = normalise(values[:train_end])
     z = (values - mean) / std
     x_train, y_train = make_windows(z[:train_end], time_steps, target)
     x_val, y_val = make_windows(z[max(0, train_end - time_steps):val_end], time_steps, target)
     return Split(z, mean, std, x_train, y_train, x_val, y_val, train_end, val_end, test_end)
+
+
+def check_parts(n_values, time_steps, fractions, field_split=None):
+    """A one-line DataError unless n_values cut into parts (parts(): by fractions, train, validation,
+    test, or a benchmark series' field split) give windows of time_steps values: a training part of
+    time_steps + 2 values (two windows), one value to validate and one to test. The message names a
+    setting that works (--time_steps and, where the fractions leave a part empty, --val_fraction and
+    --test_fraction), or says that none does."""
+    def sizes(f, field=None):
+        train_end, val_end, test_end = parts(n_values, f, field)
+        return train_end, val_end - train_end, test_end - val_end
+    train, val, test = sizes(fractions, field_split)
+    if train >= time_steps + 2 and val >= 1 and test >= 1:
+        return
+    if train >= 3 and val >= 1 and test >= 1:  # only the window is too long
+        raise DataError(f"the training part has {train} values; time_steps {time_steps} needs at least "
+                        f"{time_steps + 2} (choose time_steps <= {train - 2})")
+    fractions = fractions or DEFAULT_FRACTIONS
+    shape = (f"the series has {n_values} values, cut by the fractions {fractions[0]:g}/{fractions[1]:g}/"
+             f"{fractions[2]:g} into {train} to train on, {val} to validate and {test} to test")
+    for step in (5, 1):  # round fractions first (0.2, not 0.21)
+        working = [(v / 100, t / 100) for v in range(step, 50, step) for t in range(step, 50, step)
+                   if min(sizes((1 - v / 100 - t / 100, v / 100, t / 100)) - np.array([3, 1, 1])) >= 0]
+        if working:
+            break
+    if not working:
+        raise DataError(f"{shape}; --split chrono needs at least 3, 1 and 1 (5 values), so no --time_steps and no "
+                        f"fractions work for it: give a longer series")
+    # the fractions that leave the most to train on, then those nearest the ones given
+    v, t = max(working, key=lambda f: (sizes((1 - f[0] - f[1], *f))[0],
+                                       -abs(f[0] - fractions[1]) - abs(f[1] - fractions[2])))
+    longest = sizes((1 - v - t, v, t))[0] - 2
+    window = f" --time_steps {longest}" + (" (or less)" if longest > 1 else "") if time_steps > longest else ""
+    raise DataError(f"{shape}; it needs time_steps + 2 values to train on (two windows) and one in each other part: "
+                    f"choose --val_fraction {v:g} --test_fraction {t:g}{window}")
 
 
 def split_indices(n_windows, split="random"):

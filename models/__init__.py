@@ -88,7 +88,7 @@ def options(cls):
 # it; the help adds the valid values (Model.choices, true/false, sizes) and the default.
 OPTION_HELP = {
     "vocab_size": "codes in each fixed random codebook",
-    "d_model": "width of the encoded values, the codes and the attention",
+    "d_model": "width of the encoded values and the codes",
     "n_heads": "heads: d_model is split into n_heads parts of d_model / n_heads",
     "block_size": "rows of the positional table, the longest window it numbers",
     "pe_per_head": "true: one sinusoidal table of width head_size in every head (the log's); "

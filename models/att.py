@@ -113,6 +113,7 @@ class Model(nn.Module):
     target = "aligned"  # trained on the next value at every position
     train_defaults = dict(time_steps=96, batch_size=32, lr=0.001, epochs=50)  # benchmarks/studies.py att
     choices = dict(pe_type=PE_TYPES, pe_on=PE_ON)  # what the constructor accepts, for --help
+    option_help = dict(d_model="width of the encoded values, the queries, keys and values")  # no codes here
 
     def __init__(self, d_model=64, block_size=96, pe_type="rope", pe_on="input", in_ln=False,
                  q_ln=False, k_ln=False, causal=True, bias=False, pe_std=0.02, rope_before_ln=True):

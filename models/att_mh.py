@@ -105,6 +105,7 @@ class Model(nn.Module):
     target = "aligned"  # trained on the next value at every position
     train_defaults = dict(time_steps=96, batch_size=32, lr=0.001, epochs=50)  # benchmarks/studies.py att
     choices = dict(pe_type=PE_TYPES, pe_on=PE_ON)  # what the constructor accepts, for --help
+    option_help = dict(d_model="width of the encoded values, the queries, keys and values")  # no codes here
 
     def __init__(self, d_model=64, n_heads=4, kv_heads=2, block_size=96, pe_type="rope", pe_on="input",
                  in_ln=False, q_ln=False, k_ln=False, causal=True, bias=False, pe_std=0.02,
@@ -120,10 +121,13 @@ class Model(nn.Module):
         if min(d_model, n_heads, kv_heads, block_size) < 1:
             raise ValueError(f"d_model, n_heads, kv_heads and block_size must be at least 1, got "
                              f"{d_model}, {n_heads}, {kv_heads} and {block_size}")
+        paired = pe_type in ("sinpe", "rope") and pe_on == "qk"  # then each head's features are paired up
+        choices = [h for h in range(1, d_model + 1) if d_model % h == 0 and not (paired and (d_model // h) % 2)
+                   and h % kv_heads == 0]
         if d_model % n_heads:
-            choices = [h for h in range(1, d_model + 1) if d_model % h == 0]
             raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}; choose n_heads "
-                             f"among {', '.join(map(str, choices))}")
+                             f"among {', '.join(map(str, choices))}" + (f" (multiples of kv_heads {kv_heads})"
+                                                                         if kv_heads > 1 else ""))
         if n_heads % kv_heads:
             choices = [h for h in range(1, n_heads + 1) if n_heads % h == 0]
             raise ValueError(f"kv_heads {kv_heads} does not divide n_heads {n_heads}; choose kv_heads "
@@ -133,7 +137,8 @@ class Model(nn.Module):
         if pe_type in ("sinpe", "rope") and rotated % 2:
             what = "d_model" if pe_on == "input" else "head_size d_model / n_heads"
             raise ValueError(f"pe_type {pe_type} on {pe_on} works on pairs of features and needs an even "
-                             f"{what}, got {rotated}")
+                             f"{what}, got {rotated}" + (f"; choose n_heads among {', '.join(map(str, choices))}"
+                                                          if pe_on == "qk" and choices else ""))
         self.pe_type, self.pe_on, self.causal, self.block_size = pe_type, pe_on, causal, block_size
         self.n_heads, self.kv_heads, self.head_size = n_heads, kv_heads, head_size
         self.rope_before_ln = rope_before_ln

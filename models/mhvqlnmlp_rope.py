@@ -40,11 +40,13 @@ class Model(nn.Module):
 
     def __init__(self, vocab_size=512, d_model=64, n_heads=8):
         super().__init__()
+        fits = [h for h in range(1, d_model + 1) if d_model % h == 0 and (d_model // h) % 2 == 0]  # even heads
         if d_model % n_heads:
             raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}; choose n_heads among "
-                             f"{', '.join(str(h) for h in range(1, d_model + 1) if d_model % h == 0)}")
+                             f"{', '.join(map(str, fits))}")
         if (d_model // n_heads) % 2:
-            raise ValueError(f"RoPE rotates pairs of dimensions: head_size {d_model // n_heads} must be even")
+            raise ValueError(f"RoPE rotates pairs of dimensions: head_size {d_model // n_heads} must be even; choose "
+                             f"n_heads among {', '.join(map(str, fits))}")
         self.n_heads = n_heads
         self.encoder = nn.Linear(1, d_model)
         self.ln = nn.LayerNorm(d_model // n_heads)  # normalises each head on its own

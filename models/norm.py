@@ -7,6 +7,7 @@
 import torch
 
 NORMS = ("global", "last", "revin")  # what a model reads: the series' level, or each window's changes
+NORM_STATS = ("step", "origin")  # fed-back forecasts: each window's own statistics, or the origin window's (frozen)
 CHRONO_NORM = "revin"  # the default under --split chrono, chosen by validation error (docs/RESULTS.md, first section)
 REVIN_EPS = 1e-5  # added to a window's variance, so a constant window divides by 0.003, not 0
 

@@ -26,10 +26,10 @@ except ImportError:  # run as a file, python models/NAME.py: the kernels are bes
 
 def sinusoidal_table(block_size, d_model):
     """The Transformer's (2017) encoding: pe[pos, 2i] = sin(pos / 10000 ** (2i / d_model)),
-    pe[pos, 2i + 1] = cos(the same angle). (block_size, d_model)."""
+    pe[pos, 2i + 1] = cos(the same angle). (block_size, d_model); an odd d_model ends on a sin column."""
     pos = torch.arange(block_size, dtype=torch.float32)[:, None]
     angles = pos / 10000.0 ** (torch.arange(0, d_model, 2, dtype=torch.float32) / d_model)
-    return torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)
+    return torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)[:, :d_model]
 
 
 class Model(nn.Module):

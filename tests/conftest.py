@@ -29,7 +29,7 @@ def formaldehyde_available():
 
 
 # Tests on the log's series and on the field's ETTh1/ETTh2 run where the data directory holds them
-# (CI points $VQSEQ_DATA_DIR at a folder of them) and skip cleanly elsewhere.
+# (CI points $VQSEQ_DATA_DIR at a copy beside the clone: .ci/run) and skip cleanly elsewhere.
 needs_formaldehyde = pytest.mark.skipif(
     not formaldehyde_available(),
     reason="formaldehyde series not in the data directory (python data/download.py, or set $VQSEQ_DATA_DIR)")

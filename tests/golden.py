@@ -62,13 +62,14 @@ CASES = {
 # Since the record (issue 28): a chrono run no longer writes the log's evaluation of its test part
 # ({dataset}_test/) unless asked, so the cases ask for it (forecast.py --positions sliding) where one
 # training is their last (the sweep's three are not asked: ALLOWED_MISSING); metrics.json gained
-# diverged_epochs (NEW_KEYS); a --split random run's name ends _random (its record's keys were
+# diverged_epochs, and since issue 35 val_mse_last_mean_forecast (NEW_KEYS); a --split random run's name ends _random (its record's keys were
 # renamed to match); future.csv writes each number to the precision float32 carries, so it is
 # compared rounded to the digits written (same_to_written_precision); issue 34 added the field's
 # normalised errors to a backtest's metrics.json and the test part's end to config.json's parts.
 # None of these changes a number that was recorded.
 ALLOWED_MISSING = {"sweep": re.compile(r"forecasts/goog_test/metrics\.json$")}
-NEW_KEYS = {"diverged_epochs", "mse_normalised", "mae_normalised", "test_end"}  # test_end: issue 34's field split
+NEW_KEYS = {"diverged_epochs", "val_mse_last_mean_forecast", "mse_normalised", "mae_normalised",
+            "test_end", "norm_stats"}  # issue 34's field split, issue 37's frozen statistics
 OUTPUTS = ("losses.csv", "metrics.json", "errors_by_step.csv", "future.csv", "config.json")
 DROP = NEW_KEYS | {"seconds", "run_dir", "folder", "source", "command", "versions", "device", "data_dir", "images_per_s",
         "run_name", "time", "date", "path", "sha256", "created", "out_dir", "wall_seconds", "load_average"}

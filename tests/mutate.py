@@ -4,6 +4,7 @@
     python tests/mutate.py --list           # the mutations and the tests each one runs
     python tests/mutate.py --round 2        # only the second list (issue 23)
     python tests/mutate.py --round 3        # only the third list (tests that bite, round three)
+    python tests/mutate.py --round 4        # only the fourth list (nothing quietly wrong, round four)
     python tests/mutate.py --only seed_ignored codebook_parameter   # some of them
     python tests/mutate.py --jobs 2         # two at a time (each test run uses one thread)
 
@@ -19,8 +20,9 @@ is not in the file once: update the list) or the tests fail without any mutation
 Add a mutation for each bug a review finds that the suite missed, with the few tests that
 should catch it (each test selection small, so that the whole check takes a few minutes).
 MUTATIONS holds the bugs of issue 18, adapted to the current code; MUTATIONS_ROUND2 those of
-issue 23 and MUTATIONS_ROUND3 those of "tests that bite, round three", each written from the
-product code before looking at the tests (all three lists run by default).
+issue 23, MUTATIONS_ROUND3 those of "tests that bite, round three" and MUTATIONS_ROUND4 those of
+issue 35, each written from the product code before looking at the tests (all four lists run by
+default).
 """
 import argparse
 import os
@@ -54,8 +56,8 @@ MUTATIONS = [
      [BITE + "test_seed_sets_initial_weights_and_codebooks"]),
     # --split chrono silently trains on the log's random split
     ("chrono_trains_on_random_split", "train.py",
-     'split_series(series.values, cfg.time_steps, cls.target, cfg.split, cfg.fractions)',
-     'split_series(series.values, cfg.time_steps, cls.target, "random", cfg.fractions)',
+     'split_series(series.values, cfg.time_steps, cls.target, cfg.split, cfg.fractions, series.field_split)',
+     'split_series(series.values, cfg.time_steps, cls.target, "random", cfg.fractions, series.field_split)',
      [BITE + "test_chrono_training_never_reads_the_test_part"]),
     # a fixed codebook turned into a parameter: one codebook, and a cascade's caches
     ("codebook_parameter", "models/vqlnmlp.py",
@@ -188,8 +190,8 @@ MUTATIONS_ROUND2 = [
      [MEANING + "test_calibration_never_reads_the_test_part_and_counts_by_hand"]),
     # the last admissible backtest origin dropped
     ("r2_backtest_last_origin_dropped", "forecast.py",
-     "candidates = np.arange(run.val_end, len(run.z) - horizon + 1)",
-     "candidates = np.arange(run.val_end, len(run.z) - horizon)",
+     "candidates = np.arange(run.val_end, run.test_end - horizon + 1)",
+     "candidates = np.arange(run.val_end, run.test_end - horizon)",
      [MEANING + "test_backtest_origins_reach_the_last_test_value_at_every_stride"]),
     # errors_by_step.csv numbering its steps from 0
     ("r2_errors_by_step_from_zero", "outputs.py",
@@ -237,8 +239,8 @@ MUTATIONS_ROUND2 = [
      "cache = model.new_cache()                                 # each step sees time_steps values",
      [MEANING + "test_kv_cache_sees_time_steps_values_when_block_size_is_longer"]),
     ("r2_predict_batch_first_window", "log_protocol.py",
-     "first = len(x) - n                                  # index of the first predicted window",
-     "first = len(x) - n - 1                              # index of the first predicted window",
+     "first = len(z) - time_steps - n                     # index of the first predicted window",
+     "first = len(z) - time_steps - n - 1                 # index of the first predicted window",
      [MEANING + "test_log_protocol_forecasts_of_naive_are_the_previous_values"]),
     ("r2_predict_regressive_window_shifted", "log_protocol.py",
      "window = torch.as_tensor(z[start - time_steps:start], dtype=torch.float32, device=device).view(1, -1, 1)",
@@ -262,8 +264,8 @@ MUTATIONS_ROUND2 = [
      "w = np.where(after > before, (after - gaps) / np.maximum(after - before, 1), 0.0)",
      ["tests/test_data.py::test_fill_modes"]),
     ("r2_last_target_is_last_input", "data/windows.py",
-     "y = z[time_steps:].unsqueeze(-1)                     # (N-T, 1)",
-     "y = z[time_steps - 1:-1].unsqueeze(-1)               # (N-T, 1)",
+     "y = Windows(z, starts, None, offset=time_steps)     # (n, 1)",
+     "y = Windows(z, starts, None, offset=time_steps - 1) # (n, 1)",
      ["tests/test_data.py::test_windows_both_layouts"]),
     ("r2_boundaries_test_fraction_as_validation", "data/windows.py",
      "val_end = round(n_values * (fractions[0] + fractions[1]))",
@@ -416,9 +418,9 @@ MUTATIONS_ROUND3 = [
      "r = residual[inside[:, k], k][:window]",
      [BITE3 + "test_future_calibration_takes_the_latest_errors_of_each_step"]),
     # a model.pt of another --norm: the error blames the weights, not the norm
-    ("r3_norm_mismatch_not_named", "forecast.py",
-     'named = (config["model"], json_form(config["model_args"]), config.get("norm", held[2]))',
-     'named = (config["model"], json_form(config["model_args"]), held[2])',
+    ("r3_norm_mismatch_not_named", "config.py",
+     'named = (config["model"], json_form(config["model_args"]), config.get("norm", held[2]), config["seed"])',
+     'named = (config["model"], json_form(config["model_args"]), held[2], config["seed"])',
      [BITE3 + "test_a_model_pt_of_another_norm_is_named_as_such"]),
     # the backtest's windows end at the origin itself: the model sees the value it forecasts
     ("r3_rollout_window_includes_origin", "forecast.py",
@@ -525,8 +527,8 @@ MUTATIONS_ROUND3 = [
      ["tests/test_ctrl_c.py::test_one_ctrl_c_saves_exits_130_and_says_how_to_go_on"]),
     # model.pt without its norm: a model.pt of another norm is no longer told apart
     ("r3_model_pt_without_norm", "runs.py",
-     '"norm": self.config.get("norm", "global"), "epoch": best["epoch"]}',
-     '"epoch": best["epoch"]}',
+     '"norm": self.config.get("norm", "global"), "seed": self.config.get("seed"), "epoch": best["epoch"]}',
+     '"seed": self.config.get("seed"), "epoch": best["epoch"]}',
      [BITE3 + "test_a_model_pt_of_another_norm_is_named_as_such"]),
     # --resume forgets the best score: the first resumed epoch replaces a better earlier one
     ("r3_resume_forgets_best_score", "runs.py",
@@ -585,8 +587,8 @@ MUTATIONS_ROUND3 = [
      '("normalisation.std", lambda v: _number(v) and v >= 0, "a number > 0"),',
      ["tests/test_baselines_and_errors.py::test_a_config_of_the_wrong_type_is_one_line[normalisation.std=0-forecast.py]"]),
     ("r3_run_name_fractions_swapped", "config.py",
-     'parts.append(f"val{cfg.val_fraction:g}_test{cfg.test_fraction:g}")',
-     'parts.append(f"val{cfg.test_fraction:g}_test{cfg.val_fraction:g}")',
+     'parts.append(f"val{cfg.fractions[1]:g}_test{cfg.fractions[2]:g}")',
+     'parts.append(f"val{cfg.fractions[2]:g}_test{cfg.fractions[1]:g}")',
      [RECORD + "test_every_setting_that_changes_the_numbers_is_in_the_name"]),
     # --- scoring.py ---
     ("r3_smape_percent_halved", "scoring.py",
@@ -696,6 +698,112 @@ MUTATIONS_ROUND3 = [
 ]
 
 
+# Round 4 (issue 35, "Nothing quietly wrong, round four"): the audit's survivors, each written from
+# the product code before the tests (config.py, runs.py, data/csvfile.py, scoring.py,
+# log_protocol.py), the three bugs only the golden outputs caught, and ten more of our own in the
+# same files, written the same way; where none of the suite's tests caught one, a test was added
+# (tests/test_bite_four.py, tests/test_nothing_quiet.py, tests/test_bad_input.py).
+BITE4 = "tests/test_bite_four.py::"
+QUIET = "tests/test_nothing_quiet.py::"
+BAD = "tests/test_bad_input.py::"
+MUTATIONS_ROUND4 = [
+    # --- the audit's survivors ---
+    ("r4_resume_keeps_the_old_data_dir", "config.py",
+     'run_data_dir(saved["dataset"], cfg.data_dir or saved.get("data_dir"), saved.get("source"))',
+     'run_data_dir(saved["dataset"], saved.get("data_dir") or cfg.data_dir, saved.get("source"))',
+     [BITE4 + "test_resume_reads_the_data_dir_it_is_given_not_the_runs_old_one"]),
+    ("r4_least_squares_named_by_batch_size", "config.py",
+     'cfg.batch_size != cls.train_defaults["batch_size"] and not hasattr(cls, "solve"):',
+     'cfg.batch_size != cls.train_defaults["batch_size"]:',
+     [BITE4 + "test_a_batch_size_is_in_the_name_only_where_it_changes_the_numbers[linear-False]"]),
+    ("r4_follow_overrides_omp_num_threads", "runs.py",
+     'self.fixed = (os.environ.get("VQSEQ_THREADS") != "follow" or "OMP_NUM_THREADS" in os.environ',
+     'self.fixed = (os.environ.get("VQSEQ_THREADS") != "follow"',
+     [BITE4 + "test_threads_that_follow_the_machine_leave_the_users_omp_num_threads_alone"]),
+    ("r4_fraction_of_a_second_padded_left", "data/csvfile.py",
+     '[int((m[8] or "0").ljust(6, "0"))]',
+     '[int((m[8] or "0").rjust(6, "0"))]',
+     [BITE4 + "test_fractional_seconds_are_read_as_written"]),
+    ("r4_adaptive_pool_takes_filled_values", "scoring.py",
+     "if scored[applied, h]:",
+     "if scored[applied, h] or True:",
+     [BITE4 + "test_adaptive_intervals_never_learn_from_a_filled_in_value"]),
+    ("r4_absolute_batch_positions_from_zero", "log_protocol.py",
+     "next_value(model, x[i:i + 1], start_pos=first + i)",
+     "next_value(model, x[i:i + 1], start_pos=i)",
+     [BITE4 + "test_absolute_positions_number_each_window_by_its_place_in_the_series"]),
+    # --- caught by the golden outputs only, before ---
+    ("r4_adaptive_median_over_the_steps", "outputs.py",
+     'np.median(adaptive["halfwidth"], axis=0)',
+     'np.median(adaptive["halfwidth"], axis=1)',
+     [BITE4 + "test_the_adaptive_median_is_over_the_origins_of_each_step"]),
+    ("r4_adaptive_level_floor_at_zero", "scoring.py",
+     "a = min(max(a + gamma * (alpha - miss), -gamma), 1 + gamma)",
+     "a = min(max(a + gamma * (alpha - miss), 0), 1 + gamma)",
+     [BITE4 + "test_an_adaptive_level_may_fall_below_zero_and_climbs_back_from_there"]),
+    ("r4_codebook_read_unnormalised", "models/norm.py",
+     "model.code_probs(self.normalise(x)[0], start_pos)",
+     "model.code_probs(x, start_pos)",
+     [BITE4 + "test_codebook_usage_under_a_window_norm_is_of_what_the_model_reads"]),
+    # --- ten more of our own, in the same files ---
+    # config.py: a series read from another column passes the changed-data check
+    ("r4_check_series_ignores_the_column", "config.py",
+     'if saved.get("column") is not None and str(series.column) != str(saved["column"]):',
+     'if False:',
+     [BAD + "test_forecast_bad_input[a column renamed after training]"]),
+    # config.py: --positions with --future accepted and ignored
+    ("r4_future_ignores_the_logs_options", "config.py",
+     "if args.future is not None and backtest_only + log_only:",
+     "if args.future is not None and backtest_only:",
+     [BAD + "test_forecast_bad_input[positions with --future]"]),
+    # config.py: a hand-edited config.json without its checksums turns the check off again
+    ("r4_no_sha256_accepted", "config.py",
+     'if saved["dataset"] not in EMBEDDED and not (saved.get("sha256") or saved.get("values_sha256")):',
+     'if saved["dataset"] in EMBEDDED and not (saved.get("sha256") or saved.get("values_sha256")):',
+     [BAD + "test_forecast_bad_input[config.json's sha256 deleted]"]),
+    # runs.py: model.pt told apart by its size only (a resumed model.pt has the same size)
+    ("r4_weights_stamp_is_the_size", "runs.py",
+     "return s.st_ino, s.st_size, s.st_mtime_ns",
+     "return s.st_size",
+     [QUIET + "test_a_forecast_whose_model_pt_was_replaced_while_it_ran_is_not_written"]),
+    # runs.py: True taken for 1 (forecast.backtest(run, horizon=True))
+    ("r4_a_flag_is_a_whole_number", "runs.py",
+     "if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):",
+     "if value is not None and not isinstance(value, numbers.Integral):",
+     [QUIET + "test_the_python_api_answers_bad_arguments_in_one_line_and_takes_a_path"]),
+    # runs.py: a Ctrl-C in the first epoch keeps the untrained run again
+    ("r4_first_epoch_ctrl_c_keeps_a_run", "runs.py",
+     "raise KeyboardInterrupt  # __exit__ discards the run directory",
+     "pass",
+     ["tests/test_first_hour.py::test_stopped_in_the_first_epoch_nothing_is_left"]),
+    # data/csvfile.py: day/month dates continued month/day in future.csv
+    ("r4_day_first_written_month_first", "data/csvfile.py",
+     'f"%d{sep}%m{sep}%Y" if day_first else f"%m{sep}%d{sep}%Y"',
+     'f"%m{sep}%d{sep}%Y" if day_first else f"%d{sep}%m{sep}%Y"',
+     [QUIET + "test_future_csv_writes_the_times_as_the_csv_did"]),
+    # data/csvfile.py: 1959Q1 read as the quarter's last month
+    ("r4_quarter_on_its_last_month", "data/csvfile.py",
+     "times[k] = (None, int(q[1]), 3 * int(q[3]) - 2, 1)",
+     "times[k] = (None, int(q[1]), 3 * int(q[3]), 1)",
+     [QUIET + "test_quarterly_labels_are_times_and_the_future_is_written_alike"]),
+    # scoring.py: MASE's scale counts differences to and from filled-in values
+    ("r4_naive_scale_counts_filled_values", "scoring.py",
+     "ok = observed[season:] & observed[:-season]",
+     "ok = observed[season:]",
+     [BITE4 + "test_mase_scale_skips_differences_with_a_filled_in_value"]),
+    # log_protocol.py: regressive positions of an absolute evaluation one window late
+    ("r4_absolute_regressive_positions_late", "log_protocol.py",
+     'first_pos = start - time_steps if positions == "absolute" else None',
+     'first_pos = start if positions == "absolute" else None',
+     [BITE4 + "test_absolute_positions_number_each_window_by_its_place_in_the_series"]),
+    # log_protocol.py: the log's MAE scores filled-in values
+    ("r4_log_mae_scores_filled_values", "log_protocol.py",
+     'metrics[f"mae_{kind}"] = float(np.mean(np.abs(pred - actual)[scored]))',
+     'metrics[f"mae_{kind}"] = float(np.mean(np.abs(pred - actual)))',
+     [BITE4 + "test_the_logs_errors_skip_filled_in_values"]),
+]
+
+
 def scratch_copy(repo, dest):
     shutil.copytree(repo, dest, ignore=COPY_IGNORE)
     return dest
@@ -744,15 +852,15 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--list", action="store_true", help="print the mutations and their tests")
     p.add_argument("--only", nargs="+", default=None, metavar="NAME", help="run these mutations only")
-    p.add_argument("--round", type=int, choices=(1, 2, 3), default=None,
-                   help="only the first list (issue 18's bugs), the second (issue 23's) or the third (round "
-                        "three's); default all three")
+    p.add_argument("--round", type=int, choices=(1, 2, 3, 4), default=None,
+                   help="only the first list (issue 18's bugs), the second (issue 23's), the third (round "
+                        "three's) or the fourth (issue 35's); default all four")
     p.add_argument("--jobs", type=int, default=1, help="mutations checked at a time")
     p.add_argument("--repo", default=ROOT, help="the repository to copy (default: this one)")
     p.add_argument("--timeout", type=int, default=300, help="seconds for one mutation's tests")
     args = p.parse_args(argv)
-    listed = {1: MUTATIONS, 2: MUTATIONS_ROUND2, 3: MUTATIONS_ROUND3,
-              None: MUTATIONS + MUTATIONS_ROUND2 + MUTATIONS_ROUND3}[args.round]
+    listed = {1: MUTATIONS, 2: MUTATIONS_ROUND2, 3: MUTATIONS_ROUND3, 4: MUTATIONS_ROUND4,
+              None: MUTATIONS + MUTATIONS_ROUND2 + MUTATIONS_ROUND3 + MUTATIONS_ROUND4}[args.round]
     chosen = [m for m in listed if args.only is None or m[0] in args.only]
     unknown = sorted(set(args.only or ()) - {m[0] for m in listed})
     if unknown:

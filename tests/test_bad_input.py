@@ -32,6 +32,10 @@ CSVS = {  # name: bytes
     "footer": b"date,v\n" + b"".join(b"2024-01-%02d,%d\n" % (1 + i % 28, i) for i in range(28)) + b"Total,378\n",
     # 98% gaps: filled in, no two observed values one step apart in the training part (every 50th kept)
     "gappy": b"t,v\n" + b"".join(b"%d,%s\n" % (i, b"%d" % (i % 7) if i % 50 == 0 else b"") for i in range(300)),
+    # issue 35: series too short for the default fractions, or for any
+    "ten": b"t,v\n" + b"".join(b"%d,%d\n" % (i, i * i % 7) for i in range(10)),
+    "eight": b"t,v\n" + b"".join(b"%d,%d\n" % (i, i * i % 7) for i in range(8)),
+    "four": b"t,v\n0,1\n1,3\n2,2\n3,5\n",
 }
 
 
@@ -71,6 +75,13 @@ def world(tmp_path_factory):
                                "--out_dir", str(root / "runs"), "--time_steps", "24", "--epochs", "1", "--no_forecast"])
         made[name], _ = train.train(cfg)
         path.write_bytes(change(CSVS["good"]))
+    # issue 35: a header renamed after training (the values are the same: the column is not)
+    path = root / "renamed.csv"
+    path.write_bytes(CSVS["good"])
+    cfg, _ = config.parse(["--model", "naive", "--dataset", str(path), "--out_dir", str(root / "runs"), "--time_steps",
+                           "24", "--no_forecast"])
+    made["renamed"], _ = train.train(cfg)
+    path.write_bytes(CSVS["good"].replace(b"t,v", b"t,level", 1))
     # ... and run folders whose files do not fit together, or were damaged
     def copy_run(source, name):
         target = root / "broken" / name / "2020-01-01-00-00-00"
@@ -81,13 +92,26 @@ def world(tmp_path_factory):
         made[name] = str(target)
         return target
     vq = made["edited"]
+    # issue 35: a run that --resume can continue (naive and linear have nothing to), and one of another seed
+    (root / "vq.csv").write_bytes(CSVS["good"])
+    for seed in (0, 1):
+        cfg, _ = config.parse(["--model", "vqlnmlp", "--vocab_size", "16", "--d_model", "8", "--dataset",
+                               str(root / "vq.csv"), "--out_dir", str(root / "runs"), "--time_steps", "24",
+                               "--epochs", "1", "--no_forecast", "--seed", str(seed)])
+        made[f"vq{seed}"], _ = train.train(cfg)
     cut = copy_run(made["chrono"], "foreign_model")          # a naive run holding a vqlnmlp model.pt ...
     (cut / "model.pt").write_bytes(open(os.path.join(vq, "model.pt"), "rb").read())
-    cut = copy_run(made["chrono"], "foreign_last")           # ... and a vqlnmlp last.pt
-    (cut / "last.pt").write_bytes(open(os.path.join(vq, "last.pt"), "rb").read())
+    cut = copy_run(made["vq0"], "foreign_last")              # ... a vqlnmlp run holding a naive last.pt
+    (cut / "last.pt").write_bytes(open(os.path.join(made["chrono"], "last.pt"), "rb").read())
+    cut = copy_run(made["vq0"], "other_seed")                # ... and the model.pt of the same run with --seed 1
+    (cut / "model.pt").write_bytes(open(os.path.join(made["vq1"], "model.pt"), "rb").read())
     copy_run(made["chrono"], "empty_model").joinpath("model.pt").write_bytes(b"")
-    copy_run(made["chrono"], "empty_last").joinpath("last.pt").write_bytes(b"")
-    os.remove(copy_run(made["chrono"], "no_losses") / "losses.csv")
+    copy_run(made["vq0"], "empty_last").joinpath("last.pt").write_bytes(b"")
+    os.remove(copy_run(made["vq0"], "no_losses") / "losses.csv")
+    target = copy_run(made["vq0"], "no_sha256")              # a hand-edited config.json without its checksums
+    cfg = json.load(open(target / "config.json"))
+    del cfg["sha256"], cfg["values_sha256"]
+    (target / "config.json").write_text(json.dumps(cfg))
     for name, key, value in (("no_norm", "norm", None), ("bad_parts", "parts", "all")):
         target = copy_run(vq, name)
         cfg = json.load(open(target / "config.json"))
@@ -131,8 +155,9 @@ TRAIN = [  # (id, args, text the one line must contain)
     ("time_steps too long", ["--model", "lstm", "--dataset", "goog", "--time_steps", "800"], "time_steps 800 needs"),
     ("time_steps longer than a short CSV", ["--model", "lstm", "--dataset", csv("short")], "time_steps 112 needs"),
     ("batch_size 0", ["--model", "lstm", "--batch_size", "0"], "--batch_size must be at least 1, got 0"),
-    ("epochs -1", ["--model", "lstm", "--epochs", "-1"], "epochs -1"),
-    ("lr 0", ["--model", "lstm", "--lr", "0"], "lr 0.0"),
+    ("epochs -1", ["--model", "lstm", "--epochs", "-1"], "--epochs -1: give 0 or more"),
+    ("lr 0", ["--model", "lstm", "--lr", "0"], "--lr 0: the learning rate must be above 0, e.g. 0.0005 (lstm's default)"),
+    ("lr negative", ["--model", "naive", "--lr", "-0.01"], "--lr -0.01: the learning rate must be above 0"),
     ("epochs not a number", ["--model", "lstm", "--epochs", "x"], "invalid int value: 'x'"),
     ("d_model not a number", ["--model", "vqlnmlp", "--d_model", "big"], "--d_model 'big': expected a value like 64"),
     ("vocab_size 0", ["--model", "vqlnmlp", "--vocab_size", "0"], "--vocab_size must be at least 1, got 0"),
@@ -157,7 +182,7 @@ TRAIN = [  # (id, args, text the one line must contain)
     ("text cell", ["--model", "naive", "--dataset", csv("oops")], "row 202 ('oops')"),
     ("resume of no run", ["--resume", "nowhere"], "'nowhere' not found"),
     ("resume with another model", ["--resume", "RUN:chrono", "--model", "lstm"], "drop --model"),
-    ("resume to fewer epochs", ["--resume", "RUN:chrono", "--epochs", "1"], "give --epochs larger than that"),
+    ("resume to fewer epochs", ["--resume", "RUN:vq0", "--epochs", "1"], "give --epochs larger than that"),
     ("sweep jobs 0", ["--model", "naive,linear", "--jobs", "0"], "--jobs '0'"),
     ("sweep of an unknown model", ["--model", "naive,nope"], "unknown model 'nope'"),
     # issue 28
@@ -177,10 +202,28 @@ TRAIN = [  # (id, args, text the one line must contain)
      "the last row, 30, holds 'Total', not a time like the rows above it: a footer (a total, a note)? remove that row"),
     ("resume after losses.csv was deleted", ["--resume", "RUN:no_losses", "--epochs", "5"], "losses.csv is missing"),
     ("resume with another model's last.pt", ["--resume", "RUN:foreign_last", "--epochs", "5"],
-     "last.pt holds a vqlnmlp model where config.json names naive"),
+     "last.pt holds a naive model where config.json names vqlnmlp"),
     ("resume with a 0-byte last.pt", ["--resume", "RUN:empty_last", "--epochs", "5"], "is not a vqseq checkpoint (EOFError"),
     ("resume after the CSV was edited", ["--resume", "RUN:edited", "--epochs", "5"],
-     "the series changed since the run was trained (its sha256 is"),
+     "the series changed since the run was trained (the values read differ: their sha256 is"),
+    # issue 35
+    ("resume of a naive run", ["--resume", "RUN:chrono", "--epochs", "5"],
+     "model naive has nothing more to learn (nothing to train), so there is nothing to continue"),
+    ("resume with another seed's model.pt", ["--resume", "RUN:other_seed", "--epochs", "5"],
+     "model.pt holds a model trained with --seed 1 where config.json names --seed 0"),
+    ("resume with config.json's sha256 deleted", ["--resume", "RUN:no_sha256", "--epochs", "5"],
+     "config.json has no sha256 of the series it was trained on"),
+    ("n_heads 3 with RoPE", ["--model", "mhvqlnmlp_rope", "--n_heads", "3"],
+     "d_model 64 is not divisible by n_heads 3; choose n_heads among 1, 2, 4, 8, 16, 32"),
+    ("n_heads 64 with RoPE", ["--model", "mhvqlnmlp_rope", "--n_heads", "64"],
+     "head_size 1 must be even; choose n_heads among 1, 2, 4, 8, 16, 32"),
+    ("a 10-value series", ["--model", "naive", "--dataset", csv("ten")],
+     "the training part has 7 values; time_steps 96 needs at least 98 (choose time_steps <= 5)"),
+    ("an 8-value series: no value to validate", ["--model", "naive", "--dataset", csv("eight")],
+     "into 6 to train on, 0 to validate and 2 to test; it needs time_steps + 2 values to train on (two windows) and one "
+     "in each other part: choose --val_fraction 0.1 --test_fraction 0.15 --time_steps 4 (or less)"),
+    ("a 4-value series", ["--model", "naive", "--dataset", csv("four"), "--time_steps", "1"],
+     "--split chrono needs at least 3, 1 and 1 (5 values), so no --time_steps and no fractions work for it"),
 ]
 
 FORECAST = [
@@ -214,8 +257,24 @@ FORECAST = [
     ("a run still being written", ["RUN:partial"], "is a run still being written"),
     ("a CSV given as the run", [csv("good")], "is a file, not a run directory"),
     ("vqvae_imagenet.py's run", ["RUN:vqvae"], "is a vqvae_imagenet.py run (an image autoencoder): evaluate it with"),
-    ("the CSV edited after training", ["RUN:edited"], "the series changed since the run was trained (its sha256 is"),
+    ("the CSV edited after training", ["RUN:edited"], "the series changed since the run was trained (the values read differ"),
     ("the CSV cut short after training", ["RUN:shortened", "--future", "3"], "; 99 values now, 300 at training)"),
+    # issue 35: options another kind of evaluation would ignore, runs put together from two
+    ("horizon with --future", ["RUN:chrono", "--future", "3", "--horizon", "5"],
+     "--horizon 5 shapes an evaluation on the series, and --future 3 forecasts 3 steps past its end"),
+    ("stride with --future", ["RUN:chrono", "--future", "3", "--stride", "2"], "drop --stride, or drop --future"),
+    ("origins with --future", ["RUN:chrono", "--future", "3", "--origins", "5"], "--origins 5 shapes an evaluation"),
+    ("positions with --future", ["RUN:chrono", "--future", "3", "--positions", "sliding"], "--positions sliding shapes"),
+    ("horizon with the log's evaluation", ["RUN:chrono", "--positions", "sliding", "--horizon", "5"],
+     "--horizon 5 shapes the backtest, and --positions sliding asks for the log's batch and regressive evaluation"),
+    ("season with the log's evaluation", ["RUN:chrono", "--positions", "sliding", "--season", "7"],
+     "--season 7 shapes the backtest"),
+    ("horizon with the cross-dataset matrix", ["RUN:random", "--dataset", "membrane,goog", "--horizon", "5"],
+     "--horizon 5 shapes the backtest, and --dataset membrane,goog asks for the log's"),
+    ("another seed's model.pt", ["RUN:other_seed"], "model.pt holds a model trained with --seed 1 where"),
+    ("a column renamed after training", ["RUN:renamed"], "the series changed since the run was trained (column "
+     "'level' now, 'v' at training)"),
+    ("config.json's sha256 deleted", ["RUN:no_sha256"], "config.json has no sha256 of the series it was trained on"),
 ]
 
 VQVAE = [

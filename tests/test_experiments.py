@@ -205,6 +205,25 @@ def test_wide_and_pivot_tables(tmp_path):
     assert row["mhvqlnmlp"] == ["-", "0.5 +- 0 (2)", "-"]
 
 
+def test_a_pivot_cell_never_pools_protocols_splits_or_norms(tmp_path):
+    """A chrono run (0.0218) and a random-split run (0.106) of vqlnmlp were one cell, 0.064 +- 0.06
+    "over seeds": each protocol now has a table of its own, headed by it, and only seeds are pooled."""
+    for seed, (chrono, random) in enumerate([(0.0218, 0.106), (0.0222, 0.104)]):
+        fake_run(tmp_path, "vqlnmlp", chrono, f"c{seed}", seed=seed, split="chrono")
+        fake_run(tmp_path, "vqlnmlp", random, f"r{seed}", seed=seed, split="random")
+    r = run_main("benchmarks/results.py", tmp_path, "--pivot", "family,pe")
+    assert r.returncode == 0, r.stderr
+    tables = r.stdout.split("\n\n")
+    assert tables[0] == "split=chrono (2 runs):" and tables[2] == "split=random (2 runs):"
+    cells = [[c.strip() for c in t.splitlines()[2].strip("|").split("|")] for t in (tables[1], tables[3])]
+    assert cells == [["vqlnmlp", f"0.022 +- {np.std([0.0218, 0.0222], ddof=1):.2g} (2)"],
+                     ["vqlnmlp", f"0.105 +- {np.std([0.106, 0.104], ddof=1):.2g} (2)"]]
+    (tmp_path / "vqlnmlp_y_w_lr0.007" / "c1" / "config.json").write_text(json.dumps({  # another norm: apart again
+        **json.load(open(tmp_path / "vqlnmlp_y_w_lr0.007" / "c1" / "config.json")), "norm": "last"}))
+    r = run_main("benchmarks/results.py", tmp_path, "--pivot", "family,pe", "--filter", "split=chrono")
+    assert r.stdout.startswith("norm=global (1 run):") and "\n\nnorm=last (1 run):\n" in r.stdout
+
+
 def test_results_cli_tables_and_errors(grid_runs):
     r = run_main("benchmarks/results.py", grid_runs, "--top", "1", "--filter", "vqlnmlp", "--sort", "val_mse_last")
     assert r.returncode == 0 and len(r.stdout.strip().splitlines()) == 3 and "/t0 " in r.stdout, r.stderr
@@ -269,6 +288,8 @@ def test_quick_report_writes_results_and_plots(tmp_path):
                     "## 2025-01-06", "## The same under the chrono split"):
         assert heading in text
     assert "**Time.**" in text and "<!-- time -->" not in text
+    assert re.search(r"needs about [1-9]\d* (seconds|minutes) \(CPU time / 2\)", text)  # never "about 0 minutes"
+    assert "../shared" not in text and "donglinkang2021/simple-sequence-prediction" in text  # a path a reader has
     assert text.count(kept) == 1 and "## old table" not in text  # honest.py's section stays, the rest is new
     assert text.index("**Time.**") < text.index(kept) < text.index("## Noise floors")
     for png in re.findall(r"\]\((results_\w+\.png)\)", text):

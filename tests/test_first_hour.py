@@ -334,18 +334,21 @@ def test_a_partial_epoch_is_marked_and_never_chosen_even_when_best(tmp_path, sin
     assert json.load(open(os.path.join(resumed, "config.json")))["interrupted"] is False
 
 
-def test_stopped_in_the_first_epoch_model_pt_is_the_untrained_model(tmp_path, sine_csv, monkeypatch):
+def test_stopped_in_the_first_epoch_nothing_is_left(tmp_path, sine_csv, monkeypatch):
+    """A first Ctrl-C before the first epoch ends: nothing was trained to keep, so the run directory
+    (and the --out_dir this run made) is removed, and the line says so (issue 35: it left epoch 0's
+    untrained model with advice to evaluate it)."""
     stop_in_epoch(monkeypatch, 1)
-    run_dir, metrics = train_small(tmp_path, sine_csv, "--epochs", "5", "--seed", "3")
+    out = tmp_path / "out"
+    r = run_main("train.py", *SMALL, "--batch_size", "8", "--dataset", sine_csv, "--epochs", "5", "--out_dir", out)
     monkeypatch.undo()
-    assert [(r["epoch"], r["complete"]) for r in read_rows(run_dir)] == [("0", "1"), ("1", "0")]
-    assert metrics["best_epoch"] == 0 and metrics["partial_epochs"] == [1]
-    torch.manual_seed(3)                                    # the same seed builds the same untrained model
-    fresh = models.build("vqlnmlp", vocab_size=16, d_model=8).state_dict()
-    def state(name):  # under a window norm (chrono's default) the model's keys start "model."
-        saved = torch.load(os.path.join(run_dir, name), weights_only=True)["state_dict"]
-        return {k.removeprefix("model."): v for k, v in saved.items()}
-    saved = state("model.pt")
-    assert all(torch.equal(fresh[k], saved[k]) for k in fresh)
-    last = state("last.pt")
-    assert any(not torch.equal(fresh[k], last[k]) for k in fresh)  # last.pt keeps the partial epoch to resume
+    assert r.returncode == 130, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == ("train.py: error: interrupted before the first epoch ended: nothing "
+                                                 "was written")
+    assert not out.exists()
+    (out / "mine.txt").parent.mkdir()  # an --out_dir the user made stays, with what was in it
+    (out / "mine.txt").write_text("keep")
+    stop_in_epoch(monkeypatch, 1)
+    r = run_main("train.py", *SMALL, "--batch_size", "8", "--dataset", sine_csv, "--epochs", "5", "--out_dir", out)
+    monkeypatch.undo()
+    assert r.returncode == 130 and sorted(os.listdir(out)) == ["mine.txt"], r.stderr

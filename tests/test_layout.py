@@ -1,6 +1,6 @@
 """The reading path stays at the size a reader can hold, and the code's structure stays one-way.
 
-Sizes (issue 27; ../shared/STYLE.md's yardstick): train.py at most 320 lines, forecast.py 380,
+Sizes (issue 27; the project's style guide's yardstick): train.py at most 320 lines, forecast.py 380,
 data/__init__.py 300, README.md 160; the longest function of train.py and forecast.py at most 80
 lines (from its `def` line to its last line, docstring included). Structure: no import circle
 among the project's modules (read from their import statements, a submodule's import counting as

@@ -21,10 +21,13 @@ def refused(script, *args, out):
 def test_a_series_too_short_for_any_window(tmp_path, rows):
     path = tmp_path / "short.csv"
     path.write_text("t,v\n" + "".join(f"{k},{k * 1.5}\n" for k in range(rows)))
-    message = refused("train.py", "--model", "naive", "--dataset", path, "--time_steps", "5", out=tmp_path / "runs")
+    message = refused("train.py", "--model", "naive", "--dataset", path, "--time_steps", "5", "--split", "random",
+                      out=tmp_path / "runs")
     plural = "value" if rows == 1 else "values"
     assert f"the series has {rows} {plural}; time_steps 5 needs at least 7" in message
     assert "even time_steps 1 needs 3" in message and "<= -1" not in message and "<= 0" not in message
+    message = refused("train.py", "--model", "naive", "--dataset", path, "--time_steps", "5", out=tmp_path / "runs")
+    assert "--split chrono needs at least 3, 1 and 1 (5 values), so no --time_steps and no fractions work" in message
     with pytest.raises(DataError, match="the series has 4 values; time_steps 3 needs at least 5 "
                                         r"\(choose time_steps <= 2\)"):
         check_time_steps(4, 3)                      # long enough for some window: the old advice stands

@@ -235,3 +235,62 @@ def test_random_split_with_a_window_norm_is_refused(tmp_path):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("config.json"))
     bad = run_main("train.py", "--model", "naive", "--norm", "median", "--out_dir", tmp_path / "runs")
     assert bad.returncode == 2 and "median" in bad.stderr and "revin" in bad.stderr
+
+
+# ---------------------------------------------------------------- statistics held at the origin (issue 37)
+
+@pytest.mark.parametrize("norm", ["last", "revin"])
+def test_origin_statistics_feed_back_through_the_inner_model_by_hand(norm):
+    """WindowNorm.frozen: every fed-back window is read with the origin window's loc and scale, by a
+    hand loop over the inner model in float64; step 1 is the same either way, later steps are not."""
+    from models.rollout import regress
+    torch.manual_seed(2)
+    inner = models.build("lstm").double().eval()
+    windows = (5 + torch.randn(3, 20, 1, dtype=torch.float64).cumsum(1))
+    model = with_norm(inner, norm).eval()
+    step = regress(model, windows, 6)
+    model.frozen = True
+    held = regress(model, windows, 6)
+    loc = windows[:, -1:] if norm == "last" else windows.mean(1, keepdim=True)
+    scale = torch.ones_like(loc) if norm == "last" else (windows.var(1, keepdim=True, unbiased=False) + 1e-5).sqrt()
+    window, want = (windows - loc) / scale, []
+    with torch.no_grad():
+        for _ in range(6):
+            nxt = inner(window)[:, 0]                                   # (B,): normalised units
+            want.append(nxt * scale[:, 0, 0] + loc[:, 0, 0])
+            window = torch.cat([window[:, 1:], nxt.view(-1, 1, 1)], 1)
+    assert torch.allclose(held, torch.stack(want, 1), rtol=1e-12, atol=1e-12)
+    assert torch.allclose(held[:, 0], step[:, 0], rtol=1e-12) and not torch.allclose(held[:, 1:], step[:, 1:])
+
+
+def test_origin_statistics_let_the_kv_cache_forecast_what_recomputing_does():
+    """att_mh (RoPE on q and k) under revin: with the origin's statistics the cache is valid again
+    (auto takes it) and gives the recomputed forecasts; with each step's, the cache is refused."""
+    from models.rollout import regress, regressive_path
+    torch.manual_seed(3)
+    model = with_norm(models.build("att_mh", pe_type="rope", pe_on="qk"), "revin").double().eval()
+    windows = 5 + torch.randn(2, 16, 1, dtype=torch.float64).cumsum(1)
+    assert regressive_path(model, "sliding", "auto") == "recompute"
+    model.frozen = True
+    assert regressive_path(model, "sliding", "auto") == "kv_cache"
+    cached, recomputed = regress(model, windows, 8, "kv_cache"), regress(model, windows, 8, "recompute")
+    assert torch.allclose(cached, recomputed, rtol=1e-10, atol=1e-10)
+    assert (recomputed[:, -1] - recomputed[:, 0]).abs().max() > 1e-4   # the forecasts move
+
+
+def test_norm_stats_origin_on_the_command_line(tmp_path):
+    values = 50 + np.cumsum(np.random.default_rng(5).standard_normal(400))
+    csv = write_csv(tmp_path / "walk.csv", values)
+    revin = train_run(tmp_path, csv, "vqlnmlp", "revin", "--epochs", "2")
+    step = run_main("forecast.py", revin, "--horizon", "6")
+    held = run_main("forecast.py", revin, "--horizon", "6", "--norm_stats", "origin")
+    assert step.returncode == held.returncode == 0, held.stderr
+    folders = [r.stdout.strip().split("-> ")[-1] for r in (step, held)]
+    assert folders[1].endswith("_statsorigin") and not folders[0].endswith("_statsorigin")
+    a, b = (json.load(open(os.path.join(f, "metrics.json"))) for f in folders)
+    assert (a["norm_stats"], b["norm_stats"]) == ("step", "origin")
+    assert b["by_step"]["model"]["mae"][0] == pytest.approx(a["by_step"]["model"]["mae"][0], rel=1e-6)  # step 1 alike
+    assert b["by_step"]["model"]["mae"][-1] != pytest.approx(a["by_step"]["model"]["mae"][-1], rel=1e-6)
+    plain = train_run(tmp_path / "g", csv, "vqlnmlp", "global", "--epochs", "1")
+    r = run_main("forecast.py", plain, "--norm_stats", "origin")
+    assert r.returncode == 2 and "reads the global level" in r.stderr and r.stderr.count("\n") == 1

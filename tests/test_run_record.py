@@ -3,6 +3,7 @@ is what the docs say (issue 28). Values are checked against what the test comput
 CSV's own cells, numpy's statistics, the settings that differ.
 """
 import glob
+import hashlib
 import json
 import os
 
@@ -43,8 +44,8 @@ def test_a_repeated_column_name_is_found_again_by_its_position(tmp_path):
     second = np.cos(np.arange(300) / 7) * 3 - 4
     path = write(tmp_path / "twice.csv", "t,value,value\n" + "".join(f"{i},{a},{b}\n" for i, (a, b) in
                                                                      enumerate(zip(first, second))))
-    run = train(tmp_path / "runs", "--model", "naive", "--dataset", path, "--column", "2", "--time_steps", "8",
-                "--no_forecast")
+    run = train(tmp_path / "runs", "--model", "vqlnmlp", "--vocab_size", "8", "--d_model", "4", "--epochs", "1",
+                "--dataset", path, "--column", "2", "--time_steps", "8", "--no_forecast")
     assert json.load(open(os.path.join(run, "config.json")))["column_index"] == 2
     np.testing.assert_allclose(forecast.load(run).series.values, second)
     assert run_main("train.py", "--resume", run, "--epochs", "2", "--no_forecast").returncode == 0
@@ -58,9 +59,15 @@ def test_an_edited_csv_is_refused_unless_given_on_purpose(tmp_path):
     values = 5 + np.sin(np.arange(300) / 4)
     path = write(tmp_path / "s.csv", "t,v\n" + "".join(f"{i},{v}\n" for i, v in enumerate(values)))
     run = train(tmp_path / "runs", "--model", "naive", "--dataset", path, "--time_steps", "8", "--no_forecast")
+    recorded = json.load(open(os.path.join(run, "config.json")))  # the file's checksum, and what was read's
+    assert recorded["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    h = hashlib.sha256()  # values (float64), observed (bool), times (the row index here), each after its dtype
+    for part in (np.asarray([float(f"{v}") for v in values]), np.ones(300, bool), np.arange(300)):
+        h.update(str(part.dtype).encode() + part.tobytes())
+    assert recorded["values_sha256"] == h.hexdigest()
     path.write_text("t,v\n" + "".join(f"{i},{v + (i == 3)}\n" for i, v in enumerate(values)))  # one cell edited
     r = run_main("forecast.py", run, "--future", "2")
-    assert r.returncode == 2 and "the series changed since the run was trained (its sha256 is" in r.stderr
+    assert r.returncode == 2 and "the series changed since the run was trained (the values read differ" in r.stderr
     assert f"give it with --dataset {path}" in r.stderr
     again = run_main("forecast.py", run, "--future", "2", "--dataset", path)  # on purpose: evaluated, own statistics
     assert again.returncode == 0, again.stderr
@@ -158,8 +165,9 @@ def test_a_training_that_diverges_keeps_the_untrained_model(tmp_path, sine_csv):
 
 def test_a_forecast_that_diverges_stops_before_it_and_says_where(tmp_path):
     """A series that grows by 10% a step: least squares on it forecasts 1.1 x the last value, fed
-    back, until float32 overflows (3.4e38); future.csv holds only finite numbers, up to the step
-    before the first that is not, and the line says which."""
+    back, until it is more than config.DIVERGED_STDS standard deviations of the series from its last
+    value (issue 35: until then, float32's overflow at 3.4e38 was the only limit); future.csv holds
+    the forecasts up to the step before, and the line says which."""
     values = 1.1 ** np.arange(120)
     path = write(tmp_path / "g.csv", "v\n" + "".join(f"{float(v)!r}\n" for v in values))
     run = train(tmp_path / "runs", "--model", "linear", "--dataset", path, "--time_steps", "4", "--norm", "global",
@@ -169,8 +177,9 @@ def test_a_forecast_that_diverges_stops_before_it_and_says_where(tmp_path):
     stopped = int(r.stdout.split("diverged at step ")[1].split()[0])
     rows = np.loadtxt(only(os.path.join(run, "forecasts", "*future*", "future.csv")), delimiter=",", skiprows=1,
                       usecols=1)
-    assert len(rows) == stopped - 1 and np.isfinite(rows).all() and 100 < stopped < 2000
-    assert rows[-1] > 1e30  # it grew until float32 had no more room
+    assert len(rows) == stopped - 1 and np.isfinite(rows).all() and 10 < stopped < 2000
+    bound = 1e4 * np.std(values)  # from the last value, 1.1 ** 119
+    assert np.abs(rows - values[-1]).max() <= bound < 1.1 * rows[-1] - values[-1]  # the next one, 1.1 x, is past it
 
 
 # ---------------------------------------------------------------- how numbers and folders are written

@@ -68,6 +68,7 @@ def test_threads_follow_a_load_that_starts_and_stops_during_training(free_thread
 
 
 def test_omp_num_threads_is_left_to_the_user(monkeypatch):
+    monkeypatch.setenv("VQSEQ_THREADS", "follow")  # asked to follow the machine, and yet the user's count wins
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     before = torch.get_num_threads()
     threads = runs.Threads(read=Machine(5))
