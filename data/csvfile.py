@@ -43,9 +43,11 @@ import csv
 import hashlib
 import io
 import math
+import operator
 import os
 import re
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 import numpy as np
 
@@ -72,9 +74,8 @@ def read_csv(path, column=None, fill=None, date_format=None):
             raw = f.read()
     except OSError as e:
         raise DataError(f"cannot read CSV file {path}: {e.strerror}") from None
-    header, body, lines = _table(path, _decode(path, raw))
-    cols = [[row[i] if i < len(row) else "" for row in body] for i in range(len(header))]
-    numbers = [[_number(c) for c in col] for col in cols]  # None where a cell is not a number
+    header, cols, lines, delimiter = _table(path, _decode(path, raw))
+    cols, numbers, plain_dates = map(list, zip(*(_numbers(c, delimiter) for c in cols)))
 
     col = None if column is None else _column_index(column, header, path)
     axis, kind = _time_axis(header, cols, numbers, col, date_format)
@@ -83,9 +84,9 @@ def read_csv(path, column=None, fill=None, date_format=None):
     values, observed = _values(header[col], cols[col], numbers[col], lines, path)
     time_format = utc_offset = None
     if kind == "date":
-        time, utc_offset, time_format = _dates(header[axis], cols[axis], lines, path, date_format)
+        time, utc_offset, time_format = _dates(header[axis], cols[axis], lines, path, date_format, plain_dates[axis])
     elif kind == "number":
-        time = np.array(numbers[axis], dtype=np.float64)
+        time = numbers[axis].values.copy()
         if not np.isfinite(time).all():
             raise DataError(f"time column {header[axis]!r} of {path} has empty, NaN or inf cells: "
                             f"{_rows(cols[axis], lines, ~np.isfinite(time))}; fill them in or remove those rows")
@@ -127,7 +128,9 @@ def _decode(path, raw):
 
 def _delimiter(text):
     """The delimiter that splits the first lines into the most rows of one width (>= 2 cells)."""
-    sample = [line for line in text.splitlines()[:50] if line.strip()]
+    head = text[:1 << 16].splitlines()
+    head = head[:-1] if len(text) > 1 << 16 and len(head) > 1 else head  # the last line may be cut short
+    sample = [line for line in head[:50] if line.strip()]
     best, best_score = ",", None
     for rank, d in enumerate(reversed(DELIMITERS)):
         widths = [len(r) for r in csv.reader(sample, delimiter=d)]
@@ -139,33 +142,72 @@ def _delimiter(text):
 
 
 def _table(path, text):
-    """(header, body rows, file line of each body row); cells stripped, blank rows skipped."""
+    """(header, columns of stripped cells, file line of each body row, delimiter); blank rows skipped.
+    A plain table (no quotes, no blank rows, every row as wide) is split at once (_plain_columns),
+    any other by the csv module row by row: the same cells either way."""
     delimiter = _delimiter(text)
-    try:
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-        rows, lines = [], []
-        for r in reader:
-            if any(cell.strip() for cell in r):
-                rows.append([_decimal(cell.strip(), delimiter) for cell in r])
-                lines.append(reader.line_num)
-    except csv.Error as e:
-        raise DataError(f"CSV file {path} cannot be read as CSV: {e}") from None
-    if not rows:
-        raise DataError(f"CSV file {path} is empty")
-    has_header = any(_number(c) is None and not _looks_like_date(c) for c in rows[0])
+    plain = _plain_columns(text, delimiter)
+    if plain:
+        columns, lines = plain
+        first = [c[0] for c in columns]
+    else:
+        try:
+            reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+            rows, lines = [], []
+            for r in reader:
+                if any(cell.strip() for cell in r):
+                    rows.append([cell.strip() for cell in r])
+                    lines.append(reader.line_num)
+        except csv.Error as e:
+            raise DataError(f"CSV file {path} cannot be read as CSV: {e}") from None
+        if not rows:
+            raise DataError(f"CSV file {path} is empty")
+        first = rows[0]
+    first = [_decimal(c, delimiter) for c in first]
+    has_header = any(_number(c) is None and not _looks_like_date(c) for c in first)
     if has_header:
         # a quoted name may hold line breaks; messages and run names need it on one line
-        header = [" ".join(h.split()) or f"column{i}" for i, h in enumerate(rows[0])]
-        rows, lines = rows[1:], lines[1:]
-        if not rows:
+        header = [" ".join(h.split()) or f"column{i}" for i, h in enumerate(first)]
+        lines = lines[1:]
+        if not lines:
             raise DataError(f"CSV file {path} has a header ({', '.join(header)}) but no data rows")
-    else:
-        header = [f"column{i}" for i in range(max(map(len, rows)))]
+    if plain:
+        return (header if has_header else [f"column{i}" for i in range(len(columns))],
+                [c[1:] if has_header else c for c in columns], lines, delimiter)
+    rows = rows[1:] if has_header else rows
+    header = header if has_header else [f"column{i}" for i in range(max(map(len, rows)))]
     for row, line in zip(rows, lines):
         if any(row[len(header):]):  # trailing empty cells (a delimiter at the end of a row) are harmless
             raise DataError(f"CSV file {path}: row {line} has {len(row)} cells but the header names "
                             f"{len(header)} columns ({', '.join(header)}); delimiter {delimiter!r}")
-    return header, rows, lines
+    return header, [[row[i] if i < len(row) else "" for row in rows] for i in range(len(header))], lines, delimiter
+
+
+def _plain_columns(text, delimiter):
+    """(columns of stripped cells, file lines) of a table that needs no CSV rules, split at once: no
+    quote, no carriage return, no blank row, the same number of cells on every row; else None."""
+    if '"' in text or "\r" in text or len(delimiter.encode()) != 1:
+        return None
+    lines = text.count("\n") + (not text.endswith("\n"))
+    buf = np.frombuffer(text.encode(), dtype=np.uint8)          # the delimiter and line ends are one byte each
+    ends = np.flatnonzero(buf == 10)
+    marks = np.flatnonzero(buf == ord(delimiter))
+    width = int(np.searchsorted(marks, ends[0] if len(ends) else len(buf))) + 1
+    if width < 2 or len(marks) != (width - 1) * lines or \
+            np.any(np.bincount(np.searchsorted(ends, marks), minlength=lines)[:lines] != width - 1):
+        return None                                             # rows of other widths: the csv path says which
+    cells = text.replace(delimiter, "\n").split("\n")[:width * lines]
+    columns = [cells[j::width] for j in range(width)]
+    space = (buf == 32) | (buf == 9) | (buf == 11) | (buf == 12) | (buf >= 128)  # 128: perhaps a non-ASCII space
+    space[marks] = False
+    edge = np.zeros(len(buf) + 2, dtype=bool)
+    edge[[0, -1]] = True
+    edge[ends + 1] = edge[marks + 1] = True                    # edge[i + 1]: byte i ends a cell
+    if np.any(space & (edge[:-2] | edge[2:])):                  # a cell may begin or end with a space
+        columns = [list(map(str.strip, column)) for column in columns]
+    if all("" in column for column in columns) and not all(map(any, zip(*columns))):
+        return None  # a row of empty cells: a blank row, which the csv path skips
+    return columns, list(range(1, lines + 1))
 
 
 def _decimal(cell, delimiter):
@@ -192,9 +234,39 @@ def _number(cell):
     return v if math.isfinite(v) else math.nan
 
 
+class Numbers(NamedTuple):
+    """A column read as numbers: values (nan where a cell is missing or text), and where it is text."""
+    values: np.ndarray
+    text: np.ndarray
+
+
+def _numbers(cells, delimiter):
+    """(cells, Numbers, plain ISO times or None) of a column. Where float() reads every cell as
+    written, the whole column is converted at once; a column of plain ISO dates (_plain_iso) is no
+    number, and its times are kept for _dates; else cell by cell, thousands separators and decimal
+    commas first (_decimal, which leaves any cell float() reads as it is), _number for each."""
+    try:
+        values = np.array(cells, dtype=np.float64)  # float() of each cell, in C
+    except (ValueError, TypeError):
+        times = _plain_iso(cells) if cells else None
+        if times is not None:  # _decimal and _number leave such cells text
+            return cells, Numbers(np.full(len(cells), math.nan), np.ones(len(cells), dtype=bool)), times
+        return (*_numbers_by_cell(cells, delimiter), None)
+    values[~np.isfinite(values)] = math.nan
+    return cells, Numbers(values, np.zeros(len(values), dtype=bool)), None
+
+
+def _numbers_by_cell(cells, delimiter):
+    """(cells, Numbers) of a column read cell by cell: _decimal, then _number."""
+    cells = [_decimal(c, delimiter) for c in cells]
+    read = [_number(c) for c in cells]
+    return cells, Numbers(np.array([math.nan if v is None else v for v in read], dtype=np.float64),
+                          np.array([v is None for v in read], dtype=bool))
+
+
 def _looks_like_numbers(numbers):
     """Every non-missing cell is a number and at least one is."""
-    return all(v is not None for v in numbers) and any(v == v for v in numbers)
+    return not numbers.text.any() and not np.isnan(numbers.values).all()
 
 
 def _time_like(name):
@@ -223,15 +295,16 @@ def _time_axis(header, cols, numbers, col, date_format):
         return 0, "date"
     others = any(_mostly_numbers(numbers[j]) for j in range(1, len(header)) if col in (None, j))
     if _looks_like_numbers(numbers[0]):
-        complete = all(v == v for v in numbers[0])
-        increasing = complete and len(numbers[0]) > 1 and all(b > a for a, b in zip(numbers[0], numbers[0][1:]))
+        v = numbers[0].values
+        with np.errstate(over="ignore", invalid="ignore"):  # inf for 1e308 - -1e308, as Python floats give
+            increasing = not np.isnan(v).any() and len(v) > 1 and bool(np.all(np.diff(v) > 0))
         return (0, "number") if increasing and others else (None, None)
     return None, None
 
 
 def _mostly_numbers(numbers):
-    finite = sum(v is not None and v == v for v in numbers)
-    return finite > 0 and finite > sum(v is None for v in numbers)
+    finite = int((~np.isnan(numbers.values)).sum())  # text cells are nan too
+    return finite > 0 and finite > int(numbers.text.sum())
 
 
 def _column_index(column, header, path):
@@ -255,9 +328,10 @@ def _value_column(header, cols, numbers, axis, path):
             return mostly[-1]
         time = f" besides the time axis {header[axis]!r}" if axis is not None else ""
         raise DataError(f"CSV file {path} has no numeric column{time}; columns: {', '.join(header)}")
-    last = [v for v in numbers[candidates[-1]] if v == v]
-    steps = [b - a for a, b in zip(last, last[1:])]  # Python floats: inf for 1e308 - -1e308, no warning
-    if len(candidates) > 1 and len(steps) > 1 and 0 < steps[0] < math.inf and all(d == steps[0] for d in steps):
+    last = numbers[candidates[-1]].values
+    with np.errstate(over="ignore", invalid="ignore"):  # inf for 1e308 - -1e308
+        steps = np.diff(last[~np.isnan(last)])
+    if len(candidates) > 1 and len(steps) > 1 and 0 < steps[0] < math.inf and bool(np.all(steps == steps[0])):
         raise DataError(f"CSV file {path}: which column is the series? {header[candidates[-1]]!r} counts up "
                         f"by {steps[0]:g} on every row like an index; candidates: "
                         f"{', '.join(header[j] for j in candidates)}; choose one with --column")
@@ -305,11 +379,10 @@ def _number_times(cells, time):
 
 def _values(name, cells, numbers, lines, path):
     """(values, observed) of the value column; text cells are an error."""
-    text = [v is None for v in numbers]
-    if any(text):
-        raise DataError(f"column {name!r} of {path} has non-numeric values: {_rows(cells, lines, text)}; "
+    if numbers.text.any():
+        raise DataError(f"column {name!r} of {path} has non-numeric values: {_rows(cells, lines, numbers.text)}; "
                         f"fix those cells or choose another column with --column")
-    values = np.array(numbers, dtype=np.float64)
+    values = numbers.values.copy()
     observed = np.isfinite(values)
     if not observed.any():
         raise DataError(f"column {name!r} of {path} has no values, only empty, NaN or inf cells")
@@ -362,15 +435,17 @@ def _looks_like_date(cell):
     return _iso(cell) is not None
 
 
-def _dates(name, cells, lines, path, date_format):
+def _dates(name, cells, lines, path, date_format, plain=None):
     """(time, utc_offset, time_format) of a date column. time: datetime64, in UTC where the cells have
     a UTC offset; days where every time is midnight, else seconds or finer. utc_offset: each cell's
     offset (timedelta64[s]), None for times without one. time_format: how future times are written
-    back (date_format, or "%Y-%m" for year-month cells), None for ISO."""
-    missing = [c == "" for c in cells]
-    if any(missing):
-        raise DataError(f"time column {name!r} of {path} has empty cells: {_rows(cells, lines, missing)}; "
+    back (date_format, or "%Y-%m" for year-month cells), None for ISO. plain: the times of a plain
+    ISO column, parsed already (_plain_iso)."""
+    if "" in cells:
+        raise DataError(f"time column {name!r} of {path} has empty cells: {_rows(cells, lines, [c == '' for c in cells])}; "
                         f"fill them in or remove those rows")
+    if plain is not None and not date_format:
+        return plain, None, _shape(cells[-1], False)
     times = [None] * len(cells)
     if date_format:
         for k, (cell, line) in enumerate(zip(cells, lines)):
@@ -419,6 +494,47 @@ def _dates(name, cells, lines, path, date_format):
                 raise DataError(f"time column {name!r} of {path}: {cells[k]!r} at row {lines[k]} is not a "
                                 f"valid date ({e})") from None
     return (*_utc(name, cells, lines, path, times), _shape(cells[-1], day_first))
+
+
+# ISO dates without an offset or fractions, each cell written alike: d a digit, ? the "T" or " " between
+# date and time. Such a column is parsed at once (_plain_iso); every other goes cell by cell.
+_PLAIN_ISO = {10: "dddd-dd-dd", 16: "dddd-dd-dd?dd:dd", 19: "dddd-dd-dd?dd:dd:dd"}
+
+
+def _plain_iso(cells):
+    """datetime64 of a column of _PLAIN_ISO cells, all of one shape, read at once from their code
+    points (days where every time is midnight, else seconds: as the cell-by-cell path gives them);
+    None for any other column, or one with an invalid date or time (2024-02-30, 24:00), which the
+    cell-by-cell path then reads or names."""
+    shape = _PLAIN_ISO.get(len(cells[0]))
+    if shape is None:
+        return None
+    codes = np.frombuffer("".join(cells).encode("utf-32-le"), dtype=np.uint32)
+    if codes.size != len(cells) * len(shape):  # a cell of another length
+        return None
+    codes = codes.reshape(len(cells), len(shape))
+    digits = codes[:, [i for i, kind in enumerate(shape) if kind == "d"]].astype(np.int64) - 48
+    marks = [i for i, kind in enumerate(shape) if kind in "-:"]
+    if (digits < 0).any() or (digits > 9).any() or (codes[:, marks] != [ord(shape[i]) for i in marks]).any():
+        return None
+    if len(shape) > 10 and not (codes[0, 10] in (32, 84) and (codes[:, 10] == codes[0, 10]).all()):
+        return None                                             # " " or "T" between date and time, the same in all
+
+    def field(first, width):  # the number at digits first .. first + width - 1
+        return digits[:, first:first + width] @ 10 ** np.arange(width - 1, -1, -1)
+    year, month, day = field(0, 4), field(4, 2), field(6, 2)
+    months = ((year - 1970) * 12 + month - 1).astype("datetime64[M]")
+    days = months.astype("datetime64[D]") + (day - 1).astype("timedelta64[D]")
+    if not ((year >= 1) & (month >= 1) & (month <= 12) & (day >= 1) & (days.astype("datetime64[M]") == months)).all():
+        return None                                            # day 0, month 13, February 30
+    if len(shape) == 10:
+        return days
+    hours, minutes = field(8, 2), field(10, 2)
+    seconds = field(12, 2) if len(shape) == 19 else 0
+    if not ((hours < 24) & (minutes < 60) & (seconds < 60)).all():
+        return None
+    times = days.astype("datetime64[s]") + (hours * 3600 + minutes * 60 + seconds).astype("timedelta64[s]")
+    return days if not (times.astype(np.int64) % 86400).any() else times
 
 
 def _shape(cell, day_first):

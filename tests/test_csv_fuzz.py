@@ -108,3 +108,64 @@ def test_random_csvs_through_train_py_end_to_end(tmp_path):
             assert not os.path.exists(out) or not any(files for _, _, files in os.walk(out))
             outcomes.add("refused")
     assert outcomes == {"trained", "refused"}  # both paths were exercised
+
+
+# ---------------------------------------------------------------- the fast paths read what the slow ones read (issue 37)
+
+def plain_csv(rng):
+    """A random table of the kinds the fast paths take (and some they must refuse): "\\n" line ends, ISO
+    times of one shape, numbers, padded cells, empty cells, blank rows, quotes, rows of other widths."""
+    delimiter = rng.choice([",", ";", "\t"])
+    width, height = rng.randint(1, 4), rng.randint(1, 12)
+    shape = rng.choice(["%Y-%m-%d", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%d.%m.%Y"])
+    start = np.datetime64("2023-12-31T22:00") + rng.randint(0, 5000)
+    rows = [[rng.choice(["time", "date", "value", "y", "ü x"]) for _ in range(width)]] if rng.random() < 0.8 else []
+    for k in range(height):
+        t = (start + np.timedelta64(k * rng.choice([1, 60, 1440]), "m")).astype(object)
+        row = [t.strftime(shape) if rng.random() > 0.03 else rng.choice(["2024-02-30", "2024-01-01 24:00", ""])]
+        row += [rng.choice([f"{rng.uniform(-9, 9):.3f}", str(rng.randint(0, 99)), "", " 4.5 ", "nan", "1,5", "NA",
+                            "1e999", "x", "\u00a07"]) if rng.random() < 0.3 else f"{rng.uniform(-9, 9):.4f}"
+                for _ in range(width - 1)]
+        if rng.random() < 0.05:
+            row = [""] * width                                         # a blank row
+        if rng.random() < 0.04:
+            row = row[:-1] if len(row) > 1 else row + ["1"]            # another width
+        rows.append(row)
+    text = "".join(delimiter.join(row) + "\n" for row in rows)
+    if rng.random() < 0.05:
+        text = text.replace("\n", '"\n', 1)                           # a quote: the csv module's
+    return text.encode("utf-8")
+
+
+def test_the_fast_paths_read_what_the_cell_by_cell_paths_read(tmp_path, monkeypatch):
+    """read_csv with its fast paths (the table split at once, numbers and ISO times converted a column at
+    a time) against read_csv with them turned off: the same arrays, the same fields, the same errors."""
+    from data import csvfile
+    rng, took = random.Random(1), 0
+
+    def read(path, **kwargs):
+        try:
+            return csvfile.read_csv(str(path), **kwargs)
+        except DataError as e:
+            return str(e)
+    for case in range(300):
+        path = tmp_path / f"plain{case}.csv"
+        path.write_bytes(plain_csv(rng))
+        kwargs = {"fill": rng.choice([None, "interpolate"]), "column": rng.choice([None, None, "1"])}
+        took += csvfile._plain_columns(path.read_text(), csvfile._delimiter(path.read_text())) is not None
+        fast = read(path, **kwargs)
+        with monkeypatch.context() as m:
+            m.setattr(csvfile, "_plain_columns", lambda text, delimiter: None)
+            m.setattr(csvfile, "_numbers", lambda cells, delimiter: (*csvfile._numbers_by_cell(cells, delimiter), None))
+            slow = read(path, **kwargs)
+        assert type(fast) is type(slow), (path.read_text(), fast, slow)
+        if isinstance(fast, str):
+            assert fast == slow
+            continue
+        assert fast.keys() == slow.keys()
+        for key in fast:
+            a, b = fast[key], slow[key]
+            same = (a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")) \
+                if isinstance(a, np.ndarray) else a == b
+            assert same, (key, path.read_text(), a, b)
+    assert took > 90  # many tables went the fast way
