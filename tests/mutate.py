@@ -322,7 +322,7 @@ MUTATIONS_ROUND2 = [
      "keys = codes.mT",
      ["tests/test_kernels.py::test_multi_head_codebook_read_equals_its_formula"]),
     # --- vqvae_imagenet.py ---
-    ("r2_vqvae_bernoulli_inverted", "vqvae_imagenet.py",
+    ("r2_vqvae_bernoulli_inverted", "data/images.py",
      "return torch.tensor([rng.random() < ratio for _ in range(n)]).view(grid, grid)",
      "return torch.tensor([rng.random() > ratio for _ in range(n)]).view(grid, grid)",
      ["tests/test_vqvae.py::test_masking_zeroes_the_expected_patches"]),
@@ -661,14 +661,14 @@ MUTATIONS_ROUND3 = [
      "rows = [r for r in rows if not finite(r[0])] + sorted(known, key=lambda r: r[0])",
      [RECORD + "test_the_sweep_table_ranks_a_run_without_a_score_last"]),
     # --- vqvae_imagenet.py ---
-    ("r3_vqvae_validation_takes_80", "vqvae_imagenet.py",
+    ("r3_vqvae_validation_takes_80", "data/images.py",
      "n_train = int(len(files) * (1 - VAL_FRACTION))",
      "n_train = int(len(files) * VAL_FRACTION)",
      ["tests/test_vqvae.py::test_validation_is_the_originals_random_split_of_train"]),
     # a folder of fewer than 20 images: no test image at all
-    ("r3_vqvae_small_folder_no_test", "vqvae_imagenet.py",
-     "hold = max(1, len(files) // 20)",
-     "hold = len(files) // 20",
+    ("r3_vqvae_small_folder_no_test", "data/images.py",
+     "hold = max(1, len(files) // FOLDER_PART)",
+     "hold = len(files) // FOLDER_PART",
      [BITE3 + "test_vqvae_folder_splits_by_hand"]),
     # --accumulate: the last, short group of batches averaged as if it were full
     ("r3_vqvae_short_group_full_weight", "vqvae_imagenet.py",

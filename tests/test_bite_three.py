@@ -642,13 +642,13 @@ def test_vqvae_folder_splits_by_hand(tmp_path):
     """A flat folder of images: a fixed 1/20 is the test split, at least one image; validation is
     20% of the rest (seed 1337). 7 images: 1 test, int(0.8 * 6) = 4 train, 2 val; 45: 2 test,
     34 train, 9 val. Every image in exactly one split."""
-    import vqvae_imagenet as vq
+    from data.images import load_splits
     for n, (n_test, n_train, n_val) in ((7, (1, 4, 2)), (45, (2, 34, 9))):
         folder = tmp_path / f"f{n}"
         folder.mkdir()
         for i in range(n):
             (folder / f"{i:02d}.png").write_bytes(b"")
-        splits, info = vq.load_splits(str(folder), "train")
+        splits, info = load_splits(str(folder), "train")
         assert (len(splits["test"]), len(splits["train"]), len(splits["val"])) == (n_test, n_train, n_val)
         assert sorted(splits["test"] + splits["train"] + splits["val"]) == sorted(str(p) for p in folder.iterdir())
         assert info["test_split"] == "test"
@@ -660,7 +660,8 @@ def test_vqvae_accumulated_step_is_the_mean_over_the_groups_images(tmp_path, mon
     images (the unmasked image against the model's output on the masked one), recomputed here in
     one pass per group."""
     import vqvae_imagenet as vq
-    monkeypatch.setattr(vq, "SAMPLE_SIZES", {"train": 7, "val": 2, "test": 2})
+    from data import images
+    monkeypatch.setattr(images, "SAMPLE_SIZES", {"train": 7, "val": 2, "test": 2})
     monkeypatch.setattr(vq, "evaluate", lambda *a, **k: 0.0)
     monkeypatch.setattr(vq, "save_grid", lambda *a, **k: None)
     args = vq.parse_args(["--model", "ffnae", "--data", "sample", "--image_size", "32", "--patch_size", "8",

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 import models
 import vqvae_imagenet as vq
 from conftest import run_main, run_script
+from data import images
 from models.vqvae import BOTTLENECKS, Model
 
 REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference")
@@ -191,23 +192,22 @@ def test_self_check_runs():
 
 # ---------------------------------------------------------------- data and masking
 
-def data_args(size, patch, ratio, mask_count="bernoulli", eval_masks="fresh", resize="stretch"):
-    return vq.parse_args(["--image_size", str(size), "--patch_size", str(patch), "--mask_ratio", str(ratio),
-                          "--mask_count", mask_count, "--eval_masks", eval_masks, "--resize", resize])
+def sample(split, size, patch, ratio, mask_count="bernoulli", eval_masks="fresh"):
+    photo = images.load_splits("sample", "train")[1]["source"]
+    return images.Images(None, split, size, patch, ratio, mask_count=mask_count, eval_masks=eval_masks, photo=photo)
 
 
 @pytest.mark.parametrize("mask_count", ["exact", "bernoulli"])
 def test_masking_zeroes_the_expected_patches(mask_count):
-    photo = vq.load_splits("sample", "train")[1]["source"]
     for size, patch, ratio in ((256, 32, 0.5), (64, 16, 0.25)):
-        ds = vq.Images(None, "train", data_args(size, patch, ratio, mask_count), photo=photo)
+        ds = sample("train", size, patch, ratio, mask_count)
         grid = size // patch
         masks = []
         for i in range(4):
             img, mask = ds[i]
             assert torch.equal(ds[i][1], mask)  # the same item, the same mask
-            x = vq.to_pixels(img[None])
-            masked = vq.apply_mask(x, mask[None], patch)[0]                       # (3, S, S)
+            x = images.to_pixels(img[None])
+            masked = images.apply_mask(x, mask[None], patch)[0]                       # (3, S, S)
             tiles = masked.unfold(1, patch, patch).unfold(2, patch, patch)        # (3, g, g, p, p)
             zero = (tiles == 0).flatten(3).all(-1).all(0)                         # (g, g)
             assert torch.equal(zero, mask)  # [0, 1] pixels: a masked patch is black
@@ -218,18 +218,17 @@ def test_masking_zeroes_the_expected_patches(mask_count):
             masks.append(mask)
         assert any(not torch.equal(masks[0], m) for m in masks[1:])
     if mask_count == "bernoulli":  # each patch on its own: the count varies around ratio * patches
-        ds = vq.Images(None, "train", data_args(64, 16, 0.5), photo=photo)
+        ds = sample("train", 64, 16, 0.5)
         counts = [int(ds.__getitem__(i)[1].sum()) for i in range(40)]
         assert len(set(counts)) > 2 and 6 < np.mean(counts) < 10
-        ds = vq.Images(None, "train", data_args(64, 16, 0.25), photo=photo)  # not 0.5: < and > differ
+        ds = sample("train", 64, 16, 0.25)  # not 0.5: < and > differ
         counts = [int(ds.__getitem__(i)[1].sum()) for i in range(40)]
         assert 2.5 < np.mean(counts) < 5.5  # 0.25 of 16 patches
 
 
 def test_evaluation_masks_fresh_per_epoch_or_fixed():
-    photo = vq.load_splits("sample", "train")[1]["source"]
     for eval_masks, same in (("fresh", False), ("fixed", True)):
-        ds = vq.Images(None, "val", data_args(64, 16, 0.5, eval_masks=eval_masks), photo=photo)
+        ds = sample("val", 64, 16, 0.5, eval_masks=eval_masks)
         first = [ds[i][1] for i in range(4)]
         ds.epoch = 1
         assert all(torch.equal(a, ds[i][1]) for i, a in enumerate(first)) == same
@@ -237,7 +236,7 @@ def test_evaluation_masks_fresh_per_epoch_or_fixed():
 
 def test_validation_is_the_originals_random_split_of_train():
     files = [f"f{i}" for i in range(100)]
-    train, val = vq.split_off_validation(files)
+    train, val = images.split_off_validation(files)
     expected = torch.utils.data.random_split(files, [80, 20], generator=torch.Generator().manual_seed(1337))
     assert train == list(expected[0]) and val == list(expected[1])
 
