@@ -1,6 +1,6 @@
 """Images for the autoencoders of vqvae_imagenet.py: folders read, split, masked and turned into pixels.
 
-    load_splits(data, val_from) -> ({split: files}, info)   the train, val and test images
+    image_sets(data, val_from, ...) -> ({split: Images}, info)   the train, val and test images
     Images[i] -> (uint8 (3, S, S), bool (S/p, S/p) patch mask), or (None, path) for a file Pillow cannot read
     apply_mask(x, mask, p), to_pixels(x, pixels), from_pixels(x, pixels)
 
@@ -16,6 +16,7 @@ Every mistake a user can make (no folder, no images) is a one-line DataError.
 """
 import os
 import random
+import signal
 
 import numpy as np
 import torch
@@ -28,6 +29,15 @@ SAMPLE_PHOTO = "grace_hopper.jpg"  # the one photograph among matplotlib's sampl
 SAMPLE_SIZES = {"train": 512, "val": 32, "test": 32}  # random crops per split
 VAL_FRACTION, VAL_SEED = 0.2, 1337  # the original's random_split of the training images
 FOLDER_PART = 20  # a plain folder: 1/20 of its images is the test split (and with val_from val, 1/20 validation)
+SPLITS = ("train", "val", "test")
+
+
+def image_sets(data, val_from, splits=SPLITS, **options):
+    """({split: Images} of the splits asked for, a description of where each came from);
+    options are Images' (size, patch_size, mask_ratio, seed, ...)."""
+    files, info = load_splits(data, val_from)
+    photo = info["source"] if data == "sample" else None
+    return {s: Images(files[s], s, photo=photo, **options) for s in splits}, info
 
 
 def list_images(folder):
@@ -205,3 +215,8 @@ def make_collate(image_size, patch_size):
         return torch.stack([g[0] for g in good]), torch.stack([g[1] for g in good]), bad
     return collate
 
+
+def ignore_ctrl_c(worker_id=None):
+    """DataLoader's worker_init_fn: a worker leaves Ctrl-C to the main process, which finishes its
+    step and saves (a worker that quit on it would end the step in 'worker exited unexpectedly')."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -209,7 +209,7 @@ MUTATIONS_ROUND2 = [
     # the autoencoder trained to reproduce the masked (black) patches, not the original image
     ("r2_vqvae_loss_against_masked", "vqvae_imagenet.py",
      "loss = F.mse_loss(recon.float(), x) if len(x) else recon.sum() * 0",
-     "loss = F.mse_loss(recon.float(), apply_mask(x, mask, args.patch_size)) if len(x) else recon.sum() * 0",
+     "loss = F.mse_loss(recon.float(), apply_mask(x, mask, cfg.patch_size)) if len(x) else recon.sum() * 0",
      [MEANING + "test_vqvae_training_loss_is_the_mse_against_the_unmasked_image"]),
     # --- forecast.py ---
     ("r2_origins_spread_drops_last", "forecast.py",
@@ -326,19 +326,20 @@ MUTATIONS_ROUND2 = [
      "return torch.tensor([rng.random() < ratio for _ in range(n)]).view(grid, grid)",
      "return torch.tensor([rng.random() > ratio for _ in range(n)]).view(grid, grid)",
      ["tests/test_vqvae.py::test_masking_zeroes_the_expected_patches"]),
-    ("r2_vqvae_discard_keeps_partial", "vqvae_imagenet.py",
-     "runs.discard_run_dir(r.partial)  # a run directory is complete or absent",
+    # (the image run's life is runs.Training's since issue 36: the same line as r2_train_failure_keeps_partial's)
+    ("r2_vqvae_discard_keeps_partial", "runs.py",
+     "discard_run_dir(self.partial)  # a run directory is complete or absent",
      "pass",
      [MEANING + "test_a_vqvae_run_that_fails_after_its_run_directory_exists_leaves_nothing"]),
-    ("r2_vqvae_swap_keeps_bottleneck", "vqvae_imagenet.py",
+    ("r2_vqvae_swap_keeps_bottleneck", "vqvae_run.py",
      'kept = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith("bottleneck.")}',
      'kept = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith("bottleneck.ln")}',
      ["tests/test_vqvae.py::test_swap_keeps_encoder_and_decoder"]),
     # (Tried and left out as harmless: --resume dropping "lr" from the settings it takes from the
     # run. AdamW's load_state_dict restores each parameter group's lr from last.pt, so the weights
     # are the same; the resume test runs at --lr 0.001 and passes with that bug.)
-    ("r2_vqvae_resume_forgets_rng", "vqvae_imagenet.py",
-     "set_rng_state(last[\"rng\"], rank, world, device)",
+    ("r2_vqvae_resume_forgets_rng", "distributed.py",
+     'torch.set_rng_state(states[rank]["cpu"])',
      "pass",
      ["tests/test_vqvae.py::test_resume_gives_the_same_weights_as_one_straight_run"]),
     # --- sweep.py ---
@@ -542,8 +543,8 @@ MUTATIONS_ROUND3 = [
      'self.best = {"epoch": 0, "score": float("inf"), "state": copy.deepcopy(model.state_dict())}',
      [RECORD + "test_a_training_that_diverges_keeps_the_untrained_model"]),
     ("r3_chrono_selects_by_val_loss", "runs.py",
-     'self.select = "val_mse_last" if config["split"] == "chrono" else None',
-     'self.select = "val_loss" if config["split"] == "chrono" else None',
+     'self.select = "val_mse_last" if config.get("split") == "chrono" else None',
+     'self.select = "val_loss" if config.get("split") == "chrono" else None',
      [HONEST + "test_chrono_keeps_the_best_validation_epoch"]),
     # a second Ctrl-C before any epoch was saved names the run directory it just removed
     ("r3_interrupted_names_discarded_dir", "runs.py",
@@ -672,17 +673,18 @@ MUTATIONS_ROUND3 = [
      [BITE3 + "test_vqvae_folder_splits_by_hand"]),
     # --accumulate: the last, short group of batches averaged as if it were full
     ("r3_vqvae_short_group_full_weight", "vqvae_imagenet.py",
-     "group_images = min((first + args.accumulate) * args.batch_size, len(r.sampler)) - first * args.batch_size",
-     "group_images = args.accumulate * args.batch_size",
+     "group_images = min((first + cfg.accumulate) * cfg.batch_size, len(sampler)) - first * cfg.batch_size",
+     "group_images = cfg.accumulate * cfg.batch_size",
      [BITE3 + "test_vqvae_accumulated_step_is_the_mean_over_the_groups_images"]),
     # after a swap, the trained model tested on other masks than the source and the untrained swap
     ("r3_vqvae_swap_tested_on_other_masks", "vqvae_imagenet.py",
      'return 0 if config.get("swap_ffn_with_vq") else epoch',
      "return epoch",
      [BITE3 + "test_vqvae_test_masks_after_a_swap_are_the_sources"]),
-    ("r3_vqvae_resume_repeats_epoch", "vqvae_imagenet.py",
-     'r.first_epoch = r.rows[-1]["epoch"] + 1 if r.rows else 1',
-     'r.first_epoch = r.rows[-1]["epoch"] if r.rows else 1',
+    # (runs.Training's epochs() since issue 36: the same line as r3_resume_repeats_last_epoch's)
+    ("r3_vqvae_resume_repeats_epoch", "runs.py",
+     'self.first = self.rows[-1]["epoch"] + 1 if self.rows else 1',
+     'self.first = self.rows[-1]["epoch"] if self.rows else 1',
      ["tests/test_vqvae.py::test_resume_gives_the_same_weights_as_one_straight_run"]),
     # a fresh audit's two survivors (2026-12-05): choices that change no number
     ("r3_negative_seed_unnamed", "config.py",

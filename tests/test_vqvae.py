@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 import models
-import vqvae_imagenet as vq
+import vqvae_run
 from conftest import run_main, run_script
 from data import images
 from models.vqvae import BOTTLENECKS, Model
@@ -244,10 +244,10 @@ def test_validation_is_the_originals_random_split_of_train():
 def test_swap_keeps_encoder_and_decoder():
     torch.manual_seed(1)
     source = Model(bottleneck="llmffnae")
-    ckpt = {"model_args": {**vq.model_options(), "bottleneck": "llmffnae"}, "state_dict": source.state_dict(),
+    ckpt = {"model_args": {**vqvae_run.model_options(), "bottleneck": "llmffnae"}, "state_dict": source.state_dict(),
             "path": "x"}
-    model, args = vq.swap_ffn_with_vq(ckpt, seed=0)
-    assert args["bottleneck"] == "vqvae" and isinstance(model.bottleneck, type(Model("vqvae").bottleneck))
+    model = vqvae_run.swap_ffn_with_vq(ckpt, seed=0)
+    assert isinstance(model.bottleneck, type(Model("vqvae").bottleneck))
     kept = [k for k in source.state_dict() if not k.startswith("bottleneck.")]
     assert len(kept) > 20
     for k in kept:
@@ -405,7 +405,7 @@ def broken_run(tmp_path, runs, which):
     (["--image_size", "100"], "--image_size 100 is not a multiple of --patch_size 32"),
     (["--model", "vqgan"], "invalid choice: 'vqgan' (choose from 'vqvae', 'amvqvae'"),
     (["--epochs", "many"], "invalid int value: 'many'"),
-    (["--residual", "none"], "unknown residual 'none'; choose one of relu, identity"),
+    (["--residual", "none"], "--residual: invalid choice: 'none' (choose from 'relu', 'identity')"),
     (["--pixels", "hdr"], "invalid choice: 'hdr' (choose from 'unit', 'signed')"),
     (["--accumulate", "0"], "--accumulate 0: must be >= 1"),
     (["--eval", "FOREIGN"], "is not a vqvae_imagenet.py run (it holds model 'vqlnmlp')"),
@@ -417,6 +417,7 @@ def broken_run(tmp_path, runs, which):
     (["--resume", "VQVAE_RUN", "--epochs", "1"], "it has run 1 epochs already; give --epochs larger than that"),
     (["--resume", "VQVAE_RUN", "--lr", "0.1"], "--resume continues a run with its own settings; drop --lr"),
     (["--resume", "FOREIGN"], "holds no complete run"),
+    (["--resume", "VQVAE_RUN", "--hidden", "8"], "--resume continues a run with its own settings; drop --hidden"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, expected, tmp_path, runs):
     (tmp_path / "empty").mkdir()
@@ -473,3 +474,32 @@ def test_resume_gives_the_same_weights_as_one_straight_run(tmp_path):
         assert torch.equal(v, resumed["state_dict"][k]), k
     with open(os.path.join(first_dir, "losses.csv")) as f:
         assert [line.split(",")[0] for line in f.read().split()] == ["epoch", "1", "2"]  # losses appended
+
+
+def test_resume_takes_max_steps_as_the_total(runs, tmp_path):
+    """--max_steps with --resume is the total, as in a fresh run: a run at step 3 resumed with
+    --max_steps 5 trains 2 more steps (epoch 2 stops there); with --max_steps 3 there is nothing to
+    train, which is an error that writes nothing."""
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(runs["vqvae"][0], run)
+    r = vq_main("--resume", run, "--epochs", "3", "--max_steps", "3")
+    assert r.returncode == 2 and "it has run 3 steps already; give --max_steps larger than that" in r.stderr
+    assert [row["step"] for row in vqvae_run.read_resume(str(run))["rows"]] == [3]
+    r = vq_main("--resume", run, "--epochs", "3", "--max_steps", "5", "--workers", "0")
+    assert r.returncode == 0, r.stderr
+    assert [(row["epoch"], row["step"]) for row in vqvae_run.read_resume(str(run))["rows"]] == [(1, 3), (2, 5)]
+    assert json.load(open(run / "metrics.json"))["steps"] == 5
+
+
+def test_help_describes_every_option_with_its_default():
+    r = run_main("vqvae_imagenet.py", "--help")
+    assert r.returncode == 0
+    for action in vqvae_run.parser()._actions:
+        if action.dest == "help":
+            continue
+        assert action.help, action.dest
+        if action.dest in vqvae_run.model_options() or action.default not in (None, False):
+            assert "default" in action.help, action.dest
+    text = " ".join(r.stdout.split())
+    assert "a fixed 1/20 of a plain folder's images (at least one; validation is then 20% of the rest)" in text
