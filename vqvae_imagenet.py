@@ -185,7 +185,7 @@ def test_masks_epoch(config, epoch):
 def batches(images, cfg, sampler=None, pin=False):
     """(images (B, C, S, S) uint8, masks (B, S/p, S/p), unreadable paths) in batches of --batch_size."""
     return DataLoader(images, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-                      collate_fn=make_collate(cfg.image_size, cfg.patch_size),
+                      collate_fn=make_collate(cfg.image_size, cfg.patch_size, cfg.model_args["in_channels"]),
                       pin_memory=pin, worker_init_fn=ignore_ctrl_c)
 
 
@@ -235,8 +235,9 @@ def save_grid(model, images, cfg, device, path):
     model.train(was_training)
     framed = [F.pad(from_pixels(t, cfg.pixels), (1, 1, 1, 1), value=255) for t in (x, masked, recon)]  # white frames
     rows = torch.cat([torch.cat(triple, dim=2) for triple in zip(*framed)], dim=1)  # (C, n*(S+2), 3*(S+2))
-    pixels = rows.permute(1, 2, 0).cpu().numpy()
-    runs.write_atomic(path, lambda tmp: Image.fromarray(pixels).save(tmp, format="PNG"))
+    pixels = rows.permute(1, 2, 0).cpu().numpy()                                    # (H, W, C); grayscale: (H, W)
+    image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+    runs.write_atomic(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
 def evaluate_run(cfg):

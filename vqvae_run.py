@@ -106,7 +106,8 @@ class ImageConfig:
     def images(self):
         """data.images.Images' options: how this run reads, crops and masks its images."""
         return dict(size=self.image_size, patch_size=self.patch_size, mask_ratio=self.mask_ratio, seed=self.seed,
-                    resize=self.resize, mask_count=self.mask_count, eval_masks=self.eval_masks)
+                    resize=self.resize, mask_count=self.mask_count, eval_masks=self.eval_masks,
+                    channels=self.model_args["in_channels"])
 
 
 def model_options():
@@ -235,8 +236,23 @@ def check(cfg, saved):
 
 def check_model(model_args, given=True):
     """The model's options as the constructor can take them (given: typed by the user, else a run's)."""
+    limits = {"in_channels": None, "hidden": 1, "res_channels": 1, "n_res_blocks": 0, "embed_dim": 1, "n_embed": 1,
+              "scale_factor": 0}
+    for name, low in limits.items():
+        value = model_args[name]
+        if name == "in_channels" and value not in (1, 3):
+            raise UsageError(f"--in_channels {value}: choose 1 (the images read as grayscale) or 3 (RGB)")
+        if low is not None and value < low:
+            raise UsageError(f"--{name} {value}: must be a whole number >= {low}")
+    if not 0 <= model_args["dropout"] < 1:
+        raise UsageError(f"--dropout {model_args['dropout']}: must be at least 0 and below 1")
+    hidden, scale = model_args["hidden"], model_args["scale_factor"]
+    if scale > 16 or hidden % 2 ** scale:
+        ok = [2 ** scale * k for k in (1, 2, 4)] if scale <= 16 else []
+        raise UsageError(f"--hidden {hidden} --scale_factor {scale}: hidden must be a multiple of 2 ** scale_factor"
+                         + (f", e.g. {', '.join(map(str, ok))}" if ok else "; choose a scale_factor of at most 16"))
     if given:
-        build(model_args=model_args)  # a bad --residual or --decoder, now
+        build(model_args=model_args)  # anything else the constructor refuses, now
 
 
 def check_resume(cfg, saved):

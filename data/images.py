@@ -1,7 +1,7 @@
 """Images for the autoencoders of vqvae_imagenet.py: folders read, split, masked and turned into pixels.
 
     image_sets(data, val_from, ...) -> ({split: Images}, info)   the train, val and test images
-    Images[i] -> (uint8 (3, S, S), bool (S/p, S/p) patch mask), or (None, path) for a file Pillow cannot read
+    Images[i] -> (uint8 (C, S, S), bool (S/p, S/p) patch mask), or (None, path) for a file Pillow cannot read
     apply_mask(x, mask, p), to_pixels(x, pixels), from_pixels(x, pixels)
 
 A data set is 'sample' (random crops of the one photograph among matplotlib's sample data), an
@@ -29,6 +29,7 @@ SAMPLE_PHOTO = "grace_hopper.jpg"  # the one photograph among matplotlib's sampl
 SAMPLE_SIZES = {"train": 512, "val": 32, "test": 32}  # random crops per split
 VAL_FRACTION, VAL_SEED = 0.2, 1337  # the original's random_split of the training images
 FOLDER_PART = 20  # a plain folder: 1/20 of its images is the test split (and with val_from val, 1/20 validation)
+MODES = {1: "L", 3: "RGB"}  # in_channels: how Pillow reads an image (grayscale or colour)
 SPLITS = ("train", "val", "test")
 
 
@@ -136,7 +137,7 @@ def from_pixels(x, pixels="unit"):
 # ---------------------------------------------------------------- the data set
 
 class Images(Dataset):
-    """uint8 (3, S, S) images and their (S/p, S/p) patch masks.
+    """uint8 (C, S, S) images and their (S/p, S/p) patch masks; C is `channels` (1: grayscale, 3: RGB).
 
     Crops, flips and masks come from a random.Random keyed by (key, index); the key holds the seed
     and the epoch for training, and for evaluation the split with the seed and epoch (fresh masks,
@@ -145,16 +146,16 @@ class Images(Dataset):
     """
 
     def __init__(self, files, split, size, patch_size, mask_ratio, seed=0, resize="stretch", mask_count="bernoulli",
-                 eval_masks="fresh", photo=None):
+                 eval_masks="fresh", channels=3, photo=None):
         self.files, self.split, self.train = files, split, split == "train"
         self.size, self.patch_size, self.mask_ratio, self.seed = size, patch_size, mask_ratio, seed
-        self.resize, self.mask_count, self.eval_masks = resize, mask_count, eval_masks
+        self.resize, self.mask_count, self.eval_masks, self.mode = resize, mask_count, eval_masks, MODES[channels]
         self.epoch = 0
         self.photo = None
         if files is None:  # the sample photograph, decoded once
             from PIL import Image
             with Image.open(photo) as im:
-                self.photo = im.convert("RGB")
+                self.photo = im.convert(self.mode)
 
     def __len__(self):
         return SAMPLE_SIZES[self.split] if self.files is None else len(self.files)
@@ -172,8 +173,8 @@ class Images(Dataset):
         from PIL import Image
         s = self.size
         with Image.open(path) as im:
-            im.draft("RGB", (s, s))  # JPEG: decode at a reduced scale when the file is large
-            im = im.convert("RGB")
+            im.draft(self.mode, (s, s))  # JPEG: decode at a reduced scale when the file is large
+            im = im.convert(self.mode)
         if self.resize == "stretch":
             return im.resize((s, s), Image.BILINEAR)
         w, h = im.size
@@ -198,19 +199,20 @@ class Images(Dataset):
                 return None, self.files[i]
         if self.train and self.resize == "crop" and rng.random() < 0.5:
             im = im.transpose(0)  # PIL.Image.FLIP_LEFT_RIGHT
-        x = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)  # (3, S, S)
+        pixels = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy())  # (S, S, 3) or, grayscale, (S, S)
+        x = pixels.permute(2, 0, 1) if pixels.ndim == 3 else pixels[None]  # (C, S, S)
         return x, patch_mask(rng, self.size // self.patch_size, self.mask_ratio, self.mask_count)
 
 
-def make_collate(image_size, patch_size):
+def make_collate(image_size, patch_size, channels=3):
     grid = image_size // patch_size
 
     def collate(items):
-        """(images (B, 3, S, S) uint8, masks (B, g, g), unreadable paths); B may be 0."""
+        """(images (B, C, S, S) uint8, masks (B, g, g), unreadable paths); B may be 0."""
         good = [it for it in items if it[0] is not None]
         bad = [it[1] for it in items if it[0] is None]
         if not good:  # still a batch, so that every DDP rank takes the same steps
-            return (torch.zeros(0, 3, image_size, image_size, dtype=torch.uint8),
+            return (torch.zeros(0, channels, image_size, image_size, dtype=torch.uint8),
                     torch.zeros(0, grid, grid, dtype=torch.bool), bad)
         return torch.stack([g[0] for g in good]), torch.stack([g[1] for g in good]), bad
     return collate

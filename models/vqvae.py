@@ -117,7 +117,7 @@ class FFN(nn.Module):
 class Model(nn.Module):
     choices = dict(bottleneck=BOTTLENECKS, residual=RESIDUALS, decoder=DECODERS)  # what the constructor accepts
     option_help = dict(  # one line per constructor argument, for vqvae_imagenet.py --help
-        in_channels="image channels (3: RGB)",
+        in_channels="image channels: 1 reads the images as grayscale, 3 as RGB",
         hidden="channels of the encoder's last convolutions and of the decoder's first",
         res_channels="channels inside each ResBlock",
         n_res_blocks="ResBlocks in the encoder, and as many in the decoder",

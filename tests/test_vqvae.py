@@ -417,6 +417,17 @@ def broken_run(tmp_path, runs, which):
     (["--resume", "VQVAE_RUN", "--epochs", "1"], "it has run 1 epochs already; give --epochs larger than that"),
     (["--resume", "VQVAE_RUN", "--lr", "0.1"], "--resume continues a run with its own settings; drop --lr"),
     (["--resume", "FOREIGN"], "holds no complete run"),
+    (["--hidden", "0"], "--hidden 0: must be a whole number >= 1"),
+    (["--embed_dim", "0"], "--embed_dim 0: must be a whole number >= 1"),
+    (["--n_embed", "0"], "--n_embed 0: must be a whole number >= 1"),
+    (["--res_channels", "-2"], "--res_channels -2: must be a whole number >= 1"),
+    (["--n_res_blocks", "-1"], "--n_res_blocks -1: must be a whole number >= 0"),
+    (["--scale_factor", "-1"], "--scale_factor -1: must be a whole number >= 0"),
+    (["--hidden", "30", "--scale_factor", "2"], "hidden must be a multiple of 2 ** scale_factor, e.g. 4, 8, 16"),
+    (["--dropout", "1"], "--dropout 1.0: must be at least 0 and below 1"),
+    (["--in_channels", "2"], "--in_channels 2: choose 1 (the images read as grayscale) or 3 (RGB)"),
+    (["--weight_decay", "-0.1"], "--weight_decay -0.1: must be >= 0"),
+    (["--lr", "nan"], "'nan' is not a finite number"),
     (["--resume", "VQVAE_RUN", "--hidden", "8"], "--resume continues a run with its own settings; drop --hidden"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, expected, tmp_path, runs):
@@ -490,6 +501,27 @@ def test_resume_takes_max_steps_as_the_total(runs, tmp_path):
     assert r.returncode == 0, r.stderr
     assert [(row["epoch"], row["step"]) for row in vqvae_run.read_resume(str(run))["rows"]] == [(1, 3), (2, 5)]
     assert json.load(open(run / "metrics.json"))["steps"] == 5
+
+
+def test_in_channels_1_reads_the_images_as_grayscale(tmp_path):
+    """--in_channels 1: each image is Pillow's grayscale of it (L = (299 R + 587 G + 114 B) / 1000),
+    the model reads and writes one channel, and the run trains; 2 is refused."""
+    from PIL import Image
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    gray = images.Images([str(folder / "0.png")], "val", 32, 16, 0.5, channels=1)
+    x, _ = gray[0]
+    rgb = np.asarray(Image.open(folder / "0.png")).astype(np.int64)
+    by_hand = (rgb[..., 0] * 299 + rgb[..., 1] * 587 + rgb[..., 2] * 114 + 500) // 1000
+    assert x.shape == (1, 32, 32) and np.abs(x[0].numpy().astype(np.int64) - by_hand).max() <= 1
+    run_dir, metrics, ckpt = train_run(tmp_path / "runs", "--data", folder, "--image_size", "32", "--batch_size", "4",
+                                       "--workers", "0", "--in_channels", "1", "--max_steps", "1", *SMALL)
+    assert ckpt["model_args"]["in_channels"] == 1 and ckpt["state_dict"]["encoder.0.weight"].shape[1] == 1
+    assert math.isfinite(metrics["test_loss"])
+    assert Image.open(os.path.join(run_dir, "recon_epoch001.png")).mode == "L"
 
 
 def test_help_describes_every_option_with_its_default():
