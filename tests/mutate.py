@@ -686,6 +686,16 @@ MUTATIONS_ROUND3 = [
      'self.first = self.rows[-1]["epoch"] + 1 if self.rows else 1',
      'self.first = self.rows[-1]["epoch"] if self.rows else 1',
      ["tests/test_vqvae.py::test_resume_gives_the_same_weights_as_one_straight_run"]),
+    # issue 35's two image survivors (no test caught them): a resumed --seed 3 run that continues with
+    # seed 0's crops, masks and order; an ImageNet tree's validation and test swapped under --val_from train
+    ("r3_vqvae_resume_takes_default_seed", "vqvae_run.py",
+     '"weight_decay", "seed",',
+     '"weight_decay",',
+     ["tests/test_vqvae.py::test_resume_gives_the_same_weights_as_one_straight_run"]),
+    ("r3_vqvae_tree_val_and_test_swapped", "data/images.py",
+     'splits["test"], splits["val"] = splits["val"], val',
+     'splits["test"], splits["val"] = val, splits["val"]',
+     ["tests/test_vqvae.py::test_an_imagenet_tree_validates_on_a_fifth_of_train_and_tests_on_val"]),
     # a fresh audit's two survivors (2026-12-05): choices that change no number
     ("r3_negative_seed_unnamed", "config.py",
      "    if cfg.seed != 0:",

@@ -470,9 +470,10 @@ def test_eval_takes_the_latest_complete_run(runs, tmp_path):
 
 def test_resume_gives_the_same_weights_as_one_straight_run(tmp_path):
     """llmffnae: its dropout needs the random state, AdamW its moments; 2 epochs of 32 steps.
-    A learning rate other than the default: a resume that fell back to it would differ."""
+    A learning rate and a seed other than the defaults: a resume that fell back to either would
+    differ (seed 0's crops, masks and order in place of seed 3's)."""
     quick = ["--model", "llmffnae", "--data", "sample", "--image_size", "32", "--batch_size", "16", "--workers", "0",
-             "--lr", "0.001", *SMALL]
+             "--lr", "0.001", "--seed", "3", *SMALL]
     _, _, straight = train_run(tmp_path / "a", *quick, "--epochs", "2")
     first_dir, first, _ = train_run(tmp_path / "b", *quick, "--epochs", "1")
     assert first["steps"] == 32 and first["epochs_run"] == 1
@@ -501,6 +502,43 @@ def test_resume_takes_max_steps_as_the_total(runs, tmp_path):
     assert r.returncode == 0, r.stderr
     assert [(row["epoch"], row["step"]) for row in vqvae_run.read_resume(str(run))["rows"]] == [(1, 3), (2, 5)]
     assert json.load(open(run / "metrics.json"))["steps"] == 5
+
+
+def make_tree(root, sizes):
+    """An ImageNet-like tree: {split: images}, each split's images in two class folders; returns the paths."""
+    from PIL import Image
+    rng = np.random.default_rng(1)
+    paths = {}
+    for split, n in sizes.items():
+        paths[split] = []
+        for i in range(n):
+            folder = root / split / f"n0{i % 2}"
+            folder.mkdir(parents=True, exist_ok=True)
+            paths[split].append(str(folder / f"{split}{i}.png"))
+            Image.fromarray(rng.integers(0, 255, (36, 44, 3), dtype=np.uint8)).save(paths[split][-1])
+    return paths
+
+
+def test_an_imagenet_tree_validates_on_a_fifth_of_train_and_tests_on_val(tmp_path):
+    """--val_from train (the original's): validation is torch's random_split of train/ (80/20, seed
+    1337), the test is val/, and test/ is not read; --val_from val: validation is val/, the test is
+    test/. A run says so in config.json and --eval in its line (2 val and 3 test images, not 3 and 2)."""
+    paths = make_tree(tmp_path / "tree", {"train": 10, "val": 3, "test": 4})
+    train = sorted(paths["train"], key=lambda p: (os.path.dirname(p), p))  # the order a walk of train/ finds
+    keep, held = torch.utils.data.random_split(train, [8, 2], generator=torch.Generator().manual_seed(1337))
+    splits, info = images.load_splits(str(tmp_path / "tree"), "train")
+    assert splits["train"] == list(keep) and splits["val"] == list(held) and info["test_split"] == "val"
+    assert sorted(splits["test"]) == sorted(paths["val"])
+    splits, info = images.load_splits(str(tmp_path / "tree"), "val")
+    assert sorted(splits["val"]) == sorted(paths["val"]) and sorted(splits["test"]) == sorted(paths["test"])
+    assert sorted(splits["train"]) == sorted(paths["train"]) and info["test_split"] == "test"
+    r = vq_main("--data", tmp_path / "tree", "--image_size", "32", "--batch_size", "4", "--workers", "0",
+                "--epochs", "0", "--out_dir", tmp_path / "runs", *SMALL)
+    assert r.returncode == 0, r.stderr
+    run_dir = r.stdout.strip().splitlines()[-1].removeprefix("-> ")
+    assert json.load(open(os.path.join(run_dir, "config.json")))["images"] == {"train": 8, "val": 2, "test": 3}
+    r = vq_main("--eval", run_dir, "--workers", "0")
+    assert r.returncode == 0 and "(2 val, 3 test images of" in r.stdout, r.stdout + r.stderr
 
 
 def test_in_channels_1_reads_the_images_as_grayscale(tmp_path):
