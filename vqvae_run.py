@@ -12,7 +12,6 @@ constructor arguments (Model's signature, its option_help and choices). Why a to
 image script's options and run files are its own (train.py's are config.py's and runs.Training's),
 and a reader of vqvae_imagenet.py meets them here in one place.
 """
-import argparse
 import math
 import os
 import platform
