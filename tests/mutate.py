@@ -696,6 +696,16 @@ MUTATIONS_ROUND3 = [
      'splits["test"], splits["val"] = splits["val"], val',
      'splits["test"], splits["val"] = val, splits["val"]',
      ["tests/test_vqvae.py::test_an_imagenet_tree_validates_on_a_fifth_of_train_and_tests_on_val"]),
+    # issue 36: an epoch a Ctrl-C cut short kept (its half-trained weights saved as the last epoch, so
+    # --resume skips the rest of it); the run named only at its end (a killed process leaves it hidden)
+    ("r3_vqvae_cut_epoch_kept", "vqvae_imagenet.py",
+     "the run keeps the ones before it\n                raise KeyboardInterrupt",
+     "the run keeps the ones before it\n                break",
+     ["tests/test_vqvae_ctrl_c.py::test_an_epoch_cut_by_ctrl_c_is_trained_again_by_resume_bit_for_bit"]),
+    ("r3_vqvae_named_at_the_end", "vqvae_run.py",
+     "self.dir, self.partial = runs.finish_run_dir(self.partial), None",
+     "pass",
+     ["tests/test_vqvae_ctrl_c.py::test_a_killed_run_keeps_its_saved_epochs_under_its_name"]),
     # a fresh audit's two survivors (2026-12-05): choices that change no number
     ("r3_negative_seed_unnamed", "config.py",
      "    if cfg.seed != 0:",

@@ -4,7 +4,8 @@ losses.csv, the command exits 130 with one line naming the run and the --resume 
 continues it, and that command continues it bit for bit.
 
 Each test runs the script as a process on a folder of 20 small images (2 steps an epoch) and sends
-it SIGINT, as a terminal's Ctrl-C does, timed from the moment its `epoch 1/` line is read.
+it SIGINT, as a terminal's Ctrl-C does, timed from the moment its `epoch 1/` line is read; the
+last one sends it from inside a step, in the test's process, so that it cuts an epoch for certain.
 """
 import csv
 import glob
@@ -36,8 +37,8 @@ def folder(tmp_path_factory):
     return root
 
 
-def interrupt(folder, out, delays):
-    """Start a long run, and send SIGINT `delays` seconds after its `epoch 1/` line (each from that
+def interrupt(folder, out, delays, sig=signal.SIGINT):
+    """Start a long run, and send sig `delays` seconds after its `epoch 1/` line (each from that
     line); returns (exit status, stdout, stderr)."""
     err = open(out.parent / f"{out.name}.stderr", "w+")
     proc = subprocess.Popen([sys.executable, "vqvae_imagenet.py", *SMALL, "--data", str(folder), "--epochs", "100000",
@@ -56,7 +57,7 @@ def interrupt(folder, out, delays):
     start = time.monotonic()
     for delay in delays:
         time.sleep(max(0.0, start + delay - time.monotonic()))
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
     proc.wait(timeout=120)
     reader.join()
     err.seek(0)
@@ -83,26 +84,56 @@ def saved_run(out, code, stdout, stderr):
     return run
 
 
-@pytest.mark.parametrize("delays", [[0.05], [0.3], [3.0], [0.05, 0.15]],
-                         ids=["0.05s", "0.3s", "3s", "twice-0.1s-apart"])
+@pytest.mark.parametrize("delays", [[0.05], [0.3], [1.0], [3.0], [0.05, 0.15]],
+                         ids=["0.05s", "0.3s", "1s", "3s", "twice-0.1s-apart"])
 def test_ctrl_c_after_the_first_epoch_keeps_it_and_names_the_run(folder, tmp_path, delays):
     saved_run(tmp_path / "out", *interrupt(folder, tmp_path / "out", delays))
 
 
-def test_resume_after_a_ctrl_c_is_bit_for_bit_one_straight_run(folder, tmp_path):
-    """Ctrl-C 1 s after epoch 1 (the test above, at another moment). An epoch a Ctrl-C cut short is
-    not kept: --resume trains it again from the state the last finished epoch left (weights, AdamW,
-    random state), so the run ends with the weights of a run that was never interrupted."""
-    run = saved_run(tmp_path / "out", *interrupt(folder, tmp_path / "out", [1.0]))
-    target = str(epochs(run)[-1] + 1)
-    r = run_main("vqvae_imagenet.py", "--resume", run, "--epochs", target, "--workers", "0", threads=1)
-    assert r.returncode == 0, r.stderr
-    r = run_main("vqvae_imagenet.py", *SMALL, "--data", folder, "--epochs", target, "--out_dir", tmp_path / "straight",
+def test_a_killed_run_keeps_its_saved_epochs_under_its_name(folder, tmp_path):
+    """The run is named when its first epoch is saved: a process killed (no Ctrl-C to tidy up)
+    leaves a run --resume takes, not a hidden .partial folder."""
+    code, _, _ = interrupt(folder, tmp_path / "out", [0.05], sig=signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    (run,) = glob.glob(str(tmp_path / "out" / "vqvae" / "llmffnae" / "*"))
+    assert not os.path.basename(run).startswith(".") and epochs(run)[0] == 1
+
+
+@pytest.fixture
+def ctrl_c_handler():
+    """The test process's Ctrl-C handler as it was (the script's exit 130 leaves Ctrl-C ignored)."""
+    handler = signal.getsignal(signal.SIGINT)
+    yield
+    signal.signal(signal.SIGINT, handler)
+
+
+def test_an_epoch_cut_by_ctrl_c_is_trained_again_by_resume_bit_for_bit(folder, tmp_path, monkeypatch,
+                                                                      ctrl_c_handler):
+    """A Ctrl-C in epoch 2's first step: the step ends, the run keeps epoch 1 only (weights, AdamW
+    and random state as epoch 1 left them), exit 130; --resume trains epoch 2 whole, and the run
+    ends with the weights of a run that was never interrupted."""
+    class Interrupting(torch.optim.AdamW):
+        steps = 0
+
+        def step(self, *args, **kwargs):
+            Interrupting.steps += 1
+            if Interrupting.steps == 3:  # 2 steps an epoch: the first of epoch 2
+                os.kill(os.getpid(), signal.SIGINT)
+            return super().step(*args, **kwargs)
+    r = run_main("vqvae_imagenet.py", *SMALL, "--data", folder, "--epochs", "2", "--out_dir", tmp_path / "once",
                  threads=1)
     assert r.returncode == 0, r.stderr
-    straight = r.stdout.strip().splitlines()[-1].removeprefix("-> ")
-    resumed, once = (torch.load(os.path.join(d, "model.pt"), weights_only=True) for d in (run, straight))
-    assert resumed["epoch"] == once["epoch"] == int(target)
+    once = torch.load(glob.glob(str(tmp_path / "once" / "vqvae" / "llmffnae" / "*" / "model.pt"))[0], weights_only=True)
+    monkeypatch.setattr(torch.optim, "AdamW", Interrupting)
+    r = run_main("vqvae_imagenet.py", *SMALL, "--data", folder, "--epochs", "2", "--out_dir", tmp_path / "cut",
+                 threads=1)
+    assert r.returncode == 130 and Interrupting.steps == 3, r.stderr
+    (run,) = glob.glob(str(tmp_path / "cut" / "vqvae" / "llmffnae" / "*"))
+    assert epochs(run) == [1] and torch.load(os.path.join(run, "last.pt"), weights_only=True)["step"] == 2
+    monkeypatch.undo()
+    r = run_main("vqvae_imagenet.py", "--resume", run, "--workers", "0", threads=1)  # to the run's 2 epochs
+    assert r.returncode == 0, r.stderr
+    resumed = torch.load(os.path.join(run, "model.pt"), weights_only=True)
+    assert resumed["epoch"] == once["epoch"] == 2 and epochs(run) == [1, 2]
     for k, v in once["state_dict"].items():
         assert torch.equal(v, resumed["state_dict"][k]), k
-    assert epochs(run) == list(range(1, int(target) + 1))
