@@ -664,9 +664,9 @@ class Training:
     follow the cores other processes leave free (Threads); freed memory is kept for reuse.
     """
 
-    def __init__(self, config, validate, out_dir="runs", resume=None):
-        self.config, self.validate, self.out_dir = config, validate, out_dir
-        self.select = "val_mse_last" if config["split"] == "chrono" else None  # the log kept the last epoch
+    def __init__(self, config, validate, out_dir="runs", resume=None, writes=True):
+        self.config, self.validate, self.out_dir, self.writes = config, validate, out_dir, writes
+        self.select = "val_mse_last" if config.get("split") == "chrono" else None  # the log kept the last epoch
         self.dir, self.partial, self.made, self.initial, self.resumed_from = resume, None, [], None, None
         self.rows, self.best = [], {"epoch": 0, "score": float("inf"), "state": None}
         self.progress, self.threads = Progress(), Threads()
@@ -697,7 +697,7 @@ class Training:
                                 f"give --epochs larger than that")
             self.best = {"epoch": self.last["best_epoch"], "score": self.last["best_score"], "state": best["state_dict"]}
             self.written_best = self.best["epoch"]
-        else:
+        elif self.writes:  # (writes=False: a torchrun rank other than 0 follows the run, writes nothing)
             self.made = [f for f in make_folder(self.out_dir, f"--out_dir {self.out_dir!r}")]
             self.dir = self.partial = new_run_dir(self.out_dir, self.config["run_name"])
 
@@ -735,7 +735,7 @@ class Training:
         """--resume: the model, optimizer and shuffling as last.pt left them; a new run: note the
         untrained weights (model.pt if no epoch completes). Either way, what save() writes."""
         self.model, self.optimizer, self.shuffle = model, optimizer, shuffle
-        if not self.resumed_from:
+        if self.resumed_from is None:
             self.initial = copy.deepcopy(model.state_dict())
             return
         path = os.path.join(self.dir, "last.pt")
@@ -754,7 +754,7 @@ class Training:
         from tqdm import tqdm
         self.first = self.rows[-1]["epoch"] + 1 if self.rows else 1
         self.bar = tqdm(range(self.first, self.config["epochs"] + 1), desc=self.config["run_name"], unit="epoch",
-                        leave=False, disable=None)
+                        leave=False, disable=None if self.writes else True)
         try:
             for epoch in self.bar:
                 yield epoch

@@ -1,4 +1,5 @@
-"""Three studies that extend the research log, each a list of train.py runs on the log's series.
+"""Studies that extend the research log: three lists of train.py runs on the log's series, and one
+that backtests finished runs two ways.
 
     python benchmarks/studies.py att                          # the sweep that chose att and att_mh's defaults
     python benchmarks/studies.py att --stage 2 --seeds 0      # the runs around the defaults
@@ -6,6 +7,7 @@
     python benchmarks/studies.py pe --positions_only --seeds 0,1,2
     python benchmarks/studies.py cascade --seeds 0,1,2        # does a cascade of caches give more memory?
     python benchmarks/studies.py cascade --quick              # 1 epoch, y_w, random split: a smoke test
+    python benchmarks/studies.py norm_stats --runs runs/honest-A runs/ett-A   # fed back: each window's statistics or the origin's
 
 Every run is an ordinary training (sweep.run_one: `python train.py ...` in this process) with the
 model's own defaults unless the study names an option, then the log's evaluation of the run's own
@@ -30,6 +32,10 @@ series (python data/download.py, or $VQSEQ_DATA_DIR). What each study found: doc
   more random numbers before the codebook, so those are other random models than the eight).
 - cascade: cvqlnmlp (both orders) and mhcvqlnmlp against vqlnmlp with as many codes, lstm and
   naive, on y_w and 4single, under the random and the chrono split; one torch thread by default.
+- norm_stats: every run under --norm revin or last in the folders given (honest.py's, ett.py's),
+  backtested to --horizon with each new window's statistics (forecast.py's default) and with the
+  origin window's held (--norm_stats origin, which lets att_mh's KV cache work): which forecasts
+  better, and how much faster the cache is.
 """
 import argparse
 import os
@@ -46,7 +52,7 @@ import torch  # noqa: E402
 import runs  # noqa: E402
 import sweep  # noqa: E402
 from data import load_series  # noqa: E402
-from forecast import load  # noqa: E402
+from forecast import backtest as forecast_backtest, load  # noqa: E402
 from log_protocol import evaluate  # noqa: E402
 
 # ---- att: every run starts from BASE, the defaults spelled out (so the sweep does not move when
@@ -198,6 +204,42 @@ def cascade(args, out):
           f"with torch using {torch.get_num_threads()} thread(s).")
 
 
+def norm_stats(args, out):
+    """Runs that read each window by its statistics (--norm revin or last), fed back with each new
+    window's statistics (step, the default) and with the origin's held (origin): test MASE over all
+    steps to the horizon, mean over seeds, and the seconds of each backtest (origin lets att_mh use
+    its KV cache; the VQ models take their last position both ways)."""
+    from benchmarks.tables import finished_runs
+    from models.rollout import pointwise
+    found = {}
+    for folder in args.runs:
+        found.update(finished_runs(folder, lambda c: (c["model"], c["dataset"], c["time_steps"], c["norm"], c["seed"])))
+    rows, cells = {}, []
+    for key, run_dir in sorted(found.items()):
+        if key[3] == "global":
+            continue
+        for stats in ("step", "origin"):
+            run = load(run_dir, norm_stats=stats)
+            horizon = min(args.horizon, run.test_end - run.val_end)
+            t0 = time.perf_counter()
+            result = forecast_backtest(run, horizon, level=None, kv_cache="on" if pointwise(run.model) else "auto")
+            rows.setdefault(key[:4] + (horizon,), {}).setdefault(stats, []).append(
+                (result["metrics"]["model"]["mase"], time.perf_counter() - t0))
+        print(f"{run_dir}: done", file=sys.stderr, flush=True)
+    print("| model | data set | T | norm | H | MASE, each step's statistics | MASE, the origin's | origin / step "
+          "| seconds step / origin |\n|---|---|---|---|---|---|---|---|---|")
+    for (model, dataset, T, norm, H), by in rows.items():
+        step, origin = ([m for m, _ in by[k]] for k in ("step", "origin"))
+        ratio = statistics.mean(origin) / statistics.mean(step)
+        cells.append(ratio)
+        seconds = "/".join(f"{statistics.mean(s for _, s in by[k]):.1f}" for k in ("step", "origin"))
+        print(f"| {model} | {dataset} | {T} | {norm} | {H} | {mean_sd(step, 3)} | {mean_sd(origin, 3)} | {ratio:.3f} "
+              f"| {seconds} |", flush=True)
+    if cells:
+        print(f"\norigin's MASE no worse than step's in {sum(r <= 1 for r in cells)} of {len(cells)} cells; "
+              f"median ratio {statistics.median(cells):.3f}")
+
+
 def seeds(text):
     if not all(s.strip().isdigit() for s in text.split(",")):
         raise argparse.ArgumentTypeError(f"{text!r}: expected a comma list of whole numbers, e.g. 0,1,2")
@@ -216,6 +258,10 @@ def main(argv=None):
     c.add_argument("--datasets", default="y_w,4single", help="comma list of data sets (default y_w,4single)")
     c.add_argument("--splits", default="random,chrono", help="comma list of splits (default random,chrono)")
     c.add_argument("--quick", action="store_true", help="1 epoch, y_w, random split")
+    n = studies.add_parser("norm_stats", help="revin and last runs fed back with each window's statistics or the "
+                           "origin's")
+    n.add_argument("--runs", nargs="+", required=True, help="folders of finished runs (honest.py's, ett.py's --out_dir)")
+    n.add_argument("--horizon", type=int, default=96, help="steps ahead (default 96, or the test part's length)")
     for sub, default_seeds in ((a, "0,1"), (p, "0"), (c, "0")):
         sub.add_argument("--seeds", type=seeds, default=seeds(default_seeds), help=f"comma list (default {default_seeds})")
         sub.add_argument("--epochs", type=int, default=None, help="(default: each model's, 50)")
@@ -223,6 +269,8 @@ def main(argv=None):
         sub.add_argument("--data_dir", default=None, help="where y_w, w_y, 4single live")
         sub.add_argument("--out_dir", default=None, help="keep the run directories here (default: a temporary one)")
     args = parser.parse_args(argv)
+    if args.study == "norm_stats":
+        return norm_stats(args, None)
     if args.epochs is not None and args.epochs < 0:
         runs.fail("studies.py", f"--epochs must be >= 0, got {args.epochs}")
     if args.threads is not None and args.threads < 1:

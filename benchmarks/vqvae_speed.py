@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from models.vqvae import BOTTLENECKS, Model  # noqa: E402
-from vqvae_imagenet import apply_mask  # noqa: E402
+from data.images import apply_mask  # noqa: E402
 
 
 def sync(device):

@@ -115,6 +115,19 @@ class FFN(nn.Module):
 
 
 class Model(nn.Module):
+    choices = dict(bottleneck=BOTTLENECKS, residual=RESIDUALS, decoder=DECODERS)  # what the constructor accepts
+    option_help = dict(  # one line per constructor argument, for vqvae_imagenet.py --help
+        in_channels="image channels: 1 reads the images as grayscale, 3 as RGB",
+        hidden="channels of the encoder's last convolutions and of the decoder's first",
+        res_channels="channels inside each ResBlock",
+        n_res_blocks="ResBlocks in the encoder, and as many in the decoder",
+        embed_dim="width of each latent vector, the bottleneck's input and output",
+        n_embed="codes in the codebook, or the FFN's hidden units (a swap keeps the width)",
+        scale_factor="stride-2 convolutions beyond the first: an image side is 2 ** (scale_factor + 1) latent sides",
+        dropout="llmffnae's dropout after its FFN",
+        residual="relu: a ResBlock adds relu(x), as the original's in-place ReLU did; identity: it adds x",
+        decoder="original: ResBlocks, ReLU, a 3x3 transposed conv; mirror: a 3x3 conv, then ResBlocks")
+
     def __init__(self, bottleneck="vqvae", in_channels=3, hidden=128, res_channels=32,
                  n_res_blocks=2, embed_dim=64, n_embed=512, scale_factor=1, dropout=0.2,
                  residual="relu", decoder="original"):

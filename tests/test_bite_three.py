@@ -642,13 +642,13 @@ def test_vqvae_folder_splits_by_hand(tmp_path):
     """A flat folder of images: a fixed 1/20 is the test split, at least one image; validation is
     20% of the rest (seed 1337). 7 images: 1 test, int(0.8 * 6) = 4 train, 2 val; 45: 2 test,
     34 train, 9 val. Every image in exactly one split."""
-    import vqvae_imagenet as vq
+    from data.images import load_splits
     for n, (n_test, n_train, n_val) in ((7, (1, 4, 2)), (45, (2, 34, 9))):
         folder = tmp_path / f"f{n}"
         folder.mkdir()
         for i in range(n):
             (folder / f"{i:02d}.png").write_bytes(b"")
-        splits, info = vq.load_splits(str(folder), "train")
+        splits, info = load_splits(str(folder), "train")
         assert (len(splits["test"]), len(splits["train"]), len(splits["val"])) == (n_test, n_train, n_val)
         assert sorted(splits["test"] + splits["train"] + splits["val"]) == sorted(str(p) for p in folder.iterdir())
         assert info["test_split"] == "test"
@@ -658,36 +658,46 @@ def test_vqvae_accumulated_step_is_the_mean_over_the_groups_images(tmp_path, mon
     """--accumulate 2 with batches of 2 over 7 training images: steps over images 4 + 3, the last
     group short. Each step's gradient is the gradient of the mean per-image MSE over its group's
     images (the unmasked image against the model's output on the masked one), recomputed here in
-    one pass per group."""
-    import vqvae_imagenet as vq
-    monkeypatch.setattr(vq, "SAMPLE_SIZES", {"train": 7, "val": 2, "test": 2})
-    monkeypatch.setattr(vq, "evaluate", lambda *a, **k: 0.0)
-    monkeypatch.setattr(vq, "save_grid", lambda *a, **k: None)
-    args = vq.parse_args(["--model", "ffnae", "--data", "sample", "--image_size", "32", "--patch_size", "8",
-                          "--batch_size", "2", "--accumulate", "2", "--workers", "0", "--hidden", "32",
-                          "--res_channels", "8", "--out_dir", str(tmp_path)])
-    r = vq.setup(args)
-    params = [p for p in r.model.parameters() if p.requires_grad]
+    one pass per group, from the seed's model, the sampler's order and the images' own masks."""
+    from torch.utils.data import DistributedSampler
+    from data import images
+    from models.vqvae import Model
+    monkeypatch.setattr(images, "SAMPLE_SIZES", {"train": 7, "val": 2, "test": 2})
     steps = []
 
-    class Recorder:                                              # keeps each step's gradients, moves nothing
+    class Recorder:                                              # AdamW's place: keeps each step's gradients
+        def __init__(self, params, **settings):
+            self.params = list(params)
+
         def step(self):
-            steps.append([p.grad.clone() for p in params])
+            steps.append([p.grad.clone() for p in self.params])
 
         def zero_grad(self, set_to_none=True):
-            for p in params:
+            for p in self.params:
                 p.grad = None
-    r.optimizer = Recorder()
-    r.model.eval()                                               # ffnae: no dropout either way
-    vq.train_epoch(r, 1)
-    order = list(r.sampler)
+
+        def state_dict(self):
+            return {}
+    monkeypatch.setattr(torch.optim, "AdamW", Recorder)          # moves nothing: every step sees the seed's model
+    r = run_main("vqvae_imagenet.py", "--model", "ffnae", "--data", "sample", "--image_size", "32", "--patch_size", "8",
+                 "--batch_size", "2", "--accumulate", "2", "--workers", "0", "--hidden", "32", "--res_channels", "8",
+                 "--epochs", "1", "--seed", "5", "--out_dir", tmp_path, threads=1)
+    assert r.returncode == 0, r.stderr
+    torch.manual_seed(5)
+    model = Model(bottleneck="ffnae", hidden=32, res_channels=8)  # ffnae: no dropout either way
+    params = list(model.parameters())
+    crops = images.Images(None, "train", 32, 8, 0.5, seed=5, photo=images.load_splits("sample", "train")[1]["source"])
+    crops.epoch = 1
+    sampler = DistributedSampler(crops, num_replicas=1, rank=0, shuffle=True, seed=5)
+    sampler.set_epoch(1)
+    order = list(sampler)
     groups = [order[:4], order[4:]]
     assert len(steps) == 2 and len(order) == 7
     for group, grads in zip(groups, steps):
-        items = [r.sets["train"][i] for i in group]
+        items = [crops[i] for i in group]
         x = torch.stack([img for img, _ in items]).float() / 255
         keep = 1.0 - torch.kron(torch.stack([m for _, m in items]).float(), torch.ones(8, 8))
-        loss = ((r.model(x * keep[:, None]) - x) ** 2).mean()
+        loss = ((model(x * keep[:, None]) - x) ** 2).mean()
         for got, expected in zip(grads, torch.autograd.grad(loss, params)):    # atol: float32 rounding of each
             torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()))
 

@@ -432,13 +432,18 @@ def table_rows(stdout):
             if l.startswith("| ") and not l.startswith("|---")][1:]
 
 
-def test_the_kv_cache_benchmark_times_the_same_forecasts_both_ways():
+@pytest.mark.parametrize("norm", ["global", "revin"])
+def test_the_kv_cache_benchmark_times_the_same_forecasts_both_ways(norm):
     """Cached generation equals recomputing every window (att_mh with RoPE on q and k is the exact
-    case): the printed largest difference is rounding, at every window length asked for."""
-    r = run_main("benchmarks/kv_cache.py", "--steps", "20", "--time_steps", "16", "32", "--threads", "1")
+    case; under revin with the origin's statistics held), and vqlnpemlp's last position equals its
+    whole window: the printed largest difference is rounding, at every window length asked for."""
+    r = run_main("benchmarks/kv_cache.py", "--steps", "20", "--time_steps", "16", "32", "--threads", "1",
+                 "--norm", norm)
     assert r.returncode == 0, r.stderr
     rows = table_rows(r.stdout)
-    assert [row[0] for row in rows] == ["16", "32"] and all(float(row[4]) < 1e-5 for row in rows), rows
+    assert [(row[0], row[1], row[3]) for row in rows] == [("att_mh", "16", "kv_cache"), ("vqlnpemlp", "16", "last_position"),
+                                                         ("att_mh", "32", "kv_cache"), ("vqlnpemlp", "32", "last_position")]
+    assert all(float(row[6]) < 1e-5 for row in rows), rows
 
 
 def test_vqvae_speed_measures_every_bottleneck():

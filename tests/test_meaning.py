@@ -27,6 +27,7 @@ import scoring
 import sweep
 import train
 from data import boundaries, split_series
+from conftest import run_main
 from test_honest import make_run
 
 
@@ -241,43 +242,57 @@ def test_a_training_that_fails_after_its_run_directory_exists_leaves_nothing(tmp
 
 # ---------------------------------------------------------------- the image objective
 
-def vqvae_args(out_dir, *extra):
-    import vqvae_imagenet as vq
-    return vq, vq.parse_args(["--data", "sample", "--image_size", "32", "--patch_size", "8", "--batch_size", "4",
-                              "--workers", "0", "--hidden", "32", "--res_channels", "8", "--max_steps", "1",
-                              "--out_dir", str(out_dir), *extra])
+VQVAE_QUICK = ["--data", "sample", "--image_size", "32", "--patch_size", "8", "--batch_size", "4", "--workers", "0",
+               "--hidden", "32", "--res_channels", "8", "--max_steps", "1"]
 
 
-def test_vqvae_training_loss_is_the_mse_against_the_unmasked_image(tmp_path, monkeypatch):
-    """On the first batch, the logged training loss is the MSE of the model's output on the
-    masked images against the whole (unmasked) images; masks at --mask_ratio 0.25."""
-    vq, args = vqvae_args(tmp_path, "--model", "ffnae", "--mask_ratio", "0.25", "--mask_count", "exact")
-    monkeypatch.setattr(vq, "evaluate", lambda *a, **k: 0.0)        # the validation pass is not under test
-    monkeypatch.setattr(vq, "save_grid", lambda *a, **k: None)
-    r = vq.setup(args)
-    r.model.eval()                                                 # no dropout: a second pass is the same
-    before = copy.deepcopy(r.model)
-    vq.train_epoch(r, 1)
-    idx = list(r.sampler)[:4]                                      # the first batch of epoch 1
-    items = [r.sets["train"][i] for i in idx]
+def first_batch(model_args, seed=0, ratio=0.25, mask_count="exact"):
+    """What vqvae_imagenet.py's first step reads and starts from, rebuilt here without it: the seed's
+    model, and the first 4 training images of epoch 1 (DistributedSampler's order of the 512 sample
+    crops, seeded by the seed) with their patch masks."""
+    from torch.utils.data import DistributedSampler
+    from data.images import Images, load_splits
+    from models.vqvae import Model
+    torch.manual_seed(seed)
+    model = Model(**model_args)
+    crops = Images(None, "train", 32, 8, ratio, seed=seed, mask_count=mask_count,
+                   photo=load_splits("sample", "train")[1]["source"])
+    crops.epoch = 1
+    order = DistributedSampler(crops, num_replicas=1, rank=0, shuffle=True, seed=seed)
+    order.set_epoch(1)
+    items = [crops[i] for i in list(order)[:4]]
     x = torch.stack([img for img, _ in items]).float() / 255       # (4, 3, 32, 32) in [0, 1]
-    mask = torch.stack([m for _, m in items])                      # (4, 4, 4) patches
+    return model, x, torch.stack([m for _, m in items])            # masks (4, 4, 4) patches
+
+
+def test_vqvae_training_loss_is_the_mse_against_the_unmasked_image(tmp_path):
+    """On the only batch of a one-step run, the logged training loss is the MSE of the model's
+    output on the masked images against the whole (unmasked) images; masks at --mask_ratio 0.25, seed 3."""
+    r = run_main("vqvae_imagenet.py", *VQVAE_QUICK, "--model", "ffnae", "--mask_ratio", "0.25", "--mask_count",
+                 "exact", "--seed", "3", "--out_dir", tmp_path, threads=1)
+    assert r.returncode == 0, r.stderr
+    run_dir = r.stdout.strip().splitlines()[-1].removeprefix("-> ")
+    (row,) = runs.read_losses(os.path.join(run_dir, "losses.csv"))
+    model_args = json.load(open(os.path.join(run_dir, "config.json")))["model_args"]
+    model, x, mask = first_batch(model_args, seed=3)
     assert mask.sum((1, 2)).tolist() == [4, 4, 4, 4]               # 0.25 of 16 patches each
     keep = 1.0 - torch.kron(mask.float(), torch.ones(8, 8))        # (4, 32, 32): 0 on masked pixels
     with torch.no_grad():
-        recon = before(x * keep[:, None])
+        recon = model(x * keep[:, None])
     expected = ((recon - x) ** 2).mean().item()
     against_masked = ((recon - x * keep[:, None]) ** 2).mean().item()
     assert abs(expected - against_masked) > 1e-4                   # the two objectives differ here
-    assert r.rows[-1]["train_loss"] == pytest.approx(expected, rel=1e-5)
+    assert row["step"] == 1 and row["train_loss"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_a_vqvae_run_that_fails_after_its_run_directory_exists_leaves_nothing(tmp_path, monkeypatch):
-    vq, args = vqvae_args(tmp_path / "out", "--model", "ffnae")
+    import vqvae_imagenet
+    import vqvae_run
 
     def fail(*a, **k):
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr(vq, "evaluate", fail)                      # after the first step, in the run directory
+    monkeypatch.setattr(vqvae_imagenet, "evaluate", fail)          # after the first step, in the run directory
+    cfg, _ = vqvae_run.parse([*VQVAE_QUICK, "--model", "ffnae", "--out_dir", str(tmp_path / "out")])
     with pytest.raises(OSError, match="No space left"):
-        vq.run(args)
+        vqvae_imagenet.train(cfg)
     assert not (tmp_path / "out").exists() or everything_under(tmp_path / "out") == []

@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 
 import models
-import vqvae_imagenet as vq
+import vqvae_run
 from conftest import run_main, run_script
+from data import images
 from models.vqvae import BOTTLENECKS, Model
 
 REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference")
@@ -191,23 +192,22 @@ def test_self_check_runs():
 
 # ---------------------------------------------------------------- data and masking
 
-def data_args(size, patch, ratio, mask_count="bernoulli", eval_masks="fresh", resize="stretch"):
-    return vq.parse_args(["--image_size", str(size), "--patch_size", str(patch), "--mask_ratio", str(ratio),
-                          "--mask_count", mask_count, "--eval_masks", eval_masks, "--resize", resize])
+def sample(split, size, patch, ratio, mask_count="bernoulli", eval_masks="fresh"):
+    photo = images.load_splits("sample", "train")[1]["source"]
+    return images.Images(None, split, size, patch, ratio, mask_count=mask_count, eval_masks=eval_masks, photo=photo)
 
 
 @pytest.mark.parametrize("mask_count", ["exact", "bernoulli"])
 def test_masking_zeroes_the_expected_patches(mask_count):
-    photo = vq.load_splits("sample", "train")[1]["source"]
     for size, patch, ratio in ((256, 32, 0.5), (64, 16, 0.25)):
-        ds = vq.Images(None, "train", data_args(size, patch, ratio, mask_count), photo=photo)
+        ds = sample("train", size, patch, ratio, mask_count)
         grid = size // patch
         masks = []
         for i in range(4):
             img, mask = ds[i]
             assert torch.equal(ds[i][1], mask)  # the same item, the same mask
-            x = vq.to_pixels(img[None])
-            masked = vq.apply_mask(x, mask[None], patch)[0]                       # (3, S, S)
+            x = images.to_pixels(img[None])
+            masked = images.apply_mask(x, mask[None], patch)[0]                       # (3, S, S)
             tiles = masked.unfold(1, patch, patch).unfold(2, patch, patch)        # (3, g, g, p, p)
             zero = (tiles == 0).flatten(3).all(-1).all(0)                         # (g, g)
             assert torch.equal(zero, mask)  # [0, 1] pixels: a masked patch is black
@@ -218,18 +218,17 @@ def test_masking_zeroes_the_expected_patches(mask_count):
             masks.append(mask)
         assert any(not torch.equal(masks[0], m) for m in masks[1:])
     if mask_count == "bernoulli":  # each patch on its own: the count varies around ratio * patches
-        ds = vq.Images(None, "train", data_args(64, 16, 0.5), photo=photo)
+        ds = sample("train", 64, 16, 0.5)
         counts = [int(ds.__getitem__(i)[1].sum()) for i in range(40)]
         assert len(set(counts)) > 2 and 6 < np.mean(counts) < 10
-        ds = vq.Images(None, "train", data_args(64, 16, 0.25), photo=photo)  # not 0.5: < and > differ
+        ds = sample("train", 64, 16, 0.25)  # not 0.5: < and > differ
         counts = [int(ds.__getitem__(i)[1].sum()) for i in range(40)]
         assert 2.5 < np.mean(counts) < 5.5  # 0.25 of 16 patches
 
 
 def test_evaluation_masks_fresh_per_epoch_or_fixed():
-    photo = vq.load_splits("sample", "train")[1]["source"]
     for eval_masks, same in (("fresh", False), ("fixed", True)):
-        ds = vq.Images(None, "val", data_args(64, 16, 0.5, eval_masks=eval_masks), photo=photo)
+        ds = sample("val", 64, 16, 0.5, eval_masks=eval_masks)
         first = [ds[i][1] for i in range(4)]
         ds.epoch = 1
         assert all(torch.equal(a, ds[i][1]) for i, a in enumerate(first)) == same
@@ -237,7 +236,7 @@ def test_evaluation_masks_fresh_per_epoch_or_fixed():
 
 def test_validation_is_the_originals_random_split_of_train():
     files = [f"f{i}" for i in range(100)]
-    train, val = vq.split_off_validation(files)
+    train, val = images.split_off_validation(files)
     expected = torch.utils.data.random_split(files, [80, 20], generator=torch.Generator().manual_seed(1337))
     assert train == list(expected[0]) and val == list(expected[1])
 
@@ -245,10 +244,10 @@ def test_validation_is_the_originals_random_split_of_train():
 def test_swap_keeps_encoder_and_decoder():
     torch.manual_seed(1)
     source = Model(bottleneck="llmffnae")
-    ckpt = {"model_args": {**vq.model_options(), "bottleneck": "llmffnae"}, "state_dict": source.state_dict(),
+    ckpt = {"model_args": {**vqvae_run.model_options(), "bottleneck": "llmffnae"}, "state_dict": source.state_dict(),
             "path": "x"}
-    model, args = vq.swap_ffn_with_vq(ckpt, seed=0)
-    assert args["bottleneck"] == "vqvae" and isinstance(model.bottleneck, type(Model("vqvae").bottleneck))
+    model = vqvae_run.swap_ffn_with_vq(ckpt, seed=0)
+    assert isinstance(model.bottleneck, type(Model("vqvae").bottleneck))
     kept = [k for k in source.state_dict() if not k.startswith("bottleneck.")]
     assert len(kept) > 20
     for k in kept:
@@ -406,7 +405,7 @@ def broken_run(tmp_path, runs, which):
     (["--image_size", "100"], "--image_size 100 is not a multiple of --patch_size 32"),
     (["--model", "vqgan"], "invalid choice: 'vqgan' (choose from 'vqvae', 'amvqvae'"),
     (["--epochs", "many"], "invalid int value: 'many'"),
-    (["--residual", "none"], "unknown residual 'none'; choose one of relu, identity"),
+    (["--residual", "none"], "--residual: invalid choice: 'none' (choose from 'relu', 'identity')"),
     (["--pixels", "hdr"], "invalid choice: 'hdr' (choose from 'unit', 'signed')"),
     (["--accumulate", "0"], "--accumulate 0: must be >= 1"),
     (["--eval", "FOREIGN"], "is not a vqvae_imagenet.py run (it holds model 'vqlnmlp')"),
@@ -418,6 +417,18 @@ def broken_run(tmp_path, runs, which):
     (["--resume", "VQVAE_RUN", "--epochs", "1"], "it has run 1 epochs already; give --epochs larger than that"),
     (["--resume", "VQVAE_RUN", "--lr", "0.1"], "--resume continues a run with its own settings; drop --lr"),
     (["--resume", "FOREIGN"], "holds no complete run"),
+    (["--hidden", "0"], "--hidden 0: must be a whole number >= 1"),
+    (["--embed_dim", "0"], "--embed_dim 0: must be a whole number >= 1"),
+    (["--n_embed", "0"], "--n_embed 0: must be a whole number >= 1"),
+    (["--res_channels", "-2"], "--res_channels -2: must be a whole number >= 1"),
+    (["--n_res_blocks", "-1"], "--n_res_blocks -1: must be a whole number >= 0"),
+    (["--scale_factor", "-1"], "--scale_factor -1: must be a whole number >= 0"),
+    (["--hidden", "30", "--scale_factor", "2"], "hidden must be a multiple of 2 ** scale_factor, e.g. 4, 8, 16"),
+    (["--dropout", "1"], "--dropout 1.0: must be at least 0 and below 1"),
+    (["--in_channels", "2"], "--in_channels 2: choose 1 (the images read as grayscale) or 3 (RGB)"),
+    (["--weight_decay", "-0.1"], "--weight_decay -0.1: must be >= 0"),
+    (["--lr", "nan"], "'nan' is not a finite number"),
+    (["--resume", "VQVAE_RUN", "--hidden", "8"], "--resume continues a run with its own settings; drop --hidden"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, expected, tmp_path, runs):
     (tmp_path / "empty").mkdir()
@@ -459,9 +470,10 @@ def test_eval_takes_the_latest_complete_run(runs, tmp_path):
 
 def test_resume_gives_the_same_weights_as_one_straight_run(tmp_path):
     """llmffnae: its dropout needs the random state, AdamW its moments; 2 epochs of 32 steps.
-    A learning rate other than the default: a resume that fell back to it would differ."""
+    A learning rate and a seed other than the defaults: a resume that fell back to either would
+    differ (seed 0's crops, masks and order in place of seed 3's)."""
     quick = ["--model", "llmffnae", "--data", "sample", "--image_size", "32", "--batch_size", "16", "--workers", "0",
-             "--lr", "0.001", *SMALL]
+             "--lr", "0.001", "--seed", "3", *SMALL]
     _, _, straight = train_run(tmp_path / "a", *quick, "--epochs", "2")
     first_dir, first, _ = train_run(tmp_path / "b", *quick, "--epochs", "1")
     assert first["steps"] == 32 and first["epochs_run"] == 1
@@ -474,3 +486,90 @@ def test_resume_gives_the_same_weights_as_one_straight_run(tmp_path):
         assert torch.equal(v, resumed["state_dict"][k]), k
     with open(os.path.join(first_dir, "losses.csv")) as f:
         assert [line.split(",")[0] for line in f.read().split()] == ["epoch", "1", "2"]  # losses appended
+
+
+def test_resume_takes_max_steps_as_the_total(runs, tmp_path):
+    """--max_steps with --resume is the total, as in a fresh run: a run at step 3 resumed with
+    --max_steps 5 trains 2 more steps (epoch 2 stops there); with --max_steps 3 there is nothing to
+    train, which is an error that writes nothing."""
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(runs["vqvae"][0], run)
+    r = vq_main("--resume", run, "--epochs", "3", "--max_steps", "3")
+    assert r.returncode == 2 and "it has run 3 steps already; give --max_steps larger than that" in r.stderr
+    assert [row["step"] for row in vqvae_run.read_resume(str(run))["rows"]] == [3]
+    r = vq_main("--resume", run, "--epochs", "3", "--max_steps", "5", "--workers", "0")
+    assert r.returncode == 0, r.stderr
+    assert [(row["epoch"], row["step"]) for row in vqvae_run.read_resume(str(run))["rows"]] == [(1, 3), (2, 5)]
+    assert json.load(open(run / "metrics.json"))["steps"] == 5
+
+
+def make_tree(root, sizes):
+    """An ImageNet-like tree: {split: images}, each split's images in two class folders; returns the paths."""
+    from PIL import Image
+    rng = np.random.default_rng(1)
+    paths = {}
+    for split, n in sizes.items():
+        paths[split] = []
+        for i in range(n):
+            folder = root / split / f"n0{i % 2}"
+            folder.mkdir(parents=True, exist_ok=True)
+            paths[split].append(str(folder / f"{split}{i}.png"))
+            Image.fromarray(rng.integers(0, 255, (36, 44, 3), dtype=np.uint8)).save(paths[split][-1])
+    return paths
+
+
+def test_an_imagenet_tree_validates_on_a_fifth_of_train_and_tests_on_val(tmp_path):
+    """--val_from train (the original's): validation is torch's random_split of train/ (80/20, seed
+    1337), the test is val/, and test/ is not read; --val_from val: validation is val/, the test is
+    test/. A run says so in config.json and --eval in its line (2 val and 3 test images, not 3 and 2)."""
+    paths = make_tree(tmp_path / "tree", {"train": 10, "val": 3, "test": 4})
+    train = sorted(paths["train"], key=lambda p: (os.path.dirname(p), p))  # the order a walk of train/ finds
+    keep, held = torch.utils.data.random_split(train, [8, 2], generator=torch.Generator().manual_seed(1337))
+    splits, info = images.load_splits(str(tmp_path / "tree"), "train")
+    assert splits["train"] == list(keep) and splits["val"] == list(held) and info["test_split"] == "val"
+    assert sorted(splits["test"]) == sorted(paths["val"])
+    splits, info = images.load_splits(str(tmp_path / "tree"), "val")
+    assert sorted(splits["val"]) == sorted(paths["val"]) and sorted(splits["test"]) == sorted(paths["test"])
+    assert sorted(splits["train"]) == sorted(paths["train"]) and info["test_split"] == "test"
+    r = vq_main("--data", tmp_path / "tree", "--image_size", "32", "--batch_size", "4", "--workers", "0",
+                "--epochs", "0", "--out_dir", tmp_path / "runs", *SMALL)
+    assert r.returncode == 0, r.stderr
+    run_dir = r.stdout.strip().splitlines()[-1].removeprefix("-> ")
+    assert json.load(open(os.path.join(run_dir, "config.json")))["images"] == {"train": 8, "val": 2, "test": 3}
+    r = vq_main("--eval", run_dir, "--workers", "0")
+    assert r.returncode == 0 and "(2 val, 3 test images of" in r.stdout, r.stdout + r.stderr
+
+
+def test_in_channels_1_reads_the_images_as_grayscale(tmp_path):
+    """--in_channels 1: each image is Pillow's grayscale of it (L = (299 R + 587 G + 114 B) / 1000),
+    the model reads and writes one channel, and the run trains; 2 is refused."""
+    from PIL import Image
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    gray = images.Images([str(folder / "0.png")], "val", 32, 16, 0.5, channels=1)
+    x, _ = gray[0]
+    rgb = np.asarray(Image.open(folder / "0.png")).astype(np.int64)
+    by_hand = (rgb[..., 0] * 299 + rgb[..., 1] * 587 + rgb[..., 2] * 114 + 500) // 1000
+    assert x.shape == (1, 32, 32) and np.abs(x[0].numpy().astype(np.int64) - by_hand).max() <= 1
+    run_dir, metrics, ckpt = train_run(tmp_path / "runs", "--data", folder, "--image_size", "32", "--batch_size", "4",
+                                       "--workers", "0", "--in_channels", "1", "--max_steps", "1", *SMALL)
+    assert ckpt["model_args"]["in_channels"] == 1 and ckpt["state_dict"]["encoder.0.weight"].shape[1] == 1
+    assert math.isfinite(metrics["test_loss"])
+    assert Image.open(os.path.join(run_dir, "recon_epoch001.png")).mode == "L"
+
+
+def test_help_describes_every_option_with_its_default():
+    r = run_main("vqvae_imagenet.py", "--help")
+    assert r.returncode == 0
+    for action in vqvae_run.parser()._actions:
+        if action.dest == "help":
+            continue
+        assert action.help, action.dest
+        if action.dest in vqvae_run.model_options() or action.default not in (None, False):
+            assert "default" in action.help, action.dest
+    text = " ".join(r.stdout.split())
+    assert "a fixed 1/20 of a plain folder's images (at least one; validation is then 20% of the rest)" in text
