@@ -1,6 +1,6 @@
 """The classical forecasters a practitioner would pick instead: ETS, ARIMA and Theta, on the same origins.
 
-    pip install -r benchmarks/requirements-classical.txt   # statsmodels: this benchmark's only extra
+    pip install -r benchmarks/requirements.txt   # statsmodels: the benchmarks' own dependency
     python benchmarks/classical.py                         # the log's three series and membrane
     python benchmarks/classical.py --datasets y_w --horizon 24
 

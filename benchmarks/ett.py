@@ -25,7 +25,7 @@ default stride's ~100 origins only (marked in the table). Both estimates are in 
 docs say how far apart they are where both exist.
 
 The classical forecasters (ETS, ARIMA and Theta from statsmodels: benchmarks/classical.py) score the
-same origins when statsmodels is installed (pip install -r benchmarks/requirements-classical.txt).
+same origins when statsmodels is installed (pip install -r benchmarks/requirements.txt).
 
 In parts: --out_dir keeps the trainings (reused while train.py, data/ and models/ are unchanged;
 otherwise a one-line error), the backtests (scores.json, redone where forecast.py's code changed)
@@ -179,7 +179,7 @@ def classical_scores(datasets, horizons, out, log):
     try:
         from benchmarks import classical
     except ImportError as e:
-        log(f"classical forecasters left out ({e}): pip install -r benchmarks/requirements-classical.txt")
+        log(f"classical forecasters left out ({e}): pip install -r benchmarks/requirements.txt")
         return None
     path = os.path.join(out, "classical.json")
     saved = runs.read_json(path) if os.path.isfile(path) else {}

@@ -30,8 +30,10 @@ and its children; with OMP_NUM_THREADS=1 the CPU time is the steadier measure of
   train nothing.
 - busy: the README's quick start as a whole process, idle and beside one process spinning on one
   core (`sh -c 'while :; do :; done'`, started here and ended by its process id), under each thread
-  policy: ours (VQSEQ_THREADS=follow: runs.Threads follows the free cores), torch (its default, OMP_NUM_THREADS = cores),
-  one (OMP_NUM_THREADS=1), passive (OMP_WAIT_POLICY=PASSIVE).
+  policy: default (nothing set: runs.wait_policy waits passively where the machine is busy), spin
+  (OMP_WAIT_POLICY=ACTIVE: what the default did before issue 37), ours (VQSEQ_THREADS=follow:
+  runs.Threads follows the free cores), torch (OMP_NUM_THREADS = cores), one (OMP_NUM_THREADS=1),
+  passive (OMP_WAIT_POLICY=PASSIVE always).
 - ab: any command of this repository in two checkouts (e.g. `git worktree add /tmp/before HEAD~1`),
   each run with its own empty --out_dir where the script takes one.
 """
@@ -59,7 +61,8 @@ LOG_RUNS = [
     (["--model", "vqlnmlp", "--no_forecast"], "training", 20.0, 0.0260275),
     (["--model", "mhvqlnmlp_rope", "--n_heads", "8", "--no_forecast"], "training", 148.0, 0.0255627),
 ]
-POLICIES = {"ours": {"VQSEQ_THREADS": "follow"}, "torch": {"OMP_NUM_THREADS": str(CORES)}, "one": {"OMP_NUM_THREADS": "1"},
+POLICIES = {"default": {}, "spin": {"OMP_WAIT_POLICY": "ACTIVE"},
+            "ours": {"VQSEQ_THREADS": "follow"}, "torch": {"OMP_NUM_THREADS": str(CORES)}, "one": {"OMP_NUM_THREADS": "1"},
             "passive": {"OMP_WAIT_POLICY": "PASSIVE"}}
 QUICK_START = ["train.py", "--model", "vqlnpemlp"]
 
@@ -135,7 +138,8 @@ def busy(args):
         sys.exit(f"speed.py: error: unknown policy {bad[0]!r}; choose from {', '.join(POLICIES)}")
     command = QUICK_START + args.extra
     print(f"`python {' '.join(command)}`, whole process", flush=True)
-    base_env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+    base_env = {k: v for k, v in os.environ.items()
+                if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "VQSEQ_THREADS")}
     seconds = {}
     for r in range(args.repeat):
         for loaded in (False, True):

@@ -226,7 +226,7 @@ def test_train_and_forecast_never_import_statsmodels():
 @pytest.fixture
 def classical(monkeypatch):
     """benchmarks/classical.py with smaller search grids (the fits, not the grids, are under test)."""
-    pytest.importorskip("statsmodels", reason="pip install -r benchmarks/requirements-classical.txt")
+    pytest.importorskip("statsmodels", reason="pip install -r benchmarks/requirements.txt")
     sys.path.insert(0, ROOT)
     from benchmarks import classical
     monkeypatch.setattr(classical, "ORDERS", [(1, 0), (1, 1)])
