@@ -5,6 +5,7 @@
     python tests/mutate.py --round 2        # only the second list (issue 23)
     python tests/mutate.py --round 3        # only the third list (tests that bite, round three)
     python tests/mutate.py --round 4        # only the fourth list (nothing quietly wrong, round four)
+    python tests/mutate.py --round 5        # only the fifth list (issues 34 and 37)
     python tests/mutate.py --only seed_ignored codebook_parameter   # some of them
     python tests/mutate.py --jobs 2         # two at a time (each test run uses one thread)
 
@@ -21,8 +22,8 @@ Add a mutation for each bug a review finds that the suite missed, with the few t
 should catch it (each test selection small, so that the whole check takes a few minutes).
 MUTATIONS holds the bugs of issue 18, adapted to the current code; MUTATIONS_ROUND2 those of
 issue 23, MUTATIONS_ROUND3 those of "tests that bite, round three" and MUTATIONS_ROUND4 those of
-issue 35, each written from the product code before looking at the tests (all four lists run by
-default).
+issue 35, MUTATIONS_ROUND5 those of issues 34 and 37, each written from the product code before
+looking at the tests (all five lists run by default).
 """
 import argparse
 import os
@@ -826,6 +827,73 @@ MUTATIONS_ROUND4 = [
 ]
 
 
+FIELD = "tests/test_field.py::"
+# Issues 34 and 37 (the field's yardstick; a million values): one-line bugs in the code they added,
+# each written from the product code before looking at the tests that should catch it.
+MUTATIONS_ROUND5 = [
+    # the field's split forgets where its test part ends: the unused rows join the test part
+    ("r5_field_split_test_end_is_n", "data/windows.py",
+     "        return tuple(field_split)",
+     "        return (field_split[0], field_split[1], n_values)",
+     [FIELD + "test_a_field_split_cuts_at_its_borders_and_leaves_the_rest_unused"]),
+    # the field's MSE divided by the std once, not squared
+    ("r5_mse_normalised_by_std", "forecast.py",
+     'metrics[name].update(mse_normalised=metrics[name]["mse"] / run.std ** 2,',
+     'metrics[name].update(mse_normalised=metrics[name]["mse"] / run.std,',
+     [FIELD + "test_a_backtest_stays_in_the_test_part_and_its_normalised_errors_are_the_hand_computed_ones"]),
+    # origins run to the series' end, past the test part
+    ("r5_origins_past_the_test_part", "forecast.py",
+     "candidates = np.arange(run.val_end, run.test_end - horizon + 1)",
+     "candidates = np.arange(run.val_end, len(run.z) - horizon + 1)",
+     [FIELD + "test_a_backtest_stays_in_the_test_part_and_its_normalised_errors_are_the_hand_computed_ones"]),
+    # a target window read at its window's start: the targets are the inputs
+    ("r5_windows_ignore_the_offset", "data/windows.py",
+     "rows = self.starts[key] + self.offset",
+     "rows = self.starts[key]",
+     ["tests/test_data.py::test_windows_are_read_out_of_the_series_not_materialised"]),
+    # ETTh1 cut 70/10/20 like any CSV
+    ("r5_no_field_split_for_ett", "config.py",
+     'cfg.split == "chrono" and cfg.dataset in FIELD_SPLITS:',
+     'cfg.split == "chrono" and cfg.dataset in ():',
+     [FIELD + "test_naive_and_linear_on_etth1_at_96_steps_are_the_independent_computation"]),
+    # the last position read at position 0: a positional table's first row for every step
+    ("r5_last_position_at_zero", "models/rollout.py",
+     "    return model(x[:, -1:], start_pos=start_pos + T - 1)[:, -1, 0]",
+     "    return model(x[:, -1:], start_pos=start_pos)[:, -1, 0]",
+     ["tests/test_attention.py::test_the_last_position_forecasts_what_recomputing_every_window_does"]),
+    # held statistics: forecasts left in the window's units, the origin's level not added back
+    ("r5_frozen_forgets_the_level", "models/rollout.py",
+     "            + loc[:, 0]",
+     "            + 0 * loc[:, 0]",
+     ["tests/test_norm.py::test_origin_statistics_feed_back_through_the_inner_model_by_hand"]),
+    # passive waiting only where five cores are busy: never on the machines that need it
+    ("r5_wait_policy_threshold", "runs.py",
+     "    if others < 0.5:",
+     "    if others < 5:",
+     ["tests/test_threads.py::test_a_busy_machine_gets_passive_waiting_and_an_idle_one_keeps_spinning"]),
+    # a plain ISO month read one month late
+    ("r5_plain_iso_month", "data/csvfile.py",
+     "months = ((year - 1970) * 12 + month - 1)",
+     "months = ((year - 1970) * 12 + month)",
+     ["tests/test_csv_fuzz.py::test_the_fast_paths_read_what_the_cell_by_cell_paths_read"]),
+    # a blank row kept by the fast split (the csv path skips it)
+    ("r5_plain_keeps_blank_rows", "data/csvfile.py",
+     "if all(\"\" in column for column in columns) and not all(map(any, zip(*columns))):",
+     "if False:",
+     ["tests/test_csv_fuzz.py::test_the_fast_paths_read_what_the_cell_by_cell_paths_read"]),
+    # the adaptive calibration kept in arrival order, not sorted
+    ("r5_adaptive_calibration_unsorted", "scoring.py",
+     "bisect.insort(calibration, errors[applied, h])",
+     "calibration.append(errors[applied, h])",
+     ["tests/test_intervals.py", "tests/test_bite_three.py"]),
+    # a run evaluated to its series' end although training recorded where its test part ends
+    ("r5_recorded_test_end_ignored", "forecast.py",
+     'for k in ("train_end", "val_end", "test_end"))',
+     'for k in ("train_end", "val_end", "n_values"))',
+     [FIELD + "test_naive_and_linear_on_etth1_at_96_steps_are_the_independent_computation"]),
+]
+
+
 def scratch_copy(repo, dest):
     shutil.copytree(repo, dest, ignore=COPY_IGNORE)
     return dest
@@ -874,15 +942,15 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--list", action="store_true", help="print the mutations and their tests")
     p.add_argument("--only", nargs="+", default=None, metavar="NAME", help="run these mutations only")
-    p.add_argument("--round", type=int, choices=(1, 2, 3, 4), default=None,
+    p.add_argument("--round", type=int, choices=(1, 2, 3, 4, 5), default=None,
                    help="only the first list (issue 18's bugs), the second (issue 23's), the third (round "
-                        "three's) or the fourth (issue 35's); default all four")
+                        "three's), the fourth (issue 35's) or the fifth (issues 34 and 37's); default all five")
     p.add_argument("--jobs", type=int, default=1, help="mutations checked at a time")
     p.add_argument("--repo", default=ROOT, help="the repository to copy (default: this one)")
     p.add_argument("--timeout", type=int, default=300, help="seconds for one mutation's tests")
     args = p.parse_args(argv)
-    listed = {1: MUTATIONS, 2: MUTATIONS_ROUND2, 3: MUTATIONS_ROUND3, 4: MUTATIONS_ROUND4,
-              None: MUTATIONS + MUTATIONS_ROUND2 + MUTATIONS_ROUND3 + MUTATIONS_ROUND4}[args.round]
+    listed = {1: MUTATIONS, 2: MUTATIONS_ROUND2, 3: MUTATIONS_ROUND3, 4: MUTATIONS_ROUND4, 5: MUTATIONS_ROUND5,
+              None: MUTATIONS + MUTATIONS_ROUND2 + MUTATIONS_ROUND3 + MUTATIONS_ROUND4 + MUTATIONS_ROUND5}[args.round]
     chosen = [m for m in listed if args.only is None or m[0] in args.only]
     unknown = sorted(set(args.only or ()) - {m[0] for m in listed})
     if unknown:
