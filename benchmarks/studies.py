@@ -209,7 +209,7 @@ def norm_stats(args, out):
     window's statistics (step, the default) and with the origin's held (origin): test MASE over all
     steps to the horizon, mean over seeds, and the seconds of each backtest (origin lets att_mh use
     its KV cache; the VQ models take their last position both ways)."""
-    from benchmarks.tables import finished_runs
+    from benchmarks.tables import cell, finished_runs
     from models.rollout import pointwise
     found = {}
     for folder in args.runs:
@@ -233,7 +233,7 @@ def norm_stats(args, out):
         ratio = statistics.mean(origin) / statistics.mean(step)
         cells.append(ratio)
         seconds = "/".join(f"{statistics.mean(s for _, s in by[k]):.1f}" for k in ("step", "origin"))
-        print(f"| {model} | {dataset} | {T} | {norm} | {H} | {mean_sd(step, 3)} | {mean_sd(origin, 3)} | {ratio:.3f} "
+        print(f"| {model} | {dataset} | {T} | {norm} | {H} | {cell(step)} | {cell(origin)} | {ratio:.3f} "
               f"| {seconds} |", flush=True)
     if cells:
         print(f"\norigin's MASE no worse than step's in {sum(r <= 1 for r in cells)} of {len(cells)} cells; "

@@ -1,6 +1,7 @@
 """Sweeps (grid expansion, skipping, --jobs, --dry_run), result tables, the parameter ranking,
 the cross-dataset table, the --quick reproduction report, honest.py's ranks and reuse, and the product's independence of
 benchmarks/."""
+import glob
 import json
 import os
 import re
@@ -461,3 +462,24 @@ def test_the_product_imports_nothing_from_benchmarks():
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == "[]"
+
+
+def test_the_norm_stats_study_compares_each_runs_two_ways(tmp_path):
+    """studies.py norm_stats: naive's forecasts do not depend on a window's statistics (ratio 1.000 by
+    hand), and the 'step' column is forecast.backtest's own MASE of the run."""
+    import forecast
+    values = 20 + np.cumsum(np.random.default_rng(4).standard_normal(260))
+    csv = tmp_path / "walk.csv"
+    csv.write_text("t,value\n" + "".join(f"{i},{float(v)!r}\n" for i, v in enumerate(values)))
+    out = tmp_path / "runs"
+    for model in ("naive", "vqlnmlp"):
+        r = run_main("train.py", "--model", model, "--dataset", csv, "--time_steps", "12", "--epochs", "1",
+                     "--no_forecast", "--out_dir", out, threads=1)
+        assert r.returncode == 0, r.stderr
+    r = run_main("benchmarks/studies.py", "norm_stats", "--runs", out, "--horizon", "8", threads=1)
+    assert r.returncode == 0, r.stderr
+    rows = {row[0]: row for row in table_rows(r.stdout)}
+    assert rows.keys() == {"naive", "vqlnmlp"} and rows["naive"][7] == "1.000"
+    run_dir = glob.glob(str(out / "vqlnmlp_*" / "*"))[0]
+    step = forecast.backtest(forecast.load(run_dir), 8, level=None)["metrics"]["model"]["mase"]
+    assert float(rows["vqlnmlp"][5]) == pytest.approx(step, rel=2e-3)   # printed to 3 digits
