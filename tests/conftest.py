@@ -124,3 +124,17 @@ def sine_csv(tmp_path):
     path = tmp_path / "sine.csv"
     path.write_text("time(s),level(m)\n" + "".join(f"{a},{b}\n" for a, b in zip(t, v)))
     return path
+
+
+def write(path, header, rows):
+    """A CSV at path: the header line, then the rows joined by commas."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(header + "\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
+    return path
+
+
+def trained(out, *args):
+    """train.py ARGS --out_dir OUT in this process; the run directory it names last."""
+    r = run_main("train.py", *args, "--out_dir", out)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip().splitlines()[-1].removeprefix("-> ")

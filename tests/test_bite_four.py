@@ -17,21 +17,11 @@ import models
 import outputs
 import runs
 import scoring
-from conftest import run_main
+from conftest import run_main, trained, write
 from data import load_series
 from models.norm import REVIN_EPS
 
 
-def write(path, header, rows):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(header + "\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
-    return path
-
-
-def trained(out, *args):
-    r = run_main("train.py", *args, "--out_dir", out)
-    assert r.returncode == 0, r.stderr
-    return r.stdout.strip().splitlines()[-1].removeprefix("-> ")
 
 
 SMALL = ("--model", "vqlnmlp", "--vocab_size", "8", "--d_model", "4", "--time_steps", "8")

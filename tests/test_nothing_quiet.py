@@ -18,21 +18,10 @@ import outputs
 import runs
 import scoring
 import train
-from conftest import ROOT, run_main
+from conftest import ROOT, run_main, trained, write
 from data import future_times, load_series
 
 
-def write(path, header, rows):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(header + "\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
-    return path
-
-
-def trained(out, *args):
-    """train.py ARGS --out_dir OUT in this process; the run directory it names last."""
-    r = run_main("train.py", *args, "--out_dir", out)
-    assert r.returncode == 0, r.stderr
-    return r.stdout.strip().splitlines()[-1].removeprefix("-> ")
 
 
 def folder_of(stdout):
