@@ -57,8 +57,9 @@ class Windows:
     Row i is series[s : s + length] as (length, 1), s = starts[i] + offset, or with length None the
     one value series[s] as (1,). Indexing with a slice, an integer or an integer tensor (a batch's
     order) gathers just those rows from a strided view of the series (unfold): the same numbers a
-    materialised (n, length, 1) tensor would give, batch by batch. `[:]` is that tensor, for what
-    needs every window at once (least squares). Windows and targets share one starts tensor."""
+    materialised (n, length, 1) tensor would give, batch by batch; `[rows, position]` reads one
+    position of each, (B, 1). `[:]` is that tensor, for what needs every window at once (least
+    squares). Windows and targets share one starts tensor."""
 
     def __init__(self, series, starts, length, offset=0):
         self.series, self.starts, self.length, self.offset = series, starts, length, offset  # (N,) float32; (n,) int64
@@ -71,6 +72,10 @@ class Windows:
         return (len(self), self.length, 1) if self.length else (len(self), 1)
 
     def __getitem__(self, key):
+        one = isinstance(key, tuple) and len(key) == 2 and key[0] is not Ellipsis and isinstance(key[1], int)
+        if one and self.length:                                                  # one position of each row: (B, 1)
+            position = range(self.length)[key[1]]
+            return self.series[self.starts[key[0]] + self.offset + position].unsqueeze(-1)
         if isinstance(key, tuple) or key is Ellipsis:  # numpy-style: of the materialised windows
             return self[:][key]
         rows = self.starts[key] + self.offset

@@ -203,7 +203,6 @@ def codebook_usage(model, x, chunk=256):
     """Per head: perplexity of the mean code distribution and the fraction of codes that are
     the argmax of at least one input, over inputs x (B, T, 1); None for a model without codes."""
     import torch
-    import torch.nn.functional as F
     if not hasattr(model, "code_probs"):
         return None
     model.eval()
@@ -212,8 +211,9 @@ def codebook_usage(model, x, chunk=256):
         for i in range(0, len(x), chunk):
             p = model.code_probs(x[i:i + chunk]).flatten(0, 1)      # (N, heads, V)
             total = total + p.sum(0)
-            chosen = F.one_hot(p.argmax(-1), p.shape[-1]).amax(0)  # (heads, V): 1 where some input chose it
-            hits = chosen if hits is None else torch.maximum(hits, chosen)
+            chosen = torch.zeros(p.shape[1:], dtype=torch.bool, device=p.device)  # (heads, V)
+            chosen.scatter_(1, p.argmax(-1).T, True)                   # True where some input chose the code
+            hits = chosen if hits is None else hits | chosen
     model.train()
     mean = total / total.sum(-1, keepdim=True)                  # (heads, V)
     entropy = -(mean * mean.clamp_min(1e-30).log()).sum(-1)

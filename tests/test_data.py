@@ -337,3 +337,13 @@ def test_windows_are_read_out_of_the_series_not_materialised(split, target):
     assert np.array_equal(s.x_train[idx][..., 0].numpy(), want)
     last = s.y_train[idx][:, -1, 0] if target == "aligned" else s.y_train[idx][:, 0]
     assert np.array_equal(last.numpy(), z[starts + t])
+    if target == "aligned":  # one position of every window, read without materialising them
+        for position in (-1, 0, 5, -t):
+            assert np.array_equal(s.y_val[:, position].numpy(), s.y_val[:][:, position].numpy())
+            got = s.x_train[3:9, position][:, 0].numpy()
+            assert np.array_equal(got, want_at(z, s.x_train.starts[3:9], position, t))
+
+
+def want_at(z, starts, position, t):
+    """numpy: value `position` (negative from the end) of the windows of t values starting at starts."""
+    return z[starts.numpy() + position % t]
