@@ -72,13 +72,20 @@ def reading(path, repeat):
     return statistics.median(ours), (statistics.median(theirs) if theirs else None)
 
 
+# Started by a small Python of its own: a child's peak count (ru_maxrss) starts from its parent's
+# resident size at the fork, and this process holds gigabytes once it has read 10M rows.
+LAUNCHER = ("import os, subprocess, sys; p = subprocess.Popen(sys.argv[2:]); _, s, u = os.wait4(p.pid, 0); "
+            "open(sys.argv[1], 'w').write(f'{os.waitstatus_to_exitcode(s)} {u.ru_maxrss}')")
+
+
 def training(path, out):
-    """(peak resident MB, seconds per training window) of one train.py process on path."""
+    """(peak resident bytes, seconds per training window) of one train.py process on path."""
     env = dict(os.environ, VQSEQ_PROGRESS_SECONDS="0")
-    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
-        proc = subprocess.Popen([sys.executable, *TRAIN, "--dataset", path, "--out_dir", out], cwd=ROOT, env=env,
-                                stdout=stdout, stderr=stderr, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)                # this child's own peak, from the kernel
+    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr, \
+            tempfile.NamedTemporaryFile("r") as report:
+        subprocess.run([sys.executable, "-c", LAUNCHER, report.name, sys.executable, *TRAIN, "--dataset", path,
+                        "--out_dir", out], cwd=ROOT, env=env, stdout=stdout, stderr=stderr, text=True)
+        status, peak_kb = map(int, report.read().split())       # the kernel's count for train.py alone
         stdout.seek(0), stderr.seek(0)
         out_text, err_text = stdout.read(), stderr.read()
     if status != 0:
@@ -88,7 +95,7 @@ def training(path, out):
     with open(os.path.join(run_dir, "losses.csv")) as f:
         rows = f.read().splitlines()
     seconds = float(rows[1].split(",")[rows[0].split(",").index("seconds")])
-    return usage, seconds / config["n_windows"]["train"]
+    return peak_kb * 1024, seconds / config["n_windows"]["train"]       # Linux counts kilobytes
 
 
 def main(argv=None):
@@ -128,8 +135,7 @@ def main(argv=None):
               f"the smallest | us per training window | over the smallest |\n|---|---|---|---|---|")
         base = None
         for n in train_sizes:
-            usage, per_window = training(paths[n], os.path.join(tmp, "runs"))
-            peak = usage.ru_maxrss * 1024                       # Linux counts kilobytes
+            peak, per_window = training(paths[n], os.path.join(tmp, "runs"))
             base = base or (n, peak, per_window)
             extra = (peak - base[1]) / (n - base[0]) if n > base[0] else 0.0
             print(f"| {n:,} | {peak / 2 ** 20:.0f} | {extra:.0f} | {per_window * 1e6:.1f} | "

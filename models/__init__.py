@@ -214,6 +214,7 @@ def codebook_usage(model, x, chunk=256):
             chosen = torch.zeros(p.shape[1:], dtype=torch.bool, device=p.device)  # (heads, V)
             chosen.scatter_(1, p.argmax(-1).T, True)                   # True where some input chose the code
             hits = chosen if hits is None else hits | chosen
+            del p                                                  # before the next chunk's read, not after
     model.train()
     mean = total / total.sum(-1, keepdim=True)                  # (heads, V)
     entropy = -(mean * mean.clamp_min(1e-30).log()).sum(-1)

@@ -483,3 +483,18 @@ def test_the_norm_stats_study_compares_each_runs_two_ways(tmp_path):
     run_dir = glob.glob(str(out / "vqlnmlp_*" / "*"))[0]
     step = forecast.backtest(forecast.load(run_dir), 8, level=None)["metrics"]["model"]["mase"]
     assert float(rows["vqlnmlp"][5]) == pytest.approx(step, rel=2e-3)   # printed to 3 digits
+
+
+def test_scale_counts_train_py_peak_memory_alone_and_reads_like_pandas(tmp_path):
+    """benchmarks/scale.py: its CSV holds the minutes and values it says (read back by numpy); a
+    training's peak memory is train.py's own, not this process's: with 1 GB held here the count stays
+    far below it (a child's ru_maxrss starts from its parent's size at the fork)."""
+    from benchmarks import scale
+    path = scale.make_csv(str(tmp_path / "s.csv"), 2500, block=1000)
+    rows = np.loadtxt(path, delimiter=",", skiprows=1, dtype=str)
+    assert rows[0, 0] == "2020-01-01 00:00" and rows[1441, 0] == "2020-01-02 00:01" and len(rows) == 2500
+    assert np.allclose(np.diff(rows[:, 1].astype(float))[:999].std(), 0.05, rtol=0.2)  # the walk's steps
+    held = np.ones(2 ** 27)                                           # 1 GB resident in this process
+    peak, per_window = scale.training(path, str(tmp_path / "runs"))
+    assert 50 * 2 ** 20 < peak < 2 ** 30 and held.sum() == 2 ** 27
+    assert 0 < per_window < 0.1
