@@ -646,7 +646,7 @@ MUTATIONS_ROUND3 = [
     ("r3_kv_cache_under_norm_last", "models/rollout.py",
      'if norm != "global":',
      'if norm == "revin":',
-     [BITE3 + "test_models_without_a_cache_recompute_and_refuse_it_with_their_reason[last-naive]"]),
+     [BITE3 + "test_models_without_a_cache_recompute_and_refuse_it_with_their_reason[last-linear]"]),
     ("r3_adam_beta2", "models/kernels.py",
      "beta1=0.9, beta2=0.999, weight_decay=0.0",
      "beta1=0.9, beta2=0.99, weight_decay=0.0",
