@@ -271,6 +271,8 @@ def plot(scored, classical, datasets, horizons, path):
     fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.4), squeeze=False)
     markers = {"DLinear": "x", "NLinear": "+", "PatchTST/42": "o", "PatchTST/64": "s"}
     for ax, d in zip(axes[0], datasets):
+        naive = [v for k, v in scored.items() if k[:2] == ("naive", d)]
+        top = 3 * max((estimate(v, h)[0] or 0 for v in naive for h in horizons), default=0) or None
         for m in FAMILIES:
             norms = ["global", "revin"] if m == "linear" else ["revin"]
             for n in norms:
@@ -279,10 +281,11 @@ def plot(scored, classical, datasets, horizons, path):
                     continue
                 y = [np.mean([e for e in (estimate(v, h)[0] for v in found) if e is not None] or [np.nan])
                      for h in horizons]
-                naive = m == "naive"
-                ax.plot(horizons, y, ls="--" if naive else "-", marker="." if not naive else None,
-                        color="black" if naive else None,
-                        label="naive" if naive else m + (f" ({n})" if m == "linear" else ""))
+                dashed = m == "naive"
+                above = top and np.nanmax(y) > top  # a forecast that diverged: off the scale, said in the legend
+                ax.plot(horizons, y, ls="--" if dashed else "-", marker="." if not dashed else None,
+                        color="black" if dashed else None,
+                        label=("naive" if dashed else m + (f" ({n})" if m == "linear" else "")) + (" (above)" if above else ""))
         for (meth, dd), s in sorted((classical or {}).items()):
             if dd == d:
                 ax.plot(horizons, [s.get(f"H{h}_stride1", {}).get("mse_normalised", np.nan) for h in horizons],
@@ -295,6 +298,8 @@ def plot(scored, classical, datasets, horizons, path):
         ax.set_xlabel("H: steps ahead")
         ax.set_ylabel("MSE over steps 1..H (training part's std units)")
         ax.set_yscale("log")
+        if top:
+            ax.set_ylim(top=top)  # three times naive's largest error
         ax.set_xticks(horizons)
     axes[0][0].legend(fontsize=7, ncol=2)
     fig.tight_layout()
