@@ -3,7 +3,7 @@
     python benchmarks/ett.py                                   # the whole table into docs/RESULTS.md
     python benchmarks/ett.py --datasets ETTh1 --models naive,linear   # a part of it
     python benchmarks/ett.py --out_dir runs/ett-A              # again: what is finished there is reused
-    python benchmarks/ett.py --quick                           # naive and linear, 96 steps: the pipeline
+    python benchmarks/ett.py --quick                           # naive and linear, 96 steps, into its out_dir
 
 The univariate setting of the field's long-horizon benchmark (Zhou et al., Informer, AAAI 2021):
 the oil temperature `OT` of ETTh1 and ETTh2, the field's split (hours 0-8640 train, 8640-11520
@@ -356,16 +356,17 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=EPOCHS, help=f"epochs of each training (default {EPOCHS})")
     parser.add_argument("--jobs", type=int, default=2, help="trainings at once, one thread each (default 2)")
     parser.add_argument("--quick", action="store_true",
-                        help="ETTh1, input 336, 96 steps, seed 0, 1 epoch (naive and linear unless --models): "
-                             "checks the pipeline in a minute")
+                        help="ETTh1, input 336, 96 steps, seed 0, 1 epoch (naive and linear unless --models), no "
+                             "classical forecasters, the table into OUT_DIR/RESULTS.md: checks the pipeline in a minute")
     parser.add_argument("--no_classical", action="store_true", help="leave out ETS, ARIMA and Theta")
     parser.add_argument("--out_dir", default=None, help="where the runs go (default: runs/ett-{timestamp})")
-    parser.add_argument("--results", default=os.path.join(ROOT, "docs", "RESULTS.md"),
-                        help="the markdown file whose ett section is replaced (default docs/RESULTS.md)")
+    parser.add_argument("--results", default=None,
+                        help="the markdown file whose ett section is replaced (default docs/RESULTS.md; --quick: "
+                             "OUT_DIR/RESULTS.md)")
     args = parser.parse_args(argv)
     if args.quick:
         args.datasets, args.inputs, args.horizons, args.seeds, args.epochs = "ETTh1", "336", "96", "0", 1
-        args.models = args.models or "naive,linear"
+        args.models, args.no_classical = args.models or "naive,linear", True
     args.models = args.models or ",".join(FAMILIES)
     lists = {}
     for name, valid in (("datasets", DATASETS), ("models", FAMILIES), ("inputs", INPUTS)):
@@ -389,6 +390,8 @@ def main(argv=None):
         runs.fail("ett.py", e)
 
     out = args.out_dir or os.path.join(ROOT, "runs", time.strftime("ett-%Y-%m-%d-%H-%M-%S"))
+    args.results = args.results or (os.path.join(out, "RESULTS.md") if args.quick else
+                                    os.path.join(ROOT, "docs", "RESULTS.md"))  # a check never writes into docs/
     t0 = time.perf_counter()
     before = reusable(out, {"code": code_digest(), "epochs": args.epochs}, config_key, "ett.py")
     commands = [command(m, d, n, time_steps(m, t), s, args.epochs, out)

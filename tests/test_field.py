@@ -205,6 +205,12 @@ def test_the_field_benchmark_runs_in_parts_and_its_table_holds_what_its_runs_mea
     assert linear["n_origins"] == 2881 - H and linear["naive_mse_normalised"] == pytest.approx(naive, rel=1e-12)
     assert rows["DLinear (published: Zeng et al. 2023, Table 9)"][:2] == ["0.056", "0.180 |"]
     assert (tmp_path / "results_ett.png").stat().st_size > 10_000
+    docs = open(os.path.join(ROOT, "docs", "RESULTS.md"), "rb").read()
+    third = run_main("benchmarks/ett.py", "--quick", "--models", "naive", "--out_dir", out)  # a check: not into docs/
+    assert third.returncode == 0, third.stderr
+    own = (out / "RESULTS.md").read_text()
+    assert "| naive (the last value) | " + rows["naive (the last value)"][0] in own and "statsmodels" not in own
+    assert open(os.path.join(ROOT, "docs", "RESULTS.md"), "rb").read() == docs
 
 
 def test_the_field_benchmark_refuses_bad_lists_in_one_line(tmp_path):
