@@ -310,13 +310,42 @@ def keep_freed_memory(limit=256 << 20):
     this setting brings to 21 ms (see docs/BENCHMARKS.md). It changes no number a model computes,
     only where its memory comes from. Linux with glibc only; elsewhere it does nothing.
     """
+    global _kept
+    if _mallopt(limit):
+        _kept = limit
+
+
+def _mallopt(limit):
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc (macOS, Windows, musl without mallopt)
-        return
+        return False
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
     mallopt(M_MMAP_THRESHOLD, limit)  # blocks below this come from the heap, not a fresh mmap
     mallopt(M_TRIM_THRESHOLD, limit)  # free heap below this stays with the process
+    return True
+
+
+_kept = None  # the limit keep_freed_memory set in this process, if it did
+
+
+@contextlib.contextmanager
+def big_blocks_returned(limit=32 << 20):
+    """Within it, blocks over `limit` bytes are mapped afresh and unmapped when freed, as glibc does
+    by default, where keep_freed_memory() has them kept; after it, kept again. For evaluation and
+    codebook usage, which read a long series in chunks whose scores are far larger than a training
+    step's (1024 windows x 96 positions x 512 codes: 192 MiB; usage: 48 MiB): kept, one stayed
+    resident for the rest of the run, and where the heap had been cut up a second was made beside
+    it, so a run's peak memory varied by up to 350 MB from run to run (issue 37). A chunk's fresh
+    pages cost a few ms against its hundreds of ms of work."""
+    if _kept is None or _kept <= limit:
+        yield
+        return
+    _mallopt(limit)
+    try:
+        yield
+    finally:
+        _mallopt(_kept)
 
 
 # ---------------------------------------------------------------- files written whole

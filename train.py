@@ -120,7 +120,8 @@ def train(cfg):
                "interrupted": run.stopped, "partial_epochs": [r["epoch"] for r in run.rows if not r["complete"]],
                "diverged_epochs": [r["epoch"] for r in run.rows if r["complete"] and not runs.usable(r)],
                "trainable_parameters": trainable, "fixed_parameters": fixed, "seconds": run.rows[-1]["seconds"]}
-    usage = models.codebook_usage(model, x_val)
+    with runs.big_blocks_returned():  # its chunks' scores are not kept for training's reuse
+        usage = models.codebook_usage(model, x_val)
     if usage:
         metrics["codebook_usage"] = usage
     runs.write_json(os.path.join(run.dir, "metrics.json"), metrics)
@@ -134,12 +135,13 @@ def evaluate(model, x, y, values=1024 * 96):
     chunk = max(1, values // x.shape[1])
     model.eval()
     loss = last = 0.0
-    for i in range(0, len(x), chunk):
-        out = model(x[i:i + chunk])
-        yb = y[i:i + chunk]
-        loss += F.mse_loss(out, yb, reduction="sum").item() / yb[0].numel()
-        last += F.mse_loss(out[:, -1], yb[:, -1], reduction="sum").item()
-        del out, yb                                                  # before the next chunk's forward
+    with runs.big_blocks_returned():  # a chunk's scores are 6x a step's: not kept for training's reuse
+        for i in range(0, len(x), chunk):
+            out = model(x[i:i + chunk])
+            yb = y[i:i + chunk]
+            loss += F.mse_loss(out, yb, reduction="sum").item() / yb[0].numel()
+            last += F.mse_loss(out[:, -1], yb[:, -1], reduction="sum").item()
+            del out, yb                                              # before the next chunk's forward
     model.train()
     return loss / len(x), last / len(x)
 

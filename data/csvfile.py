@@ -40,12 +40,14 @@
 Everything a user can get wrong raises DataError with a one-line message.
 """
 import csv
+import ctypes
 import hashlib
 import io
 import math
 import operator
 import os
 import re
+import sys
 from datetime import datetime, timezone
 from typing import NamedTuple
 
@@ -68,6 +70,29 @@ def read_csv(path, column=None, fill=None, date_format=None):
     """The fields of a data.Series read from the CSV file at path (all but its name): values,
     time, time_label, value_label, source (the absolute path), column, sha256, observed, filled,
     time_format, utc_offset."""
+    try:
+        return _read_csv(path, column, fill, date_format)
+    finally:
+        give_back_freed_memory()
+
+
+def give_back_freed_memory():
+    """Return the memory the reader has freed to the system (glibc's malloc_trim), where there is
+    one to return it to. A million rows make two million cell strings and arrays of the file's
+    size; freed, about 100 MB of them would otherwise stay resident in the heap under everything
+    training allocates next (docs/BENCHMARKS.md, Scale). It takes milliseconds and changes no value.
+    Elsewhere (macOS, Windows, a C library without malloc_trim) it does nothing; returns whether it ran."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # musl and others: no malloc_trim
+        return False
+    trim(0)
+    return True
+
+
+def _read_csv(path, column, fill, date_format):
     path = os.path.abspath(path)
     try:
         with open(path, "rb") as f:
@@ -196,18 +221,21 @@ def _plain_columns(text, delimiter):
     if width < 2 or len(marks) != (width - 1) * lines or \
             np.any(np.bincount(np.searchsorted(ends, marks), minlength=lines)[:lines] != width - 1):
         return None                                             # rows of other widths: the csv path says which
-    cells = text.replace(delimiter, "\n").split("\n")[:width * lines]
-    columns = [cells[j::width] for j in range(width)]
     space = (buf == 32) | (buf == 9) | (buf == 11) | (buf == 12) | (buf >= 128)  # 128: perhaps a non-ASCII space
     space[marks] = False
     edge = np.zeros(len(buf) + 2, dtype=bool)
     edge[[0, -1]] = True
     edge[ends + 1] = edge[marks + 1] = True                    # edge[i + 1]: byte i ends a cell
-    if np.any(space & (edge[:-2] | edge[2:])):                  # a cell may begin or end with a space
+    strip = bool(np.any(space & (edge[:-2] | edge[2:])))        # a cell may begin or end with a space
+    del buf, ends, marks, space, edge                           # a long file's bytes, before its cells are made
+    cells = text.replace(delimiter, "\n").split("\n")
+    columns = [cells[j:width * lines:width] for j in range(width)]
+    del cells
+    if strip:
         columns = [list(map(str.strip, column)) for column in columns]
     if all("" in column for column in columns) and not all(map(any, zip(*columns))):
         return None  # a row of empty cells: a blank row, which the csv path skips
-    return columns, list(range(1, lines + 1))
+    return columns, range(1, lines + 1)
 
 
 def _decimal(cell, delimiter):
@@ -509,19 +537,22 @@ def _plain_iso(cells):
     shape = _PLAIN_ISO.get(len(cells[0]))
     if shape is None:
         return None
-    codes = np.frombuffer("".join(cells).encode("utf-32-le"), dtype=np.uint32)
+    try:  # one byte per character: a million cells hold 19 MB here, not the 150 MB of 4-byte code points
+        codes = np.frombuffer("".join(cells).encode("ascii"), dtype=np.uint8)
+    except UnicodeEncodeError:  # a non-ASCII character: no digit of a plain ISO time
+        return None
     if codes.size != len(cells) * len(shape):  # a cell of another length
         return None
     codes = codes.reshape(len(cells), len(shape))
-    digits = codes[:, [i for i, kind in enumerate(shape) if kind == "d"]].astype(np.int64) - 48
+    digits = codes[:, [i for i, kind in enumerate(shape) if kind == "d"]] - np.uint8(48)  # below "0" wraps past 9
     marks = [i for i, kind in enumerate(shape) if kind in "-:"]
-    if (digits < 0).any() or (digits > 9).any() or (codes[:, marks] != [ord(shape[i]) for i in marks]).any():
+    if (digits > 9).any() or (codes[:, marks] != [ord(shape[i]) for i in marks]).any():
         return None
     if len(shape) > 10 and not (codes[0, 10] in (32, 84) and (codes[:, 10] == codes[0, 10]).all()):
         return None                                             # " " or "T" between date and time, the same in all
 
-    def field(first, width):  # the number at digits first .. first + width - 1
-        return digits[:, first:first + width] @ 10 ** np.arange(width - 1, -1, -1)
+    def field(first, width):  # the number at digits first .. first + width - 1, a column at a time
+        return sum(digits[:, first + i].astype(np.int64) * 10 ** (width - 1 - i) for i in range(width))
     year, month, day = field(0, 4), field(4, 2), field(6, 2)
     months = ((year - 1970) * 12 + month - 1).astype("datetime64[M]")
     days = months.astype("datetime64[D]") + (day - 1).astype("timedelta64[D]")

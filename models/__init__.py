@@ -206,14 +206,15 @@ def codebook_usage(model, x, chunk=256):
     if not hasattr(model, "code_probs"):
         return None
     model.eval()
-    total, hits = 0.0, None
+    total = hits = None
     with torch.no_grad():
         for i in range(0, len(x), chunk):
             p = model.code_probs(x[i:i + chunk]).flatten(0, 1)      # (N, heads, V)
-            total = total + p.sum(0)
-            chosen = torch.zeros(p.shape[1:], dtype=torch.bool, device=p.device)  # (heads, V)
-            chosen.scatter_(1, p.argmax(-1).T, True)                   # True where some input chose the code
-            hits = chosen if hits is None else hits | chosen
+            if total is None:  # made once and added to in place: a long series' chunks leave no tensors between them
+                total = torch.zeros(p.shape[1:], dtype=p.dtype, device=p.device)           # (heads, V)
+                hits = torch.zeros(p.shape[1:], dtype=torch.bool, device=p.device)
+            total += p.sum(0)
+            hits.scatter_(1, p.argmax(-1).T, True)                    # True where some input chose the code
             del p                                                  # before the next chunk's read, not after
     model.train()
     mean = total / total.sum(-1, keepdim=True)                  # (heads, V)

@@ -886,6 +886,25 @@ MUTATIONS_ROUND5 = [
      "bisect.insort(calibration, errors[applied, h])",
      "calibration.append(errors[applied, h])",
      ["tests/test_intervals.py", "tests/test_bite_three.py"]),
+    # the reader's freed cells kept resident (issue 37: ~140 bytes a row under all of training)
+    ("r5_reader_keeps_freed_memory", "data/csvfile.py",
+     "    trim(0)\n",
+     "    pass\n",
+     ["tests/test_data.py::test_a_long_csv_read_leaves_what_it_freed_to_the_system"]),
+    # evaluation's big blocks kept in the heap (issue 37: the peak varied by 350 MB)
+    ("r5_big_blocks_kept", "runs.py",
+     "    _mallopt(limit)\n    try:\n        yield",
+     "    try:\n        yield",
+     ["tests/test_train.py::test_evaluation_gives_its_big_blocks_back_and_training_keeps_them_again"]),
+    ("r5_evaluation_outside_big_blocks_returned", "train.py",
+     "    with runs.big_blocks_returned():  # a chunk's scores",
+     "    if True:  # a chunk's scores",
+     ["tests/test_train.py::test_evaluation_and_codebook_usage_run_with_big_blocks_returned"]),
+    # the codebook's use counted from the last chunk alone
+    ("r5_usage_of_the_last_chunk", "models/__init__.py",
+     "            total += p.sum(0)",
+     "            total = p.sum(0)",
+     [BITE + "test_codebook_usage_on_a_hand_made_case"]),
     # a run evaluated to its series' end although training recorded where its test part ends
     ("r5_recorded_test_end_ignored", "forecast.py",
      'for k in ("train_end", "val_end", "test_end"))',

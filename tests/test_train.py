@@ -303,6 +303,36 @@ def test_keep_freed_memory_reuses_a_freed_block_without_page_faults():
     assert default >= pages and kept < pages // 100, (default, kept)
 
 
+FAULTS_INSIDE = FAULTS_PER_REUSE.replace("print(default, faults())", """kept = faults()
+with runs.big_blocks_returned():
+    inside = faults()
+small = SIZE // 4  # a training step's block, below the context's 32 MiB: kept inside it too
+def faults_of(size):
+    global SIZE
+    SIZE, old = size, SIZE
+    try:
+        return faults()
+    finally:
+        SIZE = old
+with runs.big_blocks_returned():
+    inside_small = faults_of(small)
+print(default, kept, inside, faults(), inside_small)""")
+
+
+@pytest.mark.skipif(not on_glibc(), reason="keep_freed_memory acts on glibc's allocator only")
+def test_evaluation_gives_its_big_blocks_back_and_training_keeps_them_again():
+    """issue 37: inside runs.big_blocks_returned() (evaluation, codebook usage) a 64 MiB block is
+    unmapped when freed, so allocating it again faults all its pages, as under glibc's defaults;
+    after it the same block is kept again (no faults), and a 16 MiB one is kept even inside."""
+    r = subprocess.run([sys.executable, "-c", FAULTS_INSIDE.format(root=ROOT)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    default, kept, inside, after, inside_small = map(int, r.stdout.split())
+    pages = (64 << 20) // os.sysconf("SC_PAGE_SIZE")
+    assert default >= pages and kept < pages // 100, (default, kept)
+    assert inside >= pages, inside                                   # given back, faulted afresh
+    assert after < pages // 100 and inside_small < pages // 400, (after, inside_small)
+
+
 @pytest.mark.parametrize("name", ["lstm", "vqlnpemlp", "att_mh", "mhcvqlnmlp"])
 def test_adam_is_torchs_fused_adam_bit_for_bit(name):
     import torch
@@ -385,3 +415,32 @@ def test_a_training_process_never_imports_dynamo(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_evaluation_and_codebook_usage_run_with_big_blocks_returned(monkeypatch, tmp_path):
+    """issue 37: train.py's evaluation and codebook usage read long series in chunks whose scores
+    are larger than any training step's; both run inside runs.big_blocks_returned (blocks over
+    32 MiB unmapped when freed), training outside it (kept up to 256 MiB). The allocator settings
+    are recorded in the order train.py makes them, and evaluate's losses are a hand computation."""
+    import torch
+
+    import train
+    settings = []
+    monkeypatch.setattr(runs, "_mallopt", lambda limit: settings.append(limit) or True)
+    monkeypatch.setattr(runs, "_kept", None)
+    runs.keep_freed_memory()
+    assert settings == [256 << 20] and runs._kept == 256 << 20
+    x = torch.arange(12.0).view(4, 3, 1)
+    y = x + 1                                          # aligned: the next value at every position
+
+    class Last(torch.nn.Module):                       # out = x: loss is mean((y - x)^2) = 1
+        def forward(self, xb):
+            return xb
+    loss, last = train.evaluate(Last(), x, y, values=6)  # chunks of two windows
+    assert (loss, last) == (1.0, 1.0) and settings == [256 << 20, 32 << 20, 256 << 20]
+    settings.clear()
+    done = run_main("train.py", "--model", "vqlnmlp", "--epochs", "1", "--no_forecast", "--out_dir", tmp_path)
+    assert done.returncode == 0, done.stderr
+    # Training's context keeps freed memory; each epoch's evaluation and the usage at the end give it back
+    assert settings[0] == 256 << 20 and settings[-2:] == [32 << 20, 256 << 20], settings
+    assert settings.count(32 << 20) == 2                # one epoch's evaluation, then codebook usage
