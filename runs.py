@@ -315,10 +315,29 @@ def keep_freed_memory(limit=256 << 20):
         _kept = limit
 
 
-def _mallopt(limit):
+def give_back_freed_memory():
+    """Return the memory this process has freed to the system (glibc's malloc_trim): after reading a
+    long CSV, whose two million cell strings for a million rows would otherwise stay resident in
+    the heap, about 100 MB, under everything training allocates next (docs/BENCHMARKS.md, Scale).
+    It takes milliseconds and changes no value. Elsewhere it does nothing; returns whether it ran."""
+    trim = _glibc("malloc_trim")
+    if trim is None:
+        return False
+    trim(0)
+    return True
+
+
+def _glibc(name):
+    """The C library's function `name` where the process runs on glibc, else None."""
     try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl without mallopt)
+        return getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError, TypeError):  # macOS and musl lack it; Windows has no CDLL(None)
+        return None
+
+
+def _mallopt(limit):
+    mallopt = _glibc("mallopt")
+    if mallopt is None:
         return False
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
     mallopt(M_MMAP_THRESHOLD, limit)  # blocks below this come from the heap, not a fresh mmap

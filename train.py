@@ -135,7 +135,7 @@ def evaluate(model, x, y, values=1024 * 96):
     chunk = max(1, values // x.shape[1])
     model.eval()
     loss = last = 0.0
-    with runs.big_blocks_returned():  # a chunk's scores are 6x a step's: not kept for training's reuse
+    with runs.big_blocks_returned():  # a chunk's scores, larger than a step's: not kept for reuse
         for i in range(0, len(x), chunk):
             out = model(x[i:i + chunk])
             yb = y[i:i + chunk]

@@ -40,20 +40,18 @@
 Everything a user can get wrong raises DataError with a one-line message.
 """
 import csv
-import ctypes
 import hashlib
 import io
 import math
 import operator
 import os
 import re
-import sys
 from datetime import datetime, timezone
 from typing import NamedTuple
 
 import numpy as np
 
-from runs import DataError
+from runs import DataError, give_back_freed_memory
 
 FILL_MODES = ("interpolate", "ffill", "drop")
 
@@ -73,23 +71,7 @@ def read_csv(path, column=None, fill=None, date_format=None):
     try:
         return _read_csv(path, column, fill, date_format)
     finally:
-        give_back_freed_memory()
-
-
-def give_back_freed_memory():
-    """Return the memory the reader has freed to the system (glibc's malloc_trim), where there is
-    one to return it to. A million rows make two million cell strings and arrays of the file's
-    size; freed, about 100 MB of them would otherwise stay resident in the heap under everything
-    training allocates next (docs/BENCHMARKS.md, Scale). It takes milliseconds and changes no value.
-    Elsewhere (macOS, Windows, a C library without malloc_trim) it does nothing; returns whether it ran."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # musl and others: no malloc_trim
-        return False
-    trim(0)
-    return True
+        give_back_freed_memory()  # the cells' memory, freed by now
 
 
 def _read_csv(path, column, fill, date_format):

@@ -887,7 +887,7 @@ MUTATIONS_ROUND5 = [
      "calibration.append(errors[applied, h])",
      ["tests/test_intervals.py", "tests/test_bite_three.py"]),
     # the reader's freed cells kept resident (issue 37: ~140 bytes a row under all of training)
-    ("r5_reader_keeps_freed_memory", "data/csvfile.py",
+    ("r5_reader_keeps_freed_memory", "runs.py",
      "    trim(0)\n",
      "    pass\n",
      ["tests/test_data.py::test_a_long_csv_read_leaves_what_it_freed_to_the_system"]),
